@@ -1,0 +1,1 @@
+"""persona: terminal chat and agent app for persona-core personas."""

@@ -1,0 +1,101 @@
+"""The ``persona`` command: Typer root app. Subcommands keep heavy imports inside their bodies."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from persona_cli import exit_codes
+from persona_cli.agent_cmd import agent
+from persona_cli.chat_cmd import chat
+from persona_cli.core_cmds import register_core_commands
+from persona_cli.logs_cmd import logs_app
+
+__version__ = "0.1.0"
+
+app = typer.Typer(
+    name="persona",
+    help="Chat with and run agents on persona-core personas. Works offline out of the box.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"persona {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    env_file: Path | None = typer.Option(
+        None, "--env-file", help="Load variables from this file instead of ./.env (the real environment wins).",
+        exists=False, dir_okay=False,
+    ),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show warnings and full tracebacks on errors."),
+) -> None:
+    """Chat with and run agents on persona-core personas. Works offline out of the box."""
+    if verbose:
+        os.environ["PERSONA_VERBOSE"] = "1"
+    load_env_file(env_file)
+
+
+def load_env_file(path: Path | None) -> None:
+    """Load ``path`` (or ./.env when present) without overriding the real environment."""
+    target = path if path is not None else Path(".env")
+    if path is not None and not target.is_file():
+        raise exit_codes.CliError(f"--env-file: no such file: {target}", exit_codes.USAGE)
+    if target.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(target, override=False)
+
+
+app.command(help="Chat with a persona in a streaming REPL (or pipe messages in).")(chat)
+app.command(help="Run a plan-act-reflect agent on a task.")(agent)
+app.add_typer(logs_app, name="logs", help="Read the turn log: tail, list, show, stats.")
+register_core_commands(app)
+
+
+def main() -> None:
+    """Console entry point: one-line errors with documented exit codes."""
+    try:
+        rc = app(standalone_mode=False)
+    except exit_codes.CliError as exc:
+        _fail(str(exc), exc.code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(exit_codes.INTERRUPTED)
+    except KeyboardInterrupt:
+        sys.exit(exit_codes.INTERRUPTED)
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            sys.exit(exit_codes.USAGE)
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("PERSONA_VERBOSE") == "1":
+            raise
+        from persona_runtime.secrets import redact
+
+        _fail(f"internal error: {type(exc).__name__}: {redact(str(exc))} (run with -v for details)", exit_codes.RUNTIME_ERROR)
+    else:
+        sys.exit(rc if isinstance(rc, int) else exit_codes.OK)
+
+
+def _fail(message: str, code: int) -> None:
+    from persona_runtime.secrets import redact
+
+    sys.stderr.write(f"persona: {redact(message)}\n")
+    sys.stderr.flush()
+    sys.exit(code)

@@ -1,0 +1,284 @@
+"""``persona chat PERSONA.yaml``: the REPL, or one reply per piped line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from persona_cli import exit_codes
+from persona_cli.exit_codes import USAGE, CliError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from persona_cli.compose import Session
+    from persona_cli.turn_view import SessionTotals
+
+TIERS = ("auto", "small", "mid", "frontier")
+
+
+def chat(
+    persona_file: Path = typer.Argument(..., help="The persona YAML, e.g. personas/astrid.yaml.", show_default=False),
+    tier: str = typer.Option("auto", "--tier", "-t", help="auto (routed per turn), small, mid or frontier."),
+    env_file: Path | None = typer.Option(None, "--env-file", help="Load variables from this file (the real environment wins)."),
+    multiline: bool = typer.Option(False, "--multiline", help="Enter inserts a newline; Alt-Enter sends."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Run tools that write or send without asking."),
+) -> None:
+    """Chat with a persona. Piped stdin: each line is a message and stdout carries only the replies."""
+    if tier not in TIERS:
+        raise CliError(f"--tier must be one of {', '.join(TIERS)}, not {tier!r}", USAGE)
+    if env_file is not None:
+        from persona_cli.app import load_env_file
+
+        load_env_file(env_file)
+    from persona_cli.compose import open_session
+
+    verbose = os.environ.get("PERSONA_VERBOSE") == "1"
+    session = open_session(persona_file, verbose=verbose)
+    if sys.stdin.isatty():
+        code = asyncio.run(_run_repl(session, tier=tier, multiline=multiline, auto_approve=yes))
+    else:
+        code = _run_piped(session, tier=tier, auto_approve=yes)
+    raise typer.Exit(code)
+
+
+# -- consoles ------------------------------------------------------------------------------
+
+
+def plain_output() -> bool:
+    return not sys.stdout.isatty() or os.environ.get("TERM") == "dumb" or "NO_COLOR" in os.environ
+
+
+def make_consoles(*, piped: bool) -> tuple[Console, Console]:
+    """(reply console on stdout, info console). Piped: info goes to stderr, no colour, no escapes."""
+    from rich.console import Console
+
+    plain = plain_output()
+    common: dict[str, Any] = {"highlight": False, "emoji": False, "markup": False}
+    if plain:
+        common.update(force_terminal=False, no_color=True, color_system=None)
+    out = Console(file=sys.stdout, **common)
+    info = Console(file=sys.stderr if (piped or plain) else sys.stdout, **common)
+    if not sys.stderr.isatty():
+        info = Console(file=sys.stderr, force_terminal=False, no_color=True, color_system=None, highlight=False, emoji=False, markup=False)
+    return out, info
+
+
+def startup_lines(session: Session) -> list[str]:
+    """The honest one-liner about which model serves each tier (plus notices)."""
+    tiers = session.tiers
+    if tiers.bundled_only:
+        lines = [
+            "model: bundled SmolLM2-135M (local, offline) on every tier: small and fast, not smart. "
+            "Set PERSONA_PROVIDER, PERSONA_MODEL and PERSONA_API_KEY (see .env.example) for a real model."
+        ]
+    else:
+        described = []
+        for name, serving, slot in tiers.describe():
+            via = f" (= {serving})" if serving != name else ""
+            described.append(f"{name}{via}: {slot.label}")
+        lines = ["models: " + " · ".join(described)]
+        if any(slot.provider == "gguf" for _n, _s, slot in tiers.describe()):
+            lines.append("tools are off on local GGUF tiers (small models cannot call tools reliably)")
+    lines.extend(session.notices)
+    return lines
+
+
+# -- piped ---------------------------------------------------------------------------------
+
+
+def _run_piped(session: Session, *, tier: str, auto_approve: bool) -> int:
+    from persona_cli.render import render_notice
+
+    out, info = make_consoles(piped=True)
+    for line in startup_lines(session):
+        render_notice(info, line)
+    messages = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not messages:
+        render_notice(info, "no input on stdin; nothing to do")
+        return exit_codes.OK
+    return asyncio.run(_piped_turns(session, messages, tier, auto_approve, out, info))
+
+
+async def _piped_turns(session: Session, messages: list[str], tier: str, auto_approve: bool, out: Console, info: Console) -> int:
+    from persona_cli.turn_view import TurnView
+
+    conversation = _new_conversation(session)
+    failed = 0
+    try:
+        loop = await session.loop()
+        for text in messages:
+            view = TurnView(out=out, info=info)
+            status = await _run_turn(loop, conversation, text, tier, view, _approver(auto_approve, interactive=False, info=info))
+            if status == "interrupted":
+                return exit_codes.INTERRUPTED
+            failed += status == "error"
+    finally:
+        await session.aclose()
+    return exit_codes.RUNTIME_ERROR if failed else exit_codes.OK
+
+
+# -- one turn ------------------------------------------------------------------------------
+
+
+async def _run_turn(loop: Any, conversation: Any, text: str, tier: str, view: Any, approve: Any, totals: SessionTotals | None = None) -> str:
+    """Consume one turn in a task that Ctrl-C (SIGINT) cancels. Returns the turn status."""
+    from persona_runtime.events import TurnFinished
+
+    status = "error"
+
+    async def consume() -> None:
+        nonlocal status
+        async for event in loop.turn(conversation, text, tier=None if tier == "auto" else tier, approve=approve):
+            view.handle(event)
+            if isinstance(event, TurnFinished):
+                status = event.status
+                if totals is not None:
+                    totals.add(event)
+
+    task = asyncio.ensure_future(consume())
+    aio_loop = asyncio.get_running_loop()
+    try:
+        aio_loop.add_signal_handler(signal.SIGINT, task.cancel)
+        installed = True
+    except (NotImplementedError, RuntimeError):
+        installed = False
+    try:
+        await task
+    except asyncio.CancelledError:
+        view.interrupted()
+        status = "interrupted"
+        if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            raise
+    finally:
+        if installed:
+            aio_loop.remove_signal_handler(signal.SIGINT)
+    return status
+
+
+def _approver(auto_approve: bool, *, interactive: bool, info: Console) -> Any:
+    """Side-effecting tools ask first: yes / no / always (this session). Piped: declined unless --yes."""
+    from persona_cli.render import render_notice
+
+    always: set[str] = set()
+
+    async def approve(call: Any) -> bool:
+        if auto_approve or call.name in always:
+            return True
+        if not interactive:
+            render_notice(info, f"✗ {call.name} needs approval; declined (use --yes to allow tools that write or send)")
+            return False
+        from prompt_toolkit import PromptSession
+
+        info.bell()
+        question = f"run {call.name}? [y]es / [n]o / [a]lways this session: "
+        while True:
+            try:
+                answer = (await PromptSession().prompt_async(question)).strip().lower()
+            except EOFError:
+                return False
+            if answer in ("y", "yes"):
+                return True
+            if answer in ("n", "no", ""):
+                return False
+            if answer in ("a", "always"):
+                always.add(call.name)
+                return True
+
+    return approve
+
+
+def _new_conversation(session: Session) -> Any:
+    from datetime import UTC, datetime
+
+    from persona.schema.conversation import Conversation
+
+    from persona_runtime.turnlog import new_id
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Conversation(conversation_id=f"chat-{stamp}-{new_id()[:6]}", persona_id=session.persona_id)
+
+
+# -- the REPL ------------------------------------------------------------------------------
+
+
+async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approve: bool) -> int:
+    from persona_cli.render import render_notice
+    from persona_cli.repl import ChatPrompt
+    from persona_cli.slash import SlashContext, handle_slash
+    from persona_cli.turn_view import SessionTotals, TurnView
+
+    out, info = make_consoles(piped=False)
+    totals = SessionTotals()
+    ctx = SlashContext(session=session, tier=tier, totals=totals, out=out, info=info)
+    render_notice(info, f"{session.persona.identity.name} · {session.persona.identity.role}")
+    for line in startup_lines(session):
+        render_notice(info, line)
+    render_notice(info, "Enter sends · Alt-Enter newline · /help · Ctrl-C cancels a reply · Ctrl-D exits")
+    history_path = session.paths.history / f"{session.persona_id}.txt"
+    prompt = ChatPrompt(history_path=history_path, toolbar=lambda: _toolbar(ctx), multiline=multiline)
+    ctx.prompt = prompt
+    ctx.conversation = _new_conversation(session)
+    approve = _approver(auto_approve, interactive=True, info=info)
+    try:
+        while True:
+            text = await prompt.read()
+            if text is None:
+                break
+            if text.startswith("/"):
+                action = await handle_slash(ctx, text.strip())
+                if action == "exit":
+                    break
+                if action != "retry":
+                    continue
+                text = ctx.retry_text or ""
+                if not text:
+                    continue
+            loop = await _await_loop(session, info)
+            view = TurnView(out=out, info=info)
+            await _run_turn(loop, ctx.conversation, text, ctx.tier, view, approve, totals)
+    finally:
+        await session.aclose()
+        from persona_cli.turn_view import format_tokens
+
+        render_notice(
+            info,
+            f"{totals.turns} turns · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
+        )
+    return exit_codes.OK
+
+
+async def _await_loop(session: Session, info: Console) -> Any:
+    """The first turn waits for the background load; say so if it takes a moment."""
+    from persona_cli.render import render_notice
+
+    if session._loop is not None:
+        return session._loop
+    task = asyncio.ensure_future(session.loop())
+    done, _ = await asyncio.wait({task}, timeout=0.3)
+    if not done:
+        render_notice(info, "loading memory and models (first turn only)…")
+    return await task
+
+
+def _toolbar(ctx: Any) -> Any:
+    from prompt_toolkit.formatted_text import FormattedText
+
+    totals = ctx.totals
+    tiers = ctx.session.tiers
+    if totals.last_model:
+        where = f"{totals.last_tier}/{totals.last_model}"
+        window = tiers.context_window_for(totals.last_tier or "mid")
+        used = f"{100 * totals.last_prompt_tokens / window:.0f}%" if window else "?"
+    else:
+        where, used = f"{ctx.tier}", "0%"
+    text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {totals.tokens} tokens · {totals.cost_text()} "
+    if ctx.prompt is not None and ctx.prompt.multiline:
+        text += "· multiline "
+    return FormattedText([("class:bottom-toolbar", text)])

@@ -1,0 +1,162 @@
+"""Slash commands of the chat REPL. Each returns None, "exit" or "retry"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+
+from persona_cli.render import render_notice
+from persona_cli.repl import SLASH_COMMANDS, TIER_CHOICES
+
+
+@dataclass
+class SlashContext:
+    session: Any
+    tier: str
+    totals: Any
+    out: Any
+    info: Any
+    prompt: Any = None
+    conversation: Any = None
+    retry_text: str | None = None
+
+
+async def handle_slash(ctx: SlashContext, line: str) -> str | None:
+    name, _, arg = line.partition(" ")
+    arg = arg.strip()
+    handler = _HANDLERS.get(name)
+    if handler is None:
+        close = [c for c in SLASH_COMMANDS if c.startswith(name[:3])]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        render_notice(ctx.info, f"unknown command {name}{hint}; /help lists them")
+        return None
+    return await handler(ctx, arg)
+
+
+async def _help(ctx: SlashContext, _arg: str) -> None:
+    for name, description in SLASH_COMMANDS.items():
+        ctx.info.print(Text(f"  {name:<11} {description}"))
+    render_notice(ctx.info, "keys: Enter send · Alt-Enter/Ctrl-J newline · Ctrl-R search · Ctrl-X Ctrl-E editor · Ctrl-C cancel/clear · Ctrl-D exit")
+
+
+async def _exit(_ctx: SlashContext, _arg: str) -> str:
+    return "exit"
+
+
+async def _reset(ctx: SlashContext, _arg: str) -> None:
+    from persona_cli.chat_cmd import _new_conversation
+
+    ctx.conversation = _new_conversation(ctx.session)
+    render_notice(ctx.info, "new conversation (long-term memory is kept)")
+
+
+async def _retry(ctx: SlashContext, _arg: str) -> str | None:
+    messages = ctx.conversation.messages
+    last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None)
+    if last_user is None:
+        render_notice(ctx.info, "nothing to retry yet")
+        return None
+    ctx.retry_text = messages[last_user].content if isinstance(messages[last_user].content, str) else ""
+    del messages[last_user:]
+    # Keep the compaction bookkeeping inside the (now shorter) history.
+    ctx.conversation.compacted_up_to = min(ctx.conversation.compacted_up_to, len(messages))
+    render_notice(ctx.info, "retrying your last message")
+    return "retry"
+
+
+async def _tier(ctx: SlashContext, arg: str) -> None:
+    if not arg:
+        render_notice(ctx.info, f"tier: {ctx.tier} (choices: {', '.join(TIER_CHOICES)})")
+        return
+    if arg not in TIER_CHOICES:
+        render_notice(ctx.info, f"unknown tier {arg!r}; choose {', '.join(TIER_CHOICES)}")
+        return
+    ctx.tier = arg
+    render_notice(ctx.info, f"tier set to {arg}")
+
+
+async def _model(ctx: SlashContext, _arg: str) -> None:
+    tiers = ctx.session.tiers
+    for name, serving, slot in tiers.describe():
+        others = [s.label for s in tiers.slots(name)[1:]]
+        fallback = f" (then {', '.join(others)})" if others else ""
+        via = f" via {serving}" if serving != name else ""
+        ctx.info.print(Text(f"  {name:<9}{slot.label}{via}{fallback}"))
+
+
+async def _cost(ctx: SlashContext, _arg: str) -> None:
+    from persona_cli.turn_view import format_tokens
+
+    t = ctx.totals
+    ctx.info.print(
+        Text(
+            f"  {t.turns} turns · {format_tokens(t.prompt_tokens)} in · {format_tokens(t.completion_tokens)} out · {t.cost_text()}"
+        )
+    )
+
+
+async def _tools(ctx: SlashContext, _arg: str) -> None:
+    from persona_runtime.loop import SIDE_EFFECT_TOOLS
+
+    loop = ctx.session._loop
+    toolbox = getattr(loop, "toolbox", None) if loop is not None else None
+    names = sorted(toolbox.names()) if toolbox is not None else sorted(ctx.session.persona.tools)
+    if not names:
+        render_notice(ctx.info, "this persona has no tools")
+        return
+    for name in names:
+        mark = "✎" if name in SIDE_EFFECT_TOOLS else " "
+        ctx.info.print(Text(f"  {mark} {name}"))
+    render_notice(ctx.info, "✎ asks before running")
+
+
+async def _history(ctx: SlashContext, _arg: str) -> None:
+    messages = ctx.conversation.messages
+    if not messages:
+        render_notice(ctx.info, "no messages yet")
+        return
+    for m in messages:
+        status = m.metadata.get("status")
+        mark = f" [{status}]" if status and status != "ok" else ""
+        text = m.content if isinstance(m.content, str) else "(content)"
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        ctx.info.print(Text(f"  {m.role:<9}{first[:100]}{mark}"))
+
+
+async def _save(ctx: SlashContext, arg: str) -> None:
+    if not arg:
+        render_notice(ctx.info, "usage: /save FILE")
+        return
+    path = Path(arg).expanduser()
+    lines = [f"# Conversation with {ctx.session.persona.identity.name}", ""]
+    for m in ctx.conversation.messages:
+        who = "You" if m.role == "user" else ctx.session.persona.identity.name
+        text = m.content if isinstance(m.content, str) else ""
+        lines += [f"**{who}:**", "", text, ""]
+    try:
+        path.write_text("\n".join(lines), encoding="utf-8")
+    except OSError as exc:
+        render_notice(ctx.info, f"could not save to {path}: {exc.strerror or exc}")
+        return
+    render_notice(ctx.info, f"saved {len(ctx.conversation.messages)} messages to {path}")
+
+
+async def _log(ctx: SlashContext, _arg: str) -> None:
+    render_notice(ctx.info, f"turn log: {ctx.session.paths.turn_log} (persona logs tail)")
+
+
+async def _multiline(ctx: SlashContext, _arg: str) -> None:
+    if ctx.prompt is not None:
+        ctx.prompt.multiline = not ctx.prompt.multiline
+        state = "on: Enter inserts a newline, Alt-Enter sends" if ctx.prompt.multiline else "off: Enter sends"
+        render_notice(ctx.info, f"multiline {state}")
+
+
+_HANDLERS = {
+    "/help": _help, "/exit": _exit, "/quit": _exit, "/reset": _reset, "/retry": _retry, "/tier": _tier,
+    "/model": _model, "/cost": _cost, "/tools": _tools, "/history": _history, "/save": _save, "/log": _log,
+    "/multiline": _multiline,
+}

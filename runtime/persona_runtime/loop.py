@@ -1,0 +1,583 @@
+"""ConversationLoop: one turn of a persona conversation, as a stream of typed events.
+
+A turn: retrieve typed memory -> manage history (compacting with a real small-tier
+summary) -> route -> build the prompt within the tier's context budget -> stream
+from the routed model, running the tool-call sub-loop -> write the turn to the
+conversation, the episodic store and the TurnLog, exactly once.
+
+Faults: a ``ProviderError`` from a model moves to the next model of the tier, then
+to the next tier (see ``TierRegistry.fallback_chain``); a short ``Retry-After`` is
+waited out first. Every attempt lands in the TurnLog. When nothing answers, the
+turn ends with ``TurnFailed`` and status ``error``; the user's message is kept in
+the conversation (``metadata.status == "error"``) so it can be retried.
+
+Cancellation: cancel the task consuming ``turn()`` (or close the generator) and the
+user message plus the partial reply are kept, marked ``interrupted``, with one
+TurnLog line saying so. The loop holds no state between turns beyond the
+``Conversation`` the caller owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from persona_runtime import _offline
+from persona_runtime.events import (
+    FallbackTriggered,
+    HistoryCompacted,
+    RetryWaiting,
+    RoutingDecided,
+    SkillActivated,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnEvent,
+    TurnFailed,
+    TurnFinished,
+)
+from persona_runtime.pricing import cost_cents
+from persona_runtime.prompt import PromptBuilder, RetrievedContext
+from persona_runtime.routing.types import RoutingContext, RoutingDecision
+from persona_runtime.secrets import redact
+from persona_runtime.turnlog import AttemptRecord, ToolCallRecord, TurnLog, TurnLogWriter
+
+if TYPE_CHECKING:
+    from persona.schema.conversation import Conversation, ConversationMessage
+    from persona.schema.persona import Persona
+    from persona.schema.tools import ToolCall, ToolResult
+
+    from persona_runtime.memory import PersonaMemory
+    from persona_runtime.tier import ModelSlot, TierRegistry
+
+__all__ = ["SIDE_EFFECT_TOOLS", "ConversationLoop", "ToolApprover"]
+
+#: Tools that write or send something; the CLI asks before running them.
+SIDE_EFFECT_TOOLS = frozenset({"file_write", "web_fetch", "web_search", "send_email", "mcp_call"})
+ToolApprover = Callable[["ToolCall"], Awaitable[bool]]
+
+SUMMARY_INSTRUCTIONS = (
+    "Summarise the conversation below in at most 120 words for the assistant's own notes. "
+    "Keep names, facts, decisions, open questions and anything the user asked to remember. "
+    "Write plain sentences, no preamble."
+)
+CAP_NUDGE = "You have used the maximum number of tool calls for this turn. Answer now with what you have."
+_NATIVE_FORMAT_PROVIDERS = frozenset(
+    {"anthropic", "openai", "deepseek", "groq", "together", "nvidia", "openrouter", "cloudflare", "ollama", "local"}
+)
+
+
+class _AttemptFailed(Exception):
+    """Internal: one model failed; carries the provider error."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class _TurnState:
+    """Everything a turn accumulates; reset per attempt where noted."""
+
+    started: float
+    text: list[str] = field(default_factory=list)  # reset per attempt
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = 0.0
+    ttft_ms: float | None = None
+    tool_records: list[ToolCallRecord] = field(default_factory=list)
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    skill_used: str | None = None
+    history_compacted: bool = False
+    decision: RoutingDecision | None = None
+    tier: str | None = None
+    slot: ModelSlot | None = None
+    #: Set while a model attempt is in flight (so an interrupt can record it).
+    attempt_started: float | None = None
+
+    def add_usage(self, usage: Any, price: tuple[float, float] | None) -> None:
+        if usage is None:
+            return
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        part = cost_cents(price, usage.prompt_tokens, usage.completion_tokens)
+        self.cost = None if part is None or self.cost is None else round(self.cost + part, 6)
+
+
+class ConversationLoop:
+    """Runs turns for one persona. Build once (the composition root does), call ``turn`` per message."""
+
+    def __init__(
+        self,
+        *,
+        persona: Persona,
+        tiers: TierRegistry,
+        memory: PersonaMemory | None = None,
+        router: Any = None,
+        prompt_builder: PromptBuilder | None = None,
+        toolbox: Any = None,
+        skills: Sequence[Any] = (),
+        skill_injector: Any = None,
+        history_manager: Any = None,
+        turn_log: TurnLogWriter | None = None,
+        max_tool_rounds: int = 5,
+        reply_tokens: int = 1024,
+        temperature: float = 0.0,
+        retry_after_max_s: float = 10.0,
+        tool_timeout_s: float = 60.0,
+        tool_result_max_chars: int = 20_000,
+    ) -> None:
+        _offline.install()
+        if max_tool_rounds < 0:
+            raise ValueError("max_tool_rounds must be >= 0")
+        self.persona = persona
+        self.persona_id = persona.persona_id or "persona"
+        self.tiers = tiers
+        self.memory = memory
+        self.router = router
+        self.prompt_builder = prompt_builder or PromptBuilder()
+        self.toolbox = toolbox
+        self.skills = {s.name: s for s in skills}
+        self.skill_injector = skill_injector
+        self.history_manager = history_manager or _default_history_manager()
+        self.turn_log = turn_log
+        self.max_tool_rounds = max_tool_rounds
+        self.reply_tokens = reply_tokens
+        self.temperature = temperature
+        self.retry_after_max_s = retry_after_max_s
+        self.tool_timeout_s = tool_timeout_s
+        self.tool_result_max_chars = tool_result_max_chars
+        self._skill_index = _render_skill_index(list(self.skills.values()))
+
+    # -- the turn ------------------------------------------------------------------------
+
+    async def turn(
+        self,
+        conversation: Conversation,
+        user_text: str,
+        *,
+        tier: str | None = None,
+        approve: ToolApprover | None = None,
+    ) -> AsyncIterator[TurnEvent]:
+        """Run one turn; yields events and always ends with one ``TurnFinished``."""
+        if not conversation.persona_id:
+            raise ValueError("conversation.persona_id is required")
+        state = _TurnState(started=time.perf_counter())
+        turn_index = len(conversation.messages)
+        finished = False
+        try:
+            context = await self._retrieve(user_text)
+            history, compacted = await self._history(conversation)
+            if compacted is not None:
+                state.history_compacted = True
+                yield compacted
+
+            decision = self._route(conversation, user_text, tier)
+            state.decision = decision
+            yield RoutingDecided(decision)
+
+            chain = self.tiers.fallback_chain(decision.tier)
+            for position, (tier_name, slot) in enumerate(chain):
+                state.tier, state.slot = tier_name, slot
+                retried = False
+                while True:
+                    attempt_started = state.attempt_started = time.perf_counter()
+                    try:
+                        async for event in self._attempt(state, tier_name, slot, context, history, user_text, approve):
+                            yield event
+                    except _AttemptFailed as failed:
+                        state.attempt_started = None
+                        err = failed.error
+                        state.attempts.append(_attempt_record(tier_name, slot, "error", attempt_started, err))
+                        wait = _retry_after(err)
+                        if wait is not None and wait <= self.retry_after_max_s and not retried:
+                            retried = True
+                            yield RetryWaiting(wait, tier_name, slot.model, redact(_short(err)))
+                            await asyncio.sleep(wait)
+                            continue
+                        if position + 1 < len(chain):
+                            next_tier, next_slot = chain[position + 1]
+                            yield FallbackTriggered(
+                                failed_tier=tier_name, failed_provider=slot.provider, failed_model=slot.model,
+                                error=redact(_short(err)), next_tier=next_tier, next_model=next_slot.model,
+                                discarded_text=bool(state.text),
+                            )
+                        state.text.clear()
+                        break
+                    else:
+                        state.attempt_started = None
+                        state.attempts.append(_attempt_record(tier_name, slot, "ok", attempt_started))
+                        log = self._finish(conversation, turn_index, user_text, state, "ok")
+                        finished = True
+                        yield _finished_event(state, log)
+                        return
+            # Every model failed.
+            last = state.attempts[-1] if state.attempts else None
+            message = _failure_message(state.attempts)
+            yield TurnFailed(message=message, error_type=(last.error_type if last else "ConfigError") or "ProviderError")
+            log = self._finish(conversation, turn_index, user_text, state, "error", error=message)
+            finished = True
+            yield _finished_event(state, log)
+        except (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt):
+            if not finished:
+                finished = True
+                if state.slot is not None and state.attempt_started is not None:
+                    state.attempts.append(
+                        _attempt_record(state.tier or "", state.slot, "interrupted", state.attempt_started)
+                    )
+                self._finish(conversation, turn_index, user_text, state, "interrupted")
+            raise
+
+    # -- one model attempt ---------------------------------------------------------------
+
+    async def _attempt(
+        self,
+        state: _TurnState,
+        tier_name: str,
+        slot: ModelSlot,
+        context: RetrievedContext,
+        history: list[ConversationMessage],
+        user_text: str,
+        approve: ToolApprover | None,
+    ) -> AsyncIterator[TurnEvent]:
+        from persona.backends.errors import ProviderError
+
+        try:
+            backend = self.tiers.backend_for(slot)
+        except ProviderError as exc:
+            raise _AttemptFailed(exc) from exc
+        window = self.tiers.context_window_for(tier_name)
+        reply_tokens = max(64, min(self.reply_tokens, window // 4))
+        price = self.tiers.price_for(tier_name, slot)
+        use_tools = self.toolbox is not None and slot.provider != "gguf" and bool(self.toolbox.names())
+        specs = self.toolbox.get_specs() if use_tools else None
+
+        extra: list[ConversationMessage] = []
+        skill_content: str | None = None
+        rounds = 0
+        final_round = False
+        while True:
+            prompt = self.prompt_builder.build(
+                self.persona, context, history, user_text,
+                max_tokens=window - reply_tokens, skill_index=self._skill_index if use_tools else "",
+                skill_content=skill_content,
+            )
+            calls: dict[str, dict[str, str]] = {}
+            round_text: list[str] = []
+            try:
+                stream = backend.chat_stream(
+                    [*prompt.messages, *extra],
+                    tools=None if final_round else specs,
+                    temperature=self.temperature,
+                    max_tokens=reply_tokens,
+                )
+                async for chunk in stream:
+                    if chunk.delta:
+                        if state.ttft_ms is None:
+                            state.ttft_ms = (time.perf_counter() - state.started) * 1000
+                        state.text.append(chunk.delta)
+                        round_text.append(chunk.delta)
+                        yield TextDelta(chunk.delta)
+                    if chunk.tool_call_delta is not None and not final_round:
+                        d = chunk.tool_call_delta
+                        slot_acc = calls.setdefault(d.call_id, {"name": "", "args": ""})
+                        slot_acc["name"] += d.name_delta
+                        slot_acc["args"] += d.arguments_delta
+                    if chunk.is_final:
+                        state.add_usage(chunk.usage, price)
+            except ProviderError as exc:
+                raise _AttemptFailed(exc) from exc
+            except (OSError, ValueError, RuntimeError) as exc:
+                # A transport or parsing fault the backend did not map: treat it as this model failing.
+                raise _AttemptFailed(exc) from exc
+
+            if not calls or final_round:
+                return
+            if rounds >= self.max_tool_rounds:
+                extra.append(_system(CAP_NUDGE))
+                final_round = True
+                continue
+            rounds += 1
+            tool_calls = [_parse_call(cid, acc) for cid, acc in calls.items()]
+            native = bool(getattr(backend, "supports_native_tools", False))
+            if native:
+                extra.append(_assistant_with_calls("".join(round_text), tool_calls))
+            for call in tool_calls:
+                yield ToolCallStarted(call.call_id, call.name, dict(call.args))
+                result, record, approved = await self._run_tool(call, approve)
+                state.tool_records.append(record)
+                yield ToolCallFinished(
+                    call.call_id, call.name, redact(result.content), result.is_error, record.duration_ms, approved
+                )
+                extra.append(_format_result(call, result, backend.provider_name, native))
+                skill_name = (result.data or {}).get("skill_name") if isinstance(result.data, dict) else None
+                if skill_name and not result.is_error and skill_name in self.skills:
+                    skill_content = await self._inject_skill(skill_name)
+                    state.skill_used = skill_name
+                    yield SkillActivated(skill_name)
+
+    async def _run_tool(self, call: ToolCall, approve: ToolApprover | None) -> tuple[ToolResult, ToolCallRecord, bool]:
+        from persona.schema.tools import ToolResult, truncated_tool_call_message
+
+        started = time.perf_counter()
+        approved = True
+        if call.truncated:
+            result = ToolResult(tool_name=call.name, call_id=call.call_id, content=truncated_tool_call_message(call.name), is_error=True)
+        elif approve is not None and call.name in SIDE_EFFECT_TOOLS and not await approve(call):
+            approved = False
+            result = ToolResult(
+                tool_name=call.name, call_id=call.call_id, is_error=True,
+                content="The person declined to run this tool call. Do not retry it; continue without it.",
+            )
+        else:
+            result = await self._dispatch(call)
+        if len(result.content) > self.tool_result_max_chars:
+            cut = len(result.content) - self.tool_result_max_chars
+            result = result.model_copy(
+                update={"content": result.content[: self.tool_result_max_chars] + f"\n[… {cut} more characters cut]", "truncated": True}
+            )
+        record = ToolCallRecord(name=call.name, ok=not result.is_error, duration_ms=(time.perf_counter() - started) * 1000)
+        return result, record, approved
+
+    async def _dispatch(self, call: ToolCall) -> ToolResult:
+        from persona.schema.tools import ToolResult
+
+        try:
+            return await asyncio.wait_for(self.toolbox.dispatch(call), timeout=self.tool_timeout_s)
+        except TimeoutError:
+            content = f"Tool '{call.name}' timed out after {self.tool_timeout_s:g} s."
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any tool fault goes back to the model, never up
+            name = type(exc).__name__
+            if name in ("ToolNotAllowedError", "ToolExecutionError"):
+                content = f"Tool '{call.name}' is not available. Available tools: {', '.join(self.toolbox.names())}."
+            else:
+                content = f"Tool '{call.name}' failed: {name}: {redact(str(exc))[:500]}"
+        return ToolResult(tool_name=call.name, call_id=call.call_id, content=content, is_error=True)
+
+    async def _inject_skill(self, name: str) -> str:
+        spec = self.skills[name]
+        if self.skill_injector is not None:
+            return await self.skill_injector.inject(spec)
+        return getattr(spec, "content", "")
+
+    # -- before generation ---------------------------------------------------------------
+
+    async def _retrieve(self, user_text: str) -> RetrievedContext:
+        if self.memory is None:
+            return RetrievedContext()
+        # Chroma + the embedder are blocking; keep the event loop (and Ctrl-C) live.
+        return await asyncio.to_thread(self.memory.retrieve, user_text)
+
+    async def _history(self, conversation: Conversation) -> tuple[list[ConversationMessage], HistoryCompacted | None]:
+        manager = self.history_manager
+        count = conversation.turn_count
+        boundary = count - manager.keep_recent
+        if count <= manager.compact_every or boundary <= conversation.compacted_up_to:
+            return _sendable(manager.manage(conversation, _never_called)), None
+        folded = conversation.messages[conversation.compacted_up_to : boundary]
+        summary, tier_name, model = await self._summarise(folded)
+        if summary is None:
+            # The small tier could not summarise: send the full history and let the budget reducer trim it.
+            return _sendable(list(conversation.messages)), None
+        messages = manager.manage(conversation, lambda _msgs: summary)
+        return _sendable(messages), HistoryCompacted(len(folded), tier_name, model)
+
+    async def _summarise(self, messages: Sequence[ConversationMessage]) -> tuple[str | None, str, str]:
+        from persona.backends.errors import ProviderError
+
+        transcript = "\n".join(f"{m.role.upper()}: {_text_of(m)}" for m in messages if m.metadata.get("status") != "error")
+        request = [_system(SUMMARY_INSTRUCTIONS), _user(transcript)]
+        for tier_name, slot in self.tiers.fallback_chain("small"):
+            try:
+                response = await self.tiers.backend_for(slot).chat(request, temperature=0.0, max_tokens=256)
+            except ProviderError:
+                continue
+            if response.content.strip():
+                return response.content.strip(), tier_name, slot.model
+        return None, "", ""
+
+    def _route(self, conversation: Conversation, user_text: str, forced: str | None) -> RoutingDecision:
+        if forced and forced != "auto":
+            return self._decision(forced, f"forced → {forced}")
+        override = getattr(getattr(self.persona, "routing", None), "tier_for_generation", "auto")
+        if override != "auto":
+            return self._decision(override, f"persona_override → {override}")
+        if self.router is None:
+            return self._decision("mid", "no router → mid")
+        from persona_runtime.routing import classify_message
+
+        traits = classify_message(user_text, self.persona)
+        ctx = RoutingContext(
+            estimated_input_tokens=len(user_text) // 4,
+            is_first_turn=conversation.turn_count == 0,
+            is_identity_sensitive=traits.is_identity_sensitive,
+            is_boilerplate=traits.is_boilerplate,
+            conversation_phase="opening" if conversation.turn_count < 2 else "middle",
+        )
+        return self.router.route(ctx)
+
+    def _decision(self, tier: str, rationale: str) -> RoutingDecision:
+        return RoutingDecision(tier=tier, model=self.tiers.model_name_for(tier), rationale=rationale, candidates_considered=(tier,))
+
+    # -- after generation ----------------------------------------------------------------
+
+    def _finish(
+        self, conversation: Conversation, turn_index: int, user_text: str, state: _TurnState, status: str, error: str | None = None
+    ) -> TurnLog:
+        """Record the turn: conversation, episodic memory (complete turns only), TurnLog. Runs once."""
+        now = datetime.now(UTC)
+        text = "".join(state.text)
+        meta = {"status": status}
+        conversation.messages.append(_user(user_text, created_at=now, metadata=dict(meta)))
+        if status != "error":
+            reply_meta = {**meta, "tier": state.tier or "", "model": state.slot.model if state.slot else ""}
+            conversation.messages.append(_assistant(text, created_at=now, metadata=reply_meta))
+        if status == "ok" and self.memory is not None:
+            self.memory.remember_turn(user_text, text, conversation_id=conversation.conversation_id)
+        slot = state.slot
+        log = TurnLog(
+            conversation_id=conversation.conversation_id,
+            turn_index=turn_index,
+            persona_id=self.persona_id,
+            tier=state.tier,
+            provider=slot.provider if slot else None,
+            model=slot.model if slot else None,
+            prompt_tokens=state.prompt_tokens,
+            completion_tokens=state.completion_tokens,
+            cost_cents=state.cost,
+            latency_ms=round((time.perf_counter() - state.started) * 1000, 3),
+            ttft_ms=round(state.ttft_ms, 3) if state.ttft_ms is not None else None,
+            tool_calls=tuple(state.tool_records),
+            skill_used=state.skill_used,
+            history_compacted=state.history_compacted,
+            routing=state.decision.to_record() if state.decision else None,
+            attempts=tuple(state.attempts),
+            status=status,  # type: ignore[arg-type]
+            error=redact(error) if error else None,
+            timestamp=now,
+        )
+        if self.turn_log is not None:
+            self.turn_log.write(log)
+        return log
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _default_history_manager() -> Any:
+    from persona.history import ConversationHistoryManager
+
+    return ConversationHistoryManager(compact_every=10, keep_recent=5)
+
+
+def _never_called(_messages: list[Any]) -> str:
+    raise AssertionError("history manager asked for a summary the loop did not predict")
+
+
+def _sendable(messages: list[ConversationMessage]) -> list[ConversationMessage]:
+    """History as the model sees it: failed user messages (kept for /retry) are not sent."""
+    return [m for m in messages if not (m.role == "user" and m.metadata.get("status") == "error")]
+
+
+def _render_skill_index(skills: list[Any]) -> str:
+    if not skills:
+        return ""
+    from persona.skills import render_skill_index
+
+    return render_skill_index(skills)
+
+
+def _retry_after(err: BaseException) -> float | None:
+    context = getattr(err, "context", None) or {}
+    raw = context.get("retry_after_s") if isinstance(context, dict) else None
+    try:
+        return float(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{type(err).__name__}: {text[:300]}"
+
+
+def _attempt_record(
+    tier: str, slot: ModelSlot, outcome: str, started: float, err: BaseException | None = None
+) -> AttemptRecord:
+    return AttemptRecord(
+        tier=tier, provider=slot.provider, model=slot.model, outcome=outcome,  # type: ignore[arg-type]
+        error_type=type(err).__name__ if err is not None else None,
+        error=redact(_short(err)) if err is not None else None,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+def _failure_message(attempts: list[AttemptRecord]) -> str:
+    if not attempts:
+        return "no model is configured for this turn"
+    tried = "; ".join(f"{a.tier} {a.provider}/{a.model}: {a.error or a.outcome}" for a in attempts)
+    return f"every model failed ({len(attempts)} attempts): {tried}"
+
+
+def _finished_event(state: _TurnState, log: TurnLog) -> TurnFinished:
+    return TurnFinished(
+        status=log.status, text="".join(state.text), tier=log.tier, provider=log.provider, model=log.model,
+        prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens, cost_cents=log.cost_cents,
+        latency_ms=log.latency_ms, ttft_ms=log.ttft_ms, log=log,
+    )
+
+
+def _parse_call(call_id: str, acc: dict[str, str]) -> ToolCall:
+    from persona.schema.tools import ToolCall
+
+    raw = acc["args"].strip() or "{}"
+    try:
+        args = json.loads(raw)
+        if not isinstance(args, dict):
+            raise ValueError("arguments are not an object")
+        return ToolCall(name=acc["name"], args=args, call_id=call_id)
+    except ValueError:
+        return ToolCall(name=acc["name"], args={}, call_id=call_id, truncated=True)
+
+
+def _format_result(call: ToolCall, result: ToolResult, provider: str, native: bool) -> ConversationMessage:
+    from persona.tools import format_tool_result
+
+    fmt_provider = provider if provider in _NATIVE_FORMAT_PROVIDERS else "openai"
+    return format_tool_result(call, result, provider_name=fmt_provider, native=native)
+
+
+def _text_of(message: ConversationMessage) -> str:
+    content = message.content
+    return content if isinstance(content, str) else " ".join(getattr(p, "text", "") for p in content)
+
+
+def _message(role: str, content: str, created_at: datetime | None = None, metadata: dict[str, str] | None = None, **extra: Any) -> ConversationMessage:
+    from persona.schema.conversation import ConversationMessage
+
+    return ConversationMessage(
+        role=role, content=content, created_at=created_at or datetime.now(UTC), metadata=metadata or {}, **extra  # type: ignore[arg-type]
+    )
+
+
+def _system(content: str) -> ConversationMessage:
+    return _message("system", content)
+
+
+def _user(content: str, **kw: Any) -> ConversationMessage:
+    return _message("user", content, **kw)
+
+
+def _assistant(content: str, **kw: Any) -> ConversationMessage:
+    return _message("assistant", content, **kw)
+
+
+def _assistant_with_calls(text: str, calls: list[ToolCall]) -> ConversationMessage:
+    return _message("assistant", text, tool_calls=calls)

@@ -1,0 +1,98 @@
+"""persona-core's typed memory stores on a real Chroma store, keyed by embedder.
+
+One ``PersonaMemory`` per persona: it loads the persona's identity, self facts and
+worldview into the stores (idempotent), retrieves typed context for a message,
+and writes finished turns back to the episodic store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from persona_runtime.prompt import RetrievedContext
+
+if TYPE_CHECKING:
+    from persona.schema.persona import Persona
+
+__all__ = ["PersonaMemory", "StoreKind"]
+
+StoreKind = ("identity", "self_facts", "worldview", "episodic")
+
+
+class PersonaMemory:
+    """The four typed stores for one persona, plus retrieval and write-back."""
+
+    def __init__(self, persona: Persona, stores: dict[str, Any], *, registry: Any = None) -> None:
+        missing = [k for k in StoreKind if k not in stores]
+        if missing:
+            raise ValueError(f"missing stores: {', '.join(missing)}")
+        self.persona = persona
+        self.persona_id = persona.persona_id or "persona"
+        self.stores = stores
+        self._registry = registry
+        self._identity_cache: tuple[Any, ...] | None = None
+
+    @classmethod
+    def open(cls, persona: Persona, *, root: Path, embedder: Any, audit_root: Path) -> PersonaMemory:
+        """Chroma under ``root`` (one directory per embedder), audit JSONL under ``audit_root``."""
+        from persona.audit import JSONLAuditLogger
+        from persona.registry import PersonaRegistry
+        from persona.stores import ChromaBackend, EpisodicStore, IdentityStore, SelfFactsStore, WorldviewStore
+
+        from persona_runtime.paths import ensure_private_dir
+
+        ensure_private_dir(root)
+        ensure_private_dir(audit_root)
+        chroma = ChromaBackend(persist_path=root, embedder=embedder)
+        audit = JSONLAuditLogger(audit_root)
+        stores = {
+            "identity": IdentityStore(backend=chroma, audit_logger=audit),
+            "self_facts": SelfFactsStore(backend=chroma, audit_logger=audit),
+            "worldview": WorldviewStore(backend=chroma, audit_logger=audit),
+            "episodic": EpisodicStore(backend=chroma, audit_logger=audit),
+        }
+        registry = PersonaRegistry(stores=stores, audit_logger=audit)
+        return cls(persona, stores, registry=registry)
+
+    def load(self) -> None:
+        """Index the persona's YAML content into the stores. Idempotent."""
+        if self._registry is not None:
+            self._registry.load_persona(self.persona)
+
+    def retrieve(self, message: str, *, top_k: int = 3) -> RetrievedContext:
+        if self._identity_cache is None:
+            self._identity_cache = tuple(self.stores["identity"].get_all(self.persona_id))
+        query = message.strip() or self.persona.identity.role
+        return RetrievedContext(
+            identity=self._identity_cache,
+            self_facts=tuple(self.stores["self_facts"].query(self.persona_id, query, top_k)),
+            worldview=tuple(self.stores["worldview"].query(self.persona_id, query, top_k)),
+            episodic=tuple(self.stores["episodic"].query(self.persona_id, query, top_k)),
+        )
+
+    def remember(self, text: str, *, metadata: dict[str, str], written_by: str) -> str:
+        """Write one episodic chunk; returns its id."""
+        from persona.schema.chunks import ChunkProvenance, PersonaChunk, WriteSource, mint_chunk_id
+
+        chunk_id = mint_chunk_id(self.persona_id, "episodic")
+        now = datetime.now(UTC)
+        chunk = PersonaChunk(
+            id=chunk_id,
+            text=text,
+            metadata={k: str(v) for k, v in metadata.items()},
+            created_at=now,
+            provenance=ChunkProvenance(
+                source=WriteSource.SYSTEM, logical_id=chunk_id, version=1, written_at=now, written_by=written_by
+            ),
+        )
+        self.stores["episodic"].write(self.persona_id, [chunk], source=WriteSource.SYSTEM, written_by=written_by)
+        return chunk_id
+
+    def remember_turn(self, user_text: str, assistant_text: str, *, conversation_id: str) -> str:
+        return self.remember(
+            f"USER: {user_text}\nASSISTANT: {assistant_text}",
+            metadata={"importance": "0.5", "conversation_id": conversation_id, "source": "chat"},
+            written_by="persona_runtime.loop",
+        )

@@ -1,0 +1,181 @@
+"""PromptBuilder + RetrievedContext: the system prompt and a token-budget reducer.
+
+The system prompt is built from the persona's identity and constraints (from the
+persona object, never dropped), the retrieved typed-memory chunks (views tagged with
+their epistemic status), the skill index and any activated skill. When the whole
+prompt exceeds the budget, whole sections are dropped in this order: episodic,
+then worldview, then self facts; then the oldest history messages one by one.
+Identity, constraints, the skill index and the current message always stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from persona.schema.conversation import ConversationMessage
+    from persona.schema.persona import Persona
+
+__all__ = ["BuiltPrompt", "PromptBuilder", "RetrievedContext", "count_tokens"]
+
+FOOTER = "Stay in character. Cite sources when using tool results."
+INTERRUPTED_NOTE = " [reply interrupted by the user]"
+_LANGUAGES = {
+    "nb": "Norwegian Bokmål", "nn": "Norwegian Nynorsk", "no": "Norwegian", "sv": "Swedish",
+    "da": "Danish", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
+    "nl": "Dutch", "fi": "Finnish", "pl": "Polish", "pt": "Portuguese", "en": "English",
+}
+# Per-message framing overhead of chat templates, in tokens.
+_MESSAGE_OVERHEAD = 4
+
+
+@lru_cache(maxsize=1)
+def _encoding() -> Any:
+    from persona_runtime import _offline
+
+    _offline.install()
+    import tiktoken
+
+    return tiktoken.get_encoding("cl100k_base")
+
+
+@lru_cache(maxsize=4096)
+def count_tokens(text: str) -> int:
+    """cl100k token count (cached: history messages are counted once per process)."""
+    return len(_encoding().encode(text, disallowed_special=()))
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievedContext:
+    """Typed-memory chunks retrieved for one message."""
+
+    identity: tuple[Any, ...] = ()
+    self_facts: tuple[Any, ...] = ()
+    worldview: tuple[Any, ...] = ()
+    episodic: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltPrompt:
+    messages: list[ConversationMessage]
+    tokens: int
+    #: What the reducer dropped to fit, e.g. ("episodic", "history:2").
+    dropped: tuple[str, ...] = ()
+    budget: int = 0
+    sections: dict[str, int] = field(default_factory=dict)
+
+
+class PromptBuilder:
+    """Builds ``[system, *history, user]`` within a token budget."""
+
+    def __init__(self, *, token_counter: Callable[[str], int] | None = None, footer: str = FOOTER) -> None:
+        self._count = token_counter or count_tokens
+        self._footer = footer
+
+    def build(
+        self,
+        persona: Persona,
+        context: RetrievedContext,
+        history: Sequence[ConversationMessage],
+        user_message: str,
+        *,
+        max_tokens: int,
+        skill_index: str = "",
+        skill_content: str | None = None,
+        extra_system: str | None = None,
+    ) -> BuiltPrompt:
+        from persona.schema.conversation import ConversationMessage
+
+        sections = {
+            "self_facts": _bullets("Relevant facts about yourself:", [_strip_kind(c.text) for c in context.self_facts]),
+            "worldview": _bullets(
+                "Your views:",
+                [f"{_strip_kind(c.text)} ({c.metadata.get('epistemic', 'belief')})" for c in context.worldview],
+            ),
+            "episodic": _bullets("From earlier conversations:", [c.text for c in context.episodic]),
+        }
+        fixed_head = [_identity_block(persona)]
+        fixed_tail = [skill_index.strip(), (skill_content or "").strip(), (extra_system or "").strip(), self._footer]
+        history = [_render_history_message(m) for m in history]
+        now = datetime.now(UTC)
+        user = ConversationMessage(role="user", content=user_message, created_at=now)
+
+        dropped: list[str] = []
+        droppable = ["episodic", "worldview", "self_facts"]
+
+        def assemble() -> tuple[ConversationMessage, int]:
+            parts = [*fixed_head, *(sections[k] for k in ("self_facts", "worldview", "episodic")), *fixed_tail]
+            text = "\n\n".join(p for p in parts if p)
+            system = ConversationMessage(role="system", content=text, created_at=now)
+            total = self._tokens(text) + self._tokens(user_message)
+            total += sum(self._tokens(_text_of(m)) for m in history)
+            return system, total
+
+        system, total = assemble()
+        while total > max_tokens and droppable:
+            kind = droppable.pop(0)
+            if sections[kind]:
+                sections[kind] = ""
+                dropped.append(kind)
+                system, total = assemble()
+        dropped_history = 0
+        while total > max_tokens and history:
+            # Oldest first; a compacted summary (a system message) goes last of all.
+            index = next((i for i, m in enumerate(history) if m.role != "system"), 0)
+            removed = history.pop(index)
+            dropped_history += 1
+            total -= self._tokens(_text_of(removed))
+        if dropped_history:
+            dropped.append(f"history:{dropped_history}")
+        return BuiltPrompt(
+            messages=[system, *history, user],
+            tokens=total,
+            dropped=tuple(dropped),
+            budget=max_tokens,
+        )
+
+    def _tokens(self, text: str) -> int:
+        return self._count(text) + _MESSAGE_OVERHEAD
+
+
+def _identity_block(persona: Persona) -> str:
+    ident = persona.identity
+    lines = [f"You are {ident.name}, {ident.role}.", ident.background.strip()]
+    lang = (ident.language_default or "en").lower()
+    if lang != "en":
+        name = _LANGUAGES.get(lang.split("-")[0], lang)
+        lines.append(f"Answer in {name} unless the person clearly writes in another language.")
+    block = "\n".join(lines)
+    if ident.constraints:
+        rules = "\n".join(f"{i}. {c}" for i, c in enumerate(ident.constraints, start=1))
+        block += f"\n\nRules you must never break:\n{rules}"
+    return block
+
+
+def _bullets(title: str, items: Sequence[str]) -> str:
+    items = [i.strip() for i in items if i and i.strip()]
+    return f"{title}\n" + "\n".join(f"- {i}" for i in items) if items else ""
+
+
+def _strip_kind(text: str) -> str:
+    """Chunks are stored as ``"self_fact: ..."`` / ``"worldview: ..."``; show just the content."""
+    head, sep, rest = text.partition(": ")
+    return rest if sep and head in ("self_fact", "worldview") else text
+
+
+def _text_of(message: ConversationMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return " ".join(getattr(part, "text", "") for part in content)
+
+
+def _render_history_message(message: ConversationMessage) -> ConversationMessage:
+    """An interrupted reply is shown to the model as such, so it can pick up sensibly."""
+    if message.role == "assistant" and message.metadata.get("status") == "interrupted":
+        return message.model_copy(update={"content": _text_of(message) + INTERRUPTED_NOTE})
+    return message

@@ -1,0 +1,433 @@
+"""Tiers (frontier / mid / small), the models that serve them, and their lazy backends.
+
+Configuration comes from the environment (see ``.env.example``):
+
+* ``PERSONA_<TIER>_PROVIDER`` / ``_MODEL`` / ``_API_KEY`` / ``_BASE_URL``: one model for a tier.
+  ``BASE_URL`` is optional (any OpenAI-compatible endpoint). ``gguf`` and ``ollama`` need no key.
+* ``PERSONA_<TIER>_MODELS=provider/model,provider/model``: an ordered list; a failing model
+  falls back to the next. Keys come from ``PERSONA_<PROVIDER>_API_KEY`` (and ``_BASE_URL``).
+* ``PERSONA_PROVIDER`` / ``_MODEL`` / ``_API_KEY`` / ``_BASE_URL``: one model for every tier,
+  used only when no tier is configured.
+* Nothing at all: every tier is the bundled local model (``gguf``), fully offline.
+* Unset tiers resolve small -> mid -> frontier to the first configured one.
+
+Backends are built on first use and cached per model; ``aclose()`` releases them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
+
+from persona_runtime.errors import ConfigError, TierNotConfiguredError
+from persona_runtime.pricing import DEFAULT_CONTEXT_WINDOW, context_window_for_model, price_for
+from persona_runtime.routing.types import TIER_NAMES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from persona.backends import ChatBackend
+
+__all__ = [
+    "BUNDLED_MODEL",
+    "KNOWN_PROVIDERS",
+    "ModelSlot",
+    "TierConfig",
+    "TierMetadata",
+    "TierRegistry",
+    "tier_registry_from_env",
+]
+
+#: persona-core's providers plus ``gguf`` (a local GGUF file run in-process by llama.cpp).
+KNOWN_PROVIDERS: tuple[str, ...] = (
+    "anthropic", "openai", "deepseek", "groq", "together", "nvidia", "openrouter",
+    "cloudflare", "ollama", "gguf",
+)
+KEYLESS_PROVIDERS = frozenset({"ollama", "gguf"})
+#: The model name of the bundled SmolLM2-135M-Instruct (or ``PERSONA_LOCAL_MODEL``).
+BUNDLED_MODEL = "bundled"
+#: How fallback walks the other tiers after the routed tier's own models.
+FALLBACK_ORDER: dict[str, tuple[str, ...]] = {
+    "frontier": ("frontier", "mid", "small"),
+    "mid": ("mid", "small", "frontier"),
+    "small": ("small", "mid", "frontier"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TierMetadata:
+    """What the UnifiedRouter scores a tier on. Costs are cents per 1k tokens."""
+
+    cost_input_per_1k_tokens: float
+    cost_output_per_1k_tokens: float
+    first_token_latency_ms: float
+    throughput_tokens_per_sec: float
+    context_window: int
+    tool_strength: Literal["weak", "medium", "strong"] = "medium"
+    reasoning_capable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.context_window <= 0:
+            raise ValueError("context_window must be > 0")
+        if self.tool_strength not in ("weak", "medium", "strong"):
+            raise ValueError("tool_strength must be weak, medium or strong")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSlot:
+    """One model that can serve a tier."""
+
+    provider: str
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    #: A ready backend (tests, embedding apps); skips construction.
+    backend: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return (self.provider, self.model, self.base_url)
+
+    @property
+    def is_local(self) -> bool:
+        return self.provider in KEYLESS_PROVIDERS
+
+
+@dataclass(frozen=True, slots=True)
+class TierConfig:
+    name: str
+    models: tuple[ModelSlot, ...]
+    metadata: TierMetadata | None = None
+    #: Context window override (``PERSONA_<TIER>_CONTEXT_WINDOW``) when full metadata is absent.
+    context_window: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError(f"tier {self.name!r} has no models")
+
+    @classmethod
+    def from_backend(cls, name: str, backend: Any, metadata: TierMetadata | None = None) -> TierConfig:
+        """A tier served by an already-built backend (e.g. ``ScriptedBackend``)."""
+        slot = ModelSlot(provider=backend.provider_name, model=backend.model_name, backend=backend)
+        return cls(name=name, models=(slot,), metadata=metadata)
+
+
+BackendFactory = "Callable[[ModelSlot], ChatBackend]"
+
+
+class TierRegistry:
+    """Resolves tiers to models and builds each model's backend once, on first use."""
+
+    def __init__(
+        self,
+        tiers: Iterable[TierConfig] | Mapping[str, TierConfig],
+        *,
+        backend_factory: Callable[[ModelSlot], ChatBackend] | None = None,
+        request_timeout_s: float = 60.0,
+    ) -> None:
+        items = tiers.values() if isinstance(tiers, Mapping) else tiers
+        self._tiers: dict[str, TierConfig] = {t.name: t for t in items}
+        if not self._tiers:
+            raise ValueError("at least one tier must be configured")
+        self._factory = backend_factory or (lambda slot: build_backend(slot, request_timeout_s))
+        self._cache: dict[tuple[str, str, str | None], ChatBackend] = {}
+        for tier in self._tiers.values():
+            for slot in tier.models:
+                if slot.backend is not None:
+                    self._cache[slot.key] = slot.backend
+
+    # -- resolution (never builds a backend) ---------------------------------------------
+
+    @property
+    def configured_tier_names(self) -> tuple[str, ...]:
+        return tuple(self._tiers)
+
+    def resolve(self, name: str) -> str:
+        """The configured tier that serves ``name`` (exact, else small -> mid -> frontier)."""
+        if name in self._tiers:
+            return name
+        for candidate in ("small", "mid", "frontier"):
+            if candidate in self._tiers:
+                return candidate
+        raise TierNotConfiguredError(name, self.configured_tier_names)
+
+    def config(self, name: str) -> TierConfig:
+        return self._tiers[self.resolve(name)]
+
+    def slots(self, name: str) -> tuple[ModelSlot, ...]:
+        return self.config(name).models
+
+    def model_name_for(self, name: str) -> str:
+        return self.slots(name)[0].model
+
+    def metadata_for(self, name: str) -> TierMetadata | None:
+        return self.config(name).metadata
+
+    def context_window_for(self, name: str) -> int:
+        cfg = self.config(name)
+        if cfg.metadata is not None:
+            return cfg.metadata.context_window
+        if cfg.context_window:
+            return cfg.context_window
+        slot = cfg.models[0]
+        cached = self._cache.get(slot.key)
+        window = getattr(cached, "context_window", None)
+        if isinstance(window, int) and window > 0:
+            return window
+        if slot.provider == "gguf":
+            return DEFAULT_CONTEXT_WINDOW
+        return context_window_for_model(slot.model) or DEFAULT_CONTEXT_WINDOW
+
+    def supports_vision_for(self, name: str) -> bool:
+        slot = self.slots(name)[0]
+        cached = self._cache.get(slot.key)
+        if cached is not None:
+            return bool(getattr(cached, "supports_vision", False))
+        if slot.provider in KEYLESS_PROVIDERS:
+            return False
+        from persona.backends.openai_compat import vision_supported
+
+        return vision_supported(slot.provider, slot.model)
+
+    def price_for(self, tier: str, slot: ModelSlot) -> tuple[float, float] | None:
+        meta = self._tiers.get(tier, None)
+        if meta is not None and meta.metadata is not None and slot == meta.models[0]:
+            return (meta.metadata.cost_input_per_1k_tokens, meta.metadata.cost_output_per_1k_tokens)
+        return price_for(slot.provider, slot.model)
+
+    def fallback_chain(self, tier: str) -> list[tuple[str, ModelSlot]]:
+        """Every (tier, model) to try for ``tier``, in order, each model once."""
+        chain: list[tuple[str, ModelSlot]] = []
+        seen: set[tuple[str, str, str | None]] = set()
+        for name in FALLBACK_ORDER.get(tier, (tier, *TIER_NAMES)):
+            try:
+                effective = self.resolve(name)
+            except TierNotConfiguredError:
+                continue
+            for slot in self._tiers[effective].models:
+                if slot.key not in seen:
+                    seen.add(slot.key)
+                    chain.append((effective, slot))
+        return chain
+
+    def describe(self) -> list[tuple[str, str, ModelSlot]]:
+        """(tier, serving tier, first model) for each canonical tier."""
+        return [(name, self.resolve(name), self.slots(name)[0]) for name in TIER_NAMES]
+
+    @property
+    def bundled_only(self) -> bool:
+        return all(s.provider == "gguf" and s.model == BUNDLED_MODEL for t in self._tiers.values() for s in t.models)
+
+    # -- backends ------------------------------------------------------------------------
+
+    def backend_for(self, slot: ModelSlot) -> ChatBackend:
+        backend = self._cache.get(slot.key)
+        if backend is None:
+            backend = self._factory(slot)
+            self._cache[slot.key] = backend
+        return backend
+
+    def get(self, name: str) -> ChatBackend:
+        """The first model's backend for ``name`` (built now if needed)."""
+        return self.backend_for(self.slots(name)[0])
+
+    async def aclose(self) -> None:
+        """Close every built backend; idempotent; errors are swallowed (closing must not fail)."""
+        cache, self._cache = self._cache, {}
+        preconstructed = {s.key for t in self._tiers.values() for s in t.models if s.backend is not None}
+        for key, backend in cache.items():
+            for attr in ("aclose", "close", "disconnect"):
+                closer = getattr(backend, attr, None)
+                if closer is None:
+                    continue
+                try:
+                    result = closer()
+                    if hasattr(result, "__await__"):
+                        await result
+                except Exception:  # noqa: BLE001 - best effort at shutdown
+                    pass
+                break
+            if key in preconstructed:
+                self._cache[key] = backend  # caller-owned: keep it resolvable
+
+
+def build_backend(slot: ModelSlot, request_timeout_s: float = 60.0) -> ChatBackend:
+    """Construct the backend for one model. Construction never touches the network."""
+    if slot.provider == "gguf":
+        from persona_runtime.local_backend import LlamaCppBackend
+
+        return LlamaCppBackend.shared(None if slot.model == BUNDLED_MODEL else slot.model)
+    from persona.backends import BackendConfig, load_backend
+
+    kwargs: dict[str, Any] = {
+        "provider": slot.provider,
+        "model": slot.model,
+        "request_timeout_s": request_timeout_s,
+    }
+    if slot.api_key:
+        kwargs["api_key"] = slot.api_key
+    if slot.base_url:
+        kwargs["base_url"] = slot.base_url
+    backend = load_backend(BackendConfig(**kwargs))
+    _disable_sdk_retries(backend)
+    return backend
+
+
+def _disable_sdk_retries(backend: Any) -> None:
+    """The provider SDKs retry 429/5xx twice on their own, with their own sleeps.
+
+    We own retries and fallback (with a visible countdown and a TurnLog entry per
+    attempt), so the SDK clients inside persona-core's backend are set to 0 retries.
+    """
+    for attr in ("_openai", "_anthropic"):
+        client = getattr(backend, attr, None)
+        if client is not None and hasattr(client, "with_options"):
+            setattr(backend, attr, client.with_options(max_retries=0))
+
+
+# -- environment ---------------------------------------------------------------------------
+
+_META_VARS = {
+    "COST_INPUT_PER_1K": float,
+    "COST_OUTPUT_PER_1K": float,
+    "FIRST_TOKEN_LATENCY_MS": float,
+    "THROUGHPUT_TOKENS_PER_SEC": float,
+    "CONTEXT_WINDOW": int,
+    "TOOL_STRENGTH": str,
+}
+
+
+def tier_registry_from_env(env: Mapping[str, str] | None = None, **kwargs: Any) -> TierRegistry:
+    """Build the registry from ``PERSONA_*`` variables; :class:`ConfigError` names a bad one."""
+    source = dict(os.environ if env is None else env)
+    tiers: list[TierConfig] = []
+    for name in TIER_NAMES:
+        prefix = f"PERSONA_{name.upper()}_"
+        slots = _slots_from_env(source, prefix, name)
+        if slots:
+            metadata, window = _metadata_from_env(source, prefix)
+            tiers.append(TierConfig(name=name, models=slots, metadata=metadata, context_window=window))
+    if not tiers:
+        slots = _slots_from_env(source, "PERSONA_", "all tiers") or (_bundled_slot(source),)
+        tiers = [TierConfig(name=name, models=slots) for name in TIER_NAMES]
+    timeout = _number(source, "PERSONA_REQUEST_TIMEOUT_S", float, default=60.0)
+    return TierRegistry(tiers, request_timeout_s=timeout, **kwargs)
+
+
+def _bundled_slot(env: Mapping[str, str]) -> ModelSlot:
+    local = env.get("PERSONA_LOCAL_MODEL", "").strip()
+    return ModelSlot(provider="gguf", model=local or BUNDLED_MODEL)
+
+
+def _slots_from_env(env: Mapping[str, str], prefix: str, where: str) -> tuple[ModelSlot, ...]:
+    models_var = f"{prefix}MODELS"
+    raw_list = env.get(models_var, "").strip() if prefix != "PERSONA_" else ""
+    if raw_list:
+        return tuple(_parse_models_list(env, models_var, raw_list))
+    provider = env.get(f"{prefix}PROVIDER", "").strip().lower()
+    model = env.get(f"{prefix}MODEL", "").strip()
+    api_key = env.get(f"{prefix}API_KEY", "").strip()
+    base_url = env.get(f"{prefix}BASE_URL", "").strip()
+    if not (provider or model or api_key or base_url):
+        return ()
+    if not provider:
+        present = next(v for v in ("MODEL", "API_KEY", "BASE_URL") if env.get(f"{prefix}{v}", "").strip())
+        raise ConfigError(
+            f"{prefix}PROVIDER is missing ({prefix}{present} is set); set it or unset the others",
+            variable=f"{prefix}PROVIDER",
+        )
+    _check_provider(provider, f"{prefix}PROVIDER")
+    if provider == "gguf":
+        model = model or env.get("PERSONA_LOCAL_MODEL", "").strip() or BUNDLED_MODEL
+    elif not model:
+        raise ConfigError(f"{prefix}MODEL is missing ({prefix}PROVIDER={provider})", variable=f"{prefix}MODEL")
+    if provider not in KEYLESS_PROVIDERS and not api_key:
+        raise ConfigError(
+            f"{prefix}API_KEY is missing ({prefix}PROVIDER={provider} needs a key)", variable=f"{prefix}API_KEY"
+        )
+    if base_url:
+        _check_url(base_url, f"{prefix}BASE_URL")
+    return (ModelSlot(provider=provider, model=model, base_url=base_url or None, api_key=api_key or None),)
+
+
+def _parse_models_list(env: Mapping[str, str], var: str, raw: str) -> list[ModelSlot]:
+    slots: list[ModelSlot] = []
+    for position, entry in enumerate(raw.split(","), start=1):
+        entry = entry.strip()
+        provider, sep, model = entry.partition("/")
+        provider, model = provider.strip().lower(), model.strip()
+        if not entry or not sep or not provider or not model:
+            raise ConfigError(
+                f"{var} entry {position} ({entry!r}) is not provider/model, e.g. openai/gpt-4o-mini",
+                variable=var,
+            )
+        _check_provider(provider, var)
+        key_var, url_var = f"PERSONA_{provider.upper()}_API_KEY", f"PERSONA_{provider.upper()}_BASE_URL"
+        api_key = env.get(key_var, "").strip()
+        if provider not in KEYLESS_PROVIDERS and not api_key:
+            raise ConfigError(f"{key_var} is missing (needed by {var} entry {entry!r})", variable=key_var)
+        base_url = env.get(url_var, "").strip()
+        if base_url:
+            _check_url(base_url, url_var)
+        slots.append(ModelSlot(provider=provider, model=model, base_url=base_url or None, api_key=api_key or None))
+    return slots
+
+
+def _check_provider(provider: str, var: str) -> None:
+    if provider not in KNOWN_PROVIDERS:
+        raise ConfigError(
+            f"{var}: unknown provider {provider!r} (known: {', '.join(KNOWN_PROVIDERS)})", variable=var
+        )
+
+
+def _check_url(url: str, var: str) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{var} is not an http(s) URL: {url!r}", variable=var)
+    try:
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ConfigError(f"{var} has a malformed port: {url!r}", variable=var) from None
+
+
+def _number(env: Mapping[str, str], var: str, kind: type, *, default: Any = None) -> Any:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{var} must be a {kind.__name__} number, got {raw!r}", variable=var) from None
+    if value < 0:
+        raise ConfigError(f"{var} must not be negative, got {raw!r}", variable=var)
+    return value
+
+
+def _metadata_from_env(env: Mapping[str, str], prefix: str) -> tuple[TierMetadata | None, int | None]:
+    present = {k: env[f"{prefix}{k}"].strip() for k in _META_VARS if env.get(f"{prefix}{k}", "").strip()}
+    window = _number(env, f"{prefix}CONTEXT_WINDOW", int) if "CONTEXT_WINDOW" in present else None
+    if window == 0:
+        raise ConfigError(f"{prefix}CONTEXT_WINDOW must be > 0", variable=f"{prefix}CONTEXT_WINDOW")
+    numeric = {k: _number(env, f"{prefix}{k}", kind) for k, kind in _META_VARS.items() if kind is not str and k in present}
+    strength = present.get("TOOL_STRENGTH", "").lower()
+    if strength and strength not in ("weak", "medium", "strong"):
+        raise ConfigError(f"{prefix}TOOL_STRENGTH must be weak, medium or strong", variable=f"{prefix}TOOL_STRENGTH")
+    if len(present) < len(_META_VARS):
+        return None, window
+    meta = TierMetadata(
+        cost_input_per_1k_tokens=numeric["COST_INPUT_PER_1K"],
+        cost_output_per_1k_tokens=numeric["COST_OUTPUT_PER_1K"],
+        first_token_latency_ms=numeric["FIRST_TOKEN_LATENCY_MS"],
+        throughput_tokens_per_sec=numeric["THROUGHPUT_TOKENS_PER_SEC"],
+        context_window=numeric["CONTEXT_WINDOW"],
+        tool_strength=strength,  # type: ignore[arg-type]
+        reasoning_capable=env.get(f"{prefix}REASONING_CAPABLE", "").strip().lower() in ("1", "true", "yes"),
+    )
+    return meta, window
