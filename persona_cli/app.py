@@ -6,9 +6,13 @@ import os
 import sys
 from pathlib import Path
 
-import typer
+# Rich-formatted help costs ~0.6 s of imports (markdown-it, rich.markdown); plain help is
+# instant. Startup is a feature here: set TYPER_USE_RICH=1 for the boxed help.
+os.environ.setdefault("TYPER_USE_RICH", "0")
 
-from persona_cli import exit_codes
+import typer  # noqa: E402
+
+from persona_cli import exit_codes  # noqa: E402
 from persona_cli.agent_cmd import agent
 from persona_cli.chat_cmd import chat
 from persona_cli.core_cmds import register_core_commands

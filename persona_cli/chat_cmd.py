@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +39,8 @@ def chat(
 
     verbose = os.environ.get("PERSONA_VERBOSE") == "1"
     session = open_session(persona_file, verbose=verbose)
+    import asyncio
+
     if sys.stdin.isatty():
         code = asyncio.run(_run_repl(session, tier=tier, multiline=multiline, auto_approve=yes))
     else:
@@ -103,6 +103,8 @@ def _run_piped(session: Session, *, tier: str, auto_approve: bool) -> int:
     if not messages:
         render_notice(info, "no input on stdin; nothing to do")
         return exit_codes.OK
+    import asyncio
+
     return asyncio.run(_piped_turns(session, messages, tier, auto_approve, out, info))
 
 
@@ -129,6 +131,9 @@ async def _piped_turns(session: Session, messages: list[str], tier: str, auto_ap
 
 async def _run_turn(loop: Any, conversation: Any, text: str, tier: str, view: Any, approve: Any, totals: SessionTotals | None = None) -> str:
     """Consume one turn in a task that Ctrl-C (SIGINT) cancels. Returns the turn status."""
+    import asyncio
+    import signal
+
     from persona_runtime.events import TurnFinished
 
     status = "error"
@@ -256,6 +261,8 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
 
 async def _await_loop(session: Session, info: Console) -> Any:
     """The first turn waits for the background load; say so if it takes a moment."""
+    import asyncio
+
     from persona_cli.render import render_notice
 
     if session._loop is not None:

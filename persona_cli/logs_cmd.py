@@ -122,7 +122,7 @@ class _Out:
 
     def segments(self, segs: Segments) -> None:
         if self.console is None:
-            sys.stdout.write("".join(text for text, _ in segs) + "\n")
+            sys.stdout.write("".join(text for text, _ in segs).rstrip() + "\n")
         else:
             from rich.text import Text
 
@@ -251,8 +251,9 @@ def tail_cmd(
         _no_log(path)
         return
     with _pipe_safe():
+        emit = out.json if as_json else out.record
         for record in result.records:
-            out.json(record) if as_json else out.record(record)
+            emit(record)
         out.footer(result.skipped, to_stderr=as_json)
         if follow:
             _follow(path, flt, result.position, out, as_json)
@@ -265,8 +266,9 @@ def _follow(path: Path, flt: LogFilter, start: tuple[int, int] | None, out: _Out
     counter = ReadCounter()
     reported = 0
     try:
+        emit = out.json if as_json else out.record
         for record in logread.follow(path, flt, start=start, counter=counter):
-            out.json(record) if as_json else out.record(record)
+            emit(record)
             if counter.skipped != reported:
                 out.footer(counter.skipped - reported, to_stderr=as_json)
                 reported = counter.skipped
@@ -304,9 +306,10 @@ def list_cmd(
     else:
         records = logread.iter_records(path, flt, counter)
     with _pipe_safe():
+        emit = out.json if as_json else out.record
         shown = 0
         for record in records:
-            out.json(record) if as_json else out.record(record)
+            emit(record)
             shown += 1
         if not shown and not as_json:
             out.text("No matching turns.", "dim")
@@ -461,44 +464,55 @@ def _row_dict(row: logread.StatsRow, by: str) -> dict[str, Any]:
 
 
 def _render_stats(rows: list[logread.StatsRow], by: str, chart: Chart, skipped: int) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     color = _use_color()
-    console = Console(highlight=False, color_system="auto" if color else None, force_terminal=color or None)
+    # Piped output has no width to fit; 80 columns would squeeze the table into ellipses.
+    width = None if sys.stdout.isatty() else 120
+    console = Console(
+        highlight=False, color_system="auto" if color else None, force_terminal=color or None, width=width
+    )
     groups, total = rows[:-1], rows[-1]
     if not total.turns:
         console.print("No matching turns.", style="dim")
         return
-    table = Table(title=f"Turns by {by}", title_justify="left", show_footer=len(groups) > 1)
+    table = Table(
+        title=f"Turns by {by}",
+        title_justify="left",
+        show_footer=len(groups) > 1,
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
 
     def cost(row: logread.StatsRow) -> str:
-        if row.unpriced == row.turns:
-            return "unpriced"
-        return _cost(row.cost_cents) + (f" +{row.unpriced}?" if row.unpriced else "")
+        return "unpriced" if row.unpriced == row.turns else _cost(row.cost_cents)
 
     def pct(value: float) -> str:
         return f"{value * 100:.1f}%"
 
     columns: list[tuple[str, Any]] = [
         (by, lambda r: r.key),
-        ("turns", lambda r: str(r.turns)),
-        ("tokens in", lambda r: f"{r.prompt_tokens:,}"),
-        ("tokens out", lambda r: f"{r.completion_tokens:,}"),
+        ("turns", lambda r: f"{r.turns:,}"),
+        ("tokens in/out", lambda r: f"{_compact(r.prompt_tokens)}/{_compact(r.completion_tokens)}"),
         ("cost", cost),
+        ("unpriced", lambda r: f"{r.unpriced:,}"),
         ("p50", lambda r: _seconds(r.latency_p50_ms)),
         ("p95", lambda r: _seconds(r.latency_p95_ms)),
         ("fallback", lambda r: pct(r.fallback_rate)),
         ("errors", lambda r: pct(r.error_rate)),
-        ("interrupted", lambda r: str(r.interrupted)),
+        ("intr", lambda r: f"{r.interrupted:,}"),
     ]
     for i, (name, get) in enumerate(columns):
-        table.add_column(name, footer=get(total), justify="left" if i == 0 else "right", no_wrap=i == 0)
+        table.add_column(name, footer=Text(get(total)), justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in groups:
-        table.add_row(*(get(row) for _, get in columns))
+        table.add_row(*(Text(get(row)) for _, get in columns))  # Text: a key is never markup
     console.print(table)
-    if any(r.unpriced for r in groups) and any(r.unpriced < r.turns for r in groups):
-        console.print("+N? = N turns with unknown price, not counted in cost", style="dim")
+    if total.unpriced:
+        console.print("cost sums priced turns only; unpriced turns have no known price", style="dim")
 
     values = [float(r.turns) if chart is Chart.turns else r.cost_cents for r in groups]
     label_width = min(24, max(len(r.key) for r in groups))
@@ -509,11 +523,20 @@ def _render_stats(rows: list[logread.StatsRow], by: str, chart: Chart, skipped: 
     for row, value in zip(groups, values, strict=True):
         shown = str(row.turns) if chart is Chart.turns else _cost(value)
         console.print(
-            f"{_short(row.key, label_width).ljust(label_width)} [cyan]{_bar(value / top * width)}[/] {shown}",
-            highlight=False,
+            Text.assemble(
+                _short(row.key, label_width).ljust(label_width) + " ", (_bar(value / top * width), "cyan"), f" {shown}"
+            )
         )
     if skipped:
         console.print(f"{skipped} corrupt line{'s' if skipped != 1 else ''} skipped", style="dim")
+
+
+def _compact(n: int) -> str:
+    if n < 10_000:
+        return f"{n:,}"
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.2f}M"
 
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"

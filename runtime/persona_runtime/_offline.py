@@ -17,10 +17,10 @@ import os
 import threading
 from pathlib import Path
 
-__all__ = ["configure_core_logging", "install"]
+__all__ = ["configure_core_logging", "install", "install_on_first_persona_import"]
 
 _installed = False
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def install() -> None:
@@ -31,10 +31,46 @@ def install() -> None:
     with _lock:
         if _installed:
             return
+        _remove_hook()  # we are about to import tiktoken ourselves
         os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         _register_offline_cl100k()
         _installed = True
+
+
+class _InstallBeforePersona:
+    """A meta-path hook: runs :func:`install` just before ``persona`` is first imported.
+
+    This keeps ``import persona_runtime`` free of tiktoken (startup matters) while still
+    guaranteeing the fix is in place before persona-core's import-time tiktoken call.
+    """
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "persona" or name == "tiktoken":
+            _remove_hook()
+            install()
+        return None
+
+
+_hook = _InstallBeforePersona()
+
+
+def _remove_hook() -> None:
+    import sys
+
+    if _hook in sys.meta_path:
+        sys.meta_path.remove(_hook)
+
+
+def install_on_first_persona_import() -> None:
+    import sys
+
+    if _installed:
+        return
+    if "persona" in sys.modules or "tiktoken" in sys.modules:
+        install()
+    elif _hook not in sys.meta_path:
+        sys.meta_path.insert(0, _hook)
 
 
 def _register_offline_cl100k() -> None:

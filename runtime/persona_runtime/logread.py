@@ -274,13 +274,22 @@ def _open_or_none(path: Path) -> IO[bytes] | None:
         return None
 
 
+def _open_first(paths: Iterable[Path]) -> IO[bytes] | None:
+    for path in paths:
+        f = _open_or_none(path)
+        if f is not None:
+            return f
+    return None
+
+
 # --- reading forwards ----------------------------------------------------------------------
 
 
 def iter_records(
-    path: Path, flt: LogFilter = ALL, counter: ReadCounter | None = None
+    path: Path, flt: LogFilter = ALL, counter: ReadCounter | None = None, *, needle: bytes | None = None
 ) -> Iterator[Record]:
-    """Every matching record, oldest file first, in file order."""
+    """Every matching record, oldest file first, in file order. With ``needle``, lines not
+    containing those bytes are dropped before parsing (``show ID`` scans fast)."""
     counter = counter if counter is not None else ReadCounter()
     loads = json.loads
     matches = None if flt == ALL else flt.matches
@@ -293,6 +302,8 @@ def iter_records(
                 if not line.endswith(b"\n"):
                     counter.skipped += 1  # torn last line
                     break
+                if needle is not None and needle not in line:
+                    continue
                 try:
                     record = loads(line)
                 except ValueError:
@@ -375,10 +386,32 @@ def follow(
     every file rotated after it; truncation restarts the file from its beginning. A line is
     only parsed once its newline has arrived.
     """
+    # Not a generator itself: "from now on" means from this call, not from the first next().
     path = Path(path)
-    counter = counter if counter is not None else ReadCounter()
-    stop = stop if stop is not None else threading.Event()
     opened = _open_start(path, start)
+    # No log yet: every file that appears from now on is new, including ones already rotated
+    # by the time we look again.
+    existing = set(rotated_files(path)) if opened is None else set()
+    return _follow(
+        path,
+        flt,
+        stop if stop is not None else threading.Event(),
+        poll,
+        opened,
+        existing,
+        counter if counter is not None else ReadCounter(),
+    )
+
+
+def _follow(
+    path: Path,
+    flt: LogFilter,
+    stop: threading.Event,
+    poll: float,
+    opened: tuple[IO[bytes], int] | None,
+    existing: set[Path],
+    counter: ReadCounter,
+) -> Iterator[Record]:
     f, ino = opened if opened is not None else (None, None)
     buf = b""
 
@@ -394,7 +427,7 @@ def follow(
     try:
         while not stop.is_set():
             if f is None:
-                f = _open_or_none(path)  # created after we started: all of it is new
+                f = _open_first(p for p in log_files(path) if p not in existing)
                 if f is None:
                     stop.wait(poll)
                     continue

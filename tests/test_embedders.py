@@ -1,0 +1,104 @@
+"""Embedders: the bundled MiniLM (marked slow: it imports torch) and PERSONA_EMBEDDER."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from persona.stores.embedder import Embedder, HashEmbedder, SentenceTransformerEmbedder
+
+from persona_runtime.embedders import EmbedderChoice, MiniLMEmbedder, embedder_from_env
+from persona_runtime.errors import ConfigError
+
+CAT = "The cat sits on the mat."
+KITTEN = "A kitten is resting on a rug."
+FINANCE = "Quarterly bond yields rose after the central bank raised interest rates."
+
+
+def _cos(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (math.hypot(*a) * math.hypot(*b))
+
+
+@pytest.fixture(scope="module")
+def minilm() -> MiniLMEmbedder:
+    embedder = MiniLMEmbedder()
+    embedder.start_loading()
+    embedder.start_loading()  # idempotent
+    return embedder
+
+
+@pytest.mark.slow
+def test_minilm_gives_normalised_384_dim_vectors(minilm: MiniLMEmbedder) -> None:
+    assert isinstance(minilm, Embedder)
+    vectors = minilm.encode([CAT, KITTEN])
+    assert minilm.is_loaded
+    assert minilm.dimension == 384
+    assert [len(v) for v in vectors] == [384, 384]
+    assert all(isinstance(x, float) for x in vectors[0])
+    assert all(abs(math.hypot(*v) - 1.0) < 1e-4 for v in vectors)
+    assert minilm.encode([]) == []
+
+
+@pytest.mark.slow
+def test_minilm_similarity_is_meaningful(minilm: MiniLMEmbedder) -> None:
+    cat, kitten, finance = minilm.encode([CAT, KITTEN, FINANCE])
+    related, unrelated = _cos(cat, kitten), _cos(cat, finance)
+    assert related > 0.4
+    assert unrelated < 0.2
+    assert related - unrelated > 0.3
+
+
+def test_minilm_load_failure_is_reraised_from_encode(tmp_path: Path) -> None:
+    broken = MiniLMEmbedder(model_path=tmp_path / "no-such-model")
+    with pytest.raises(RuntimeError, match="failed to load") as info:
+        broken.encode(["hello"])
+    assert "no-such-model" in str(info.value)
+    assert not broken.is_loaded
+
+
+def test_default_choice_is_minilm_without_loading_it() -> None:
+    choice = embedder_from_env({})
+    assert isinstance(choice, EmbedderChoice)
+    assert choice.key == "minilm-l6-v2"
+    assert isinstance(choice.embedder, MiniLMEmbedder)
+    assert choice.embedder.dimension == 384
+    assert not choice.embedder.is_loaded
+    assert choice.notice is None
+    assert embedder_from_env({"PERSONA_EMBEDDER": " MiniLM "}).key == "minilm-l6-v2"
+
+
+def test_hash_choice_is_quiet_and_carries_the_notice(capfd: pytest.CaptureFixture[str]) -> None:
+    choice = embedder_from_env({"PERSONA_EMBEDDER": "hash"})
+    assert choice.key == "hash"
+    assert isinstance(choice.embedder, HashEmbedder)
+    assert choice.notice is not None and "arbitrary" in choice.notice
+    assert len(choice.embedder.encode(["x"])[0]) == 384
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_sentence_transformers_choice_is_core_bge_and_not_loaded() -> None:
+    choice = embedder_from_env({"PERSONA_EMBEDDER": "sentence-transformers"})
+    assert choice.key == "bge-small-en-v1.5"
+    assert isinstance(choice.embedder, SentenceTransformerEmbedder)
+    assert choice.embedder.model_name == "BAAI/bge-small-en-v1.5"
+    assert choice.embedder._model is None  # lazy: nothing downloaded or loaded here
+
+
+def test_bad_value_is_a_config_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        embedder_from_env({"PERSONA_EMBEDDER": "openai"})
+    assert info.value.variable == "PERSONA_EMBEDDER"
+    assert "openai" in str(info.value)
+
+
+def test_keys_differ_per_embedder_and_are_filesystem_safe() -> None:
+    keys = [embedder_from_env({"PERSONA_EMBEDDER": k}).key for k in ("minilm", "sentence-transformers", "hash")]
+    assert len(set(keys)) == 3
+    assert all(k and all(c.isalnum() or c in "-._" for c in k) for k in keys)
+
+
+def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERSONA_EMBEDDER", "hash")
+    assert embedder_from_env().key == "hash"

@@ -1,0 +1,229 @@
+"""LlamaCppBackend: real turns on the bundled SmolLM2 GGUF (marked slow) and fast checks."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from persona.backends.errors import ProviderError
+from persona.backends.protocol import ChatBackend
+from persona.backends.types import ChatResponse, StreamChunk, ToolSpec
+from persona.schema.content import ImageContent, TextContent
+from persona.schema.conversation import ConversationMessage
+from persona.schema.tools import ToolCall
+
+from persona_runtime.errors import ConfigError
+from persona_runtime.local_backend import (
+    WORKER_THREAD_NAME,
+    LlamaCppBackend,
+    bundled_model_path,
+    to_llama_messages,
+)
+
+
+def _msg(role: str, content: object, **kw: object) -> ConversationMessage:
+    return ConversationMessage(role=role, content=content, created_at=datetime.now(UTC), **kw)  # type: ignore[arg-type]
+
+
+QUESTION = [_msg("user", "What is the capital of France?")]
+LONG_ASK = [_msg("user", "Write a long story about a dragon who learns to bake bread.")]
+
+
+def _workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == WORKER_THREAD_NAME]
+
+
+@pytest.fixture(scope="module")
+def backend() -> LlamaCppBackend:
+    b = LlamaCppBackend.shared(None)
+    b.preload()
+    return b
+
+
+# -- fast: no model load ---------------------------------------------------------------
+
+
+def test_properties_and_protocol() -> None:
+    b = LlamaCppBackend.shared(None)
+    assert isinstance(b, ChatBackend)
+    assert b.provider_name == "gguf"
+    assert b.model_name == "SmolLM2-135M-Instruct.Q4_1"
+    assert b.supports_native_tools is False
+    assert b.supports_vision is False
+    assert b.model_path == bundled_model_path()
+
+
+def test_shared_returns_one_instance_per_resolved_path() -> None:
+    a = LlamaCppBackend.shared(None)
+    assert LlamaCppBackend.shared(None) is a
+    assert LlamaCppBackend.shared(str(bundled_model_path())) is a
+
+
+def test_missing_path_is_a_provider_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "model.gguf"
+    with pytest.raises(ProviderError) as info:
+        LlamaCppBackend.shared(str(missing))
+    assert str(missing) in str(info.value)
+
+
+def test_non_gguf_file_is_a_provider_error_naming_it(tmp_path: Path) -> None:
+    text = tmp_path / "notes.gguf"
+    text.write_text("just some text, not a model")
+    with pytest.raises(ProviderError) as info:
+        LlamaCppBackend.shared(str(text))
+    assert str(text) in str(info.value)
+    assert "not a GGUF" in str(info.value)
+
+
+def test_context_window_default_env_and_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = bundled_model_path()
+    monkeypatch.delenv("PERSONA_LOCAL_CONTEXT", raising=False)
+    assert LlamaCppBackend(path).context_window == 8192
+    monkeypatch.setenv("PERSONA_LOCAL_CONTEXT", "4096")
+    assert LlamaCppBackend(path).context_window == 4096
+    monkeypatch.setenv("PERSONA_LOCAL_CONTEXT", "lots")
+    with pytest.raises(ConfigError) as info:
+        LlamaCppBackend(path)
+    assert info.value.variable == "PERSONA_LOCAL_CONTEXT"
+
+
+def test_message_conversion() -> None:
+    converted = to_llama_messages([
+        _msg("system", "You are Astrid."),
+        _msg("system", "Earlier in this conversation: hello."),
+        _msg("user", [TextContent(text="look at this"), ImageContent(workspace_path="a.png", media_type="image/png")]),
+        _msg("assistant", "", tool_calls=[ToolCall(name="web_search", args={"q": "x"}, call_id="c1")]),
+        _msg("tool", "42 results"),
+        _msg("system", "Answer briefly."),
+        _msg("user", "ok"),
+    ])
+    assert [m["role"] for m in converted] == ["system", "user", "assistant", "user", "user"]
+    assert converted[0]["content"] == "You are Astrid.\n\nEarlier in this conversation: hello.\n\nAnswer briefly."
+    assert converted[1]["content"].startswith("look at this\n")
+    assert "web_search" in converted[2]["content"]
+    assert converted[3]["content"] == "Tool result: 42 results"
+
+
+def test_importing_the_module_loads_nothing_heavy() -> None:
+    code = (
+        "import sys, persona_runtime.local_backend, persona_runtime.embedders\n"
+        "heavy = [m for m in ('llama_cpp', 'torch', 'sentence_transformers', 'persona') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- slow: the real model --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_streamed_turn_yields_deltas_then_one_final_chunk_with_usage(backend: LlamaCppBackend) -> None:
+    async def run() -> list[StreamChunk]:
+        return [c async for c in backend.chat_stream(QUESTION, max_tokens=32, temperature=0.0)]
+
+    chunks = asyncio.run(run())
+    deltas = [c.delta for c in chunks if c.delta]
+    assert deltas
+    assert [c.is_final for c in chunks].count(True) == 1
+    final = chunks[-1]
+    assert final.is_final and final.usage is not None
+    assert final.usage.prompt_tokens > 0
+    assert 0 < final.usage.completion_tokens <= 32
+    assert final.usage.completion_tokens == len(deltas)
+    assert all(c.usage is None for c in chunks[:-1])
+    assert _workers() == []
+
+
+@pytest.mark.slow
+def test_chat_returns_a_chat_response_and_ignores_tools(backend: LlamaCppBackend) -> None:
+    tool = ToolSpec(name="web_search", description="search the web", parameters={"type": "object"})
+    response = asyncio.run(backend.chat(QUESTION, tools=[tool], max_tokens=32, temperature=0.0))
+    assert isinstance(response, ChatResponse)
+    assert response.content.strip()
+    assert response.tool_calls == []
+    assert response.provider == "gguf"
+    assert response.model == "SmolLM2-135M-Instruct.Q4_1"
+    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+    assert response.usage.completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_prompt_tokens_match_llama_cpp_own_count(backend: LlamaCppBackend) -> None:
+    msgs = [_msg("system", "You are terse."), *QUESTION]
+    ours = asyncio.run(backend.chat(msgs, max_tokens=4)).usage
+    llm = backend._llm  # the loaded llama_cpp.Llama
+    assert llm is not None
+    theirs = llm.create_chat_completion(messages=to_llama_messages(msgs), max_tokens=4, temperature=0.0)["usage"]  # type: ignore[index]
+    assert ours.prompt_tokens == theirs["prompt_tokens"]
+    assert ours.completion_tokens == theirs["completion_tokens"]
+
+
+@pytest.mark.slow
+def test_closing_the_stream_early_stops_the_worker(backend: LlamaCppBackend) -> None:
+    prompt_tokens = asyncio.run(backend.chat(LONG_ASK, max_tokens=1)).usage.prompt_tokens
+
+    async def run() -> str:
+        stream = backend.chat_stream(LONG_ASK, max_tokens=256, temperature=0.0)
+        first = await anext(stream)  # type: ignore[call-overload]
+        await stream.aclose()  # type: ignore[attr-defined]
+        return first.delta
+
+    assert asyncio.run(run())
+    assert _workers() == []
+    llm = backend._llm
+    assert llm is not None
+    # Tokens evaluated by llama.cpp: the prompt plus the few generated before the stop,
+    # nowhere near the 256 it would have produced without cancellation.
+    assert llm.n_tokens - prompt_tokens < 16
+    # The model lock was released: the next call works.
+    assert asyncio.run(backend.chat(QUESTION, max_tokens=8)).usage.completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_cancelling_the_consuming_task_stops_the_worker(backend: LlamaCppBackend) -> None:
+    async def run() -> bool:
+        got_first = asyncio.Event()
+
+        async def consume() -> None:
+            async for chunk in backend.chat_stream(LONG_ASK, max_tokens=256, temperature=0.0):
+                if chunk.delta:
+                    got_first.set()
+
+        task = asyncio.create_task(consume())
+        await got_first.wait()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(run()) is True
+    assert _workers() == []
+    assert asyncio.run(backend.chat(QUESTION, max_tokens=8)).usage.completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_llama_errors_become_short_provider_errors() -> None:
+    tiny = LlamaCppBackend(bundled_model_path(), context_window=64)
+    too_long = [_msg("user", "word " * 200)]
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(tiny.chat(too_long, max_tokens=8))
+    assert "context window" in str(info.value)
+    assert "Traceback" not in str(info.value)
+    assert _workers() == []
+
+
+@pytest.mark.slow
+def test_a_corrupt_gguf_fails_on_use_with_a_provider_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 64)
+    b = LlamaCppBackend.shared(str(broken))
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(b.chat(QUESTION, max_tokens=8))
+    assert str(broken) in str(info.value)
