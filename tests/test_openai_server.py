@@ -27,6 +27,7 @@ from persona.backends import (
     ToolSpec,
     load_backend,
 )
+from persona.backends.errors import ModelNotFoundError, ModelUnavailableError
 from persona.schema.conversation import ConversationMessage
 
 from tests.support.openai_server import (
@@ -210,6 +211,16 @@ def test_slow_first_byte_within_the_timeout_succeeds(srv: ScriptedOpenAIServer) 
     assert "".join(c.delta for c in stream(make_backend(srv))) == "late but fine"
 
 
+def test_a_stall_mid_stream_is_a_plain_provider_error_not_a_timeout(srv: ScriptedOpenAIServer) -> None:
+    srv.enqueue(Text("first second", delay_s=3))
+    seen, error = stream_error(make_backend(srv, timeout=1))
+    # httpx's ReadTimeout while iterating the body is not wrapped by the SDK, so it is NOT a
+    # BackendTimeoutError: persona-core's catch-all makes it a ProviderError(underlying=ReadTimeout).
+    assert [c.delta for c in seen] == ["first "]
+    assert type(error) is ProviderError
+    assert error.context["underlying"] == "ReadTimeout"
+
+
 def test_cut_stream(srv: ScriptedOpenAIServer) -> None:
     srv.enqueue(CutStream(after_chunks=2, text="one two three four"))
     seen, error = stream_error(make_backend(srv))
@@ -236,6 +247,27 @@ def test_empty_completion_is_just_a_final_chunk(srv: ScriptedOpenAIServer) -> No
     # persona-core's OpenAI stream raises nothing for an empty completion: one final chunk.
     assert len(chunks) == 1 and chunks[0].is_final and chunks[0].delta == ""
     assert chunks[0].usage is not None and chunks[0].usage.completion_tokens == 0
+
+
+@pytest.mark.parametrize(("reply", "expected", "underlying"), [
+    (Status(403), ModelUnavailableError, None),
+    (Status(404), ModelNotFoundError, None),
+    # Without a stream the truncated body fails inside the SDK, which wraps it as APIConnectionError.
+    (CutStream(), BackendTimeoutError, None),
+    (MalformedSSE(), ProviderError, "JSONDecodeError"),
+])
+def test_non_streaming_faults(srv: ScriptedOpenAIServer, reply: Any, expected: type, underlying: str | None) -> None:
+    srv.enqueue(reply)
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(make_backend(srv).chat(MESSAGES))
+    assert type(info.value) is expected
+    assert info.value.context.get("underlying") == underlying
+
+
+def test_non_streaming_empty_completion_is_an_empty_reply(srv: ScriptedOpenAIServer) -> None:
+    srv.enqueue(EmptyCompletion())
+    reply = asyncio.run(make_backend(srv).chat(MESSAGES))
+    assert (reply.content, reply.tool_calls, reply.usage.completion_tokens) == ("", [], 0)
 
 
 # --------------------------------------------------------------------------- the server itself
@@ -270,3 +302,4 @@ def test_unknown_route_is_404(srv: ScriptedOpenAIServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(f"{srv.base_url}/embeddings", timeout=5)  # noqa: S310 — loopback
     assert info.value.code == 404
+    info.value.close()

@@ -23,8 +23,8 @@ WIDTH = 80
 
 # -- a tiny terminal emulator ------------------------------------------------------------------
 
-# SGR colours and OSC 8 hyperlinks stick to the next cell; Rich's random link ids are dropped so
-# two renders of the same markdown compare equal.
+# Each cell records the SGR style and OSC 8 link in effect when it was written; Rich's random
+# link ids are dropped so two renders of the same markdown compare equal.
 _ESC = re.compile(r"\x1b\[(\??)(\d*(?:;\d+)*)([A-Za-z])|\x1b\]8;[^;]*;([^\x1b]*)\x1b\\")
 
 
@@ -38,7 +38,8 @@ class Screen:
         self.rows: list[list[str]] = [[]]
         self.row = self.col = 0
         self.max_up = 0  # how far above the bottom row the cursor ever went
-        self.pending = ""
+        self.sgr = ""
+        self.link = ""
 
     def feed(self, data: str) -> Screen:
         i = 0
@@ -48,11 +49,11 @@ class Screen:
                 assert m, f"unexpected escape {data[i : i + 12]!r}"
                 private, params, cmd, link = m.groups()
                 if link is not None:
-                    self.pending += f"<link {link}>"
+                    self.link = f"<link {link}>" if link else ""
                 elif private:
                     assert params + cmd in {"25l", "25h", "2026h", "2026l"}, m.group()
                 elif cmd == "m":
-                    self.pending += m.group()
+                    self.sgr = "" if params in ("", "0") else self.sgr + m.group()
                 elif cmd == "A":
                     self.row -= int(params or 1)
                     assert self.row >= 0
@@ -73,8 +74,7 @@ class Screen:
             else:
                 line = self.rows[self.row]
                 line.extend([""] * (self.col + 1 - len(line)))
-                line[self.col] = self.pending + ch
-                self.pending = ""
+                line[self.col] = self.link + self.sgr + ch
                 self.col += 1
             i += 1
         return self
