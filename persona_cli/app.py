@@ -80,12 +80,15 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(exit_codes.INTERRUPTED)
     except Exception as exc:  # click usage errors and anything unexpected
-        import click
+        from typer._click import exceptions as click_exceptions  # Typer vendors click
 
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
-            sys.exit(exit_codes.USAGE)
-        if isinstance(exc, click.exceptions.ClickException):
+        if isinstance(exc, click_exceptions.NoArgsIsHelpError):
+            exc.show()  # a bare `persona` (or `persona logs`) shows help: not an error
+            sys.exit(exit_codes.OK)
+        if isinstance(exc, click_exceptions.UsageError):
+            command = exc.ctx.command_path if exc.ctx is not None else "persona"
+            _fail(f"{exc.format_message()} (see '{command} --help')", exit_codes.USAGE)
+        if isinstance(exc, click_exceptions.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
         if os.environ.get("PERSONA_VERBOSE") == "1":

@@ -1,6 +1,8 @@
 import os
 
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
+# Loopback traffic must never go through a proxy a machine may have configured.
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 from persona_runtime import _offline  # noqa: E402
 

@@ -296,6 +296,10 @@ class ConversationLoop:
                 # A transport or parsing fault the backend did not map: treat it as this model failing.
                 raise _AttemptFailed(exc) from exc
 
+            if not calls and not state.text:
+                from persona.backends.errors import EmptyCompletionError
+
+                raise _AttemptFailed(EmptyCompletionError("the model returned an empty reply", context={"model": slot.model}))
             if not calls or final_round:
                 return
             if rounds >= self.max_tool_rounds:

@@ -1,0 +1,3 @@
+from persona_cli.app import main
+
+main()
