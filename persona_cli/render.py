@@ -293,16 +293,22 @@ class MarkdownStream:
 
     def _preview_source(self) -> str:
         """The open suffix, or for a very long open block just its end (the tail is all we show)."""
-        budget = max(2000, 4 * self.live_lines * self.console.width)
         text = self._open
+        if self._fence is not None:
+            # Code lines render one by one: the last few source lines are enough for the tail.
+            cut = len(text)
+            for _ in range(self.live_lines + 2):
+                cut = text.rfind("\n", 0, cut)
+                if cut <= self._fence_at:
+                    return text
+            # Reopen the code block inside the window so it still renders as code.
+            return text[self._fence_at : text.index("\n", self._fence_at) + 1] + text[cut + 1 :]
+        # Prose re-wraps if cut, so keep a generous window: it only bounds pathological blocks.
+        budget = max(2000, 4 * self.live_lines * self.console.width)
         if len(text) <= budget:
             return text
         cut = text.find("\n", len(text) - budget)
-        cut = cut + 1 if cut != -1 else len(text) - budget
-        if self._fence is not None and self._fence_at < cut:
-            # Reopen the code block inside the window so it still renders as code.
-            return text[self._fence_at : text.index("\n", self._fence_at) + 1] + text[cut:]
-        return text[cut:]
+        return text[cut + 1 :] if cut != -1 else text[-budget:]
 
     def _frame(self, stable: list[Line], *, stop: bool = False) -> None:
         """Print ``stable`` above the live region and redraw the tail, as one terminal update."""

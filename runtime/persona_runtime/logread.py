@@ -164,8 +164,9 @@ def rotated_files(path: Path) -> list[Path]:
 def log_files(path: Path) -> list[Path]:
     """Rotated files oldest to newest, then the live file (when it exists)."""
     path = Path(path)
+    live = path.exists()  # before listing: a rotation in between then shows up in the list
     files = rotated_files(path)
-    if path.exists():
+    if live and path.exists():
         files.append(path)
     return files
 
@@ -274,14 +275,6 @@ def _open_or_none(path: Path) -> IO[bytes] | None:
         return None
 
 
-def _open_first(paths: Iterable[Path]) -> IO[bytes] | None:
-    for path in paths:
-        f = _open_or_none(path)
-        if f is not None:
-            return f
-    return None
-
-
 # --- reading forwards ----------------------------------------------------------------------
 
 
@@ -319,16 +312,42 @@ def iter_records(
 # --- following -----------------------------------------------------------------------------
 
 
+def _snapshot(path: Path) -> list[tuple[Path, int, int]]:
+    """(path, inode, mtime_ns) of every log file, oldest first, with no file missed.
+
+    The live file is looked at before the directory is listed: if it is rotated in between,
+    it appears in the listing under its new name, along with anything rotated after it."""
+    try:
+        live = os.stat(path)
+    except FileNotFoundError:
+        live = None
+    entries: list[tuple[Path, int, int]] = []
+    for p in rotated_files(path):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue  # pruned
+        entries.append((p, st.st_ino, st.st_mtime_ns))
+    if live is not None and all(e[1] != live.st_ino for e in entries):
+        entries.append((path, live.st_ino, live.st_mtime_ns))
+    return entries
+
+
+def _open_entry(entry: tuple[Path, int, int]) -> tuple[IO[bytes], int] | None:
+    """Open ``entry`` if its name still holds that inode (the live file may have rotated)."""
+    f = _open_or_none(entry[0])
+    if f is None:
+        return None
+    if os.fstat(f.fileno()).st_ino != entry[1]:
+        f.close()
+        return None
+    return f, entry[1]
+
+
 def _next_file(path: Path, ino: int, mtime_ns: int) -> tuple[IO[bytes], int] | None:
     """Open the file written after the one with inode ``ino``, or None if there is none yet."""
-    for _ in range(100):  # each retry means another rotation raced our listing
-        entries: list[tuple[Path, int, int]] = []
-        for p in log_files(path):
-            try:
-                st = os.stat(p)
-            except FileNotFoundError:
-                continue
-            entries.append((p, st.st_ino, st.st_mtime_ns))
+    for _ in range(100):  # each retry means another rotation raced us
+        entries = _snapshot(path)
         index = next((i for i, e in enumerate(entries) if e[1] == ino), None)
         if index is not None:
             if index + 1 >= len(entries):
@@ -340,13 +359,20 @@ def _next_file(path: Path, ino: int, mtime_ns: int) -> tuple[IO[bytes], int] | N
             if not later:
                 return None
             target = later[0]
-        f = _open_or_none(target[0])
-        if f is None:
-            continue
-        if os.fstat(f.fileno()).st_ino != target[1]:
-            f.close()  # the live file was rotated between listing and opening
-            continue
-        return f, target[1]
+        opened = _open_entry(target)
+        if opened is not None:
+            return opened
+    return None
+
+
+def _first_new_file(path: Path, existing: set[int]) -> tuple[IO[bytes], int] | None:
+    for _ in range(100):
+        entries = [e for e in _snapshot(path) if e[1] not in existing]
+        if not entries:
+            return None
+        opened = _open_entry(entries[0])
+        if opened is not None:
+            return opened
     return None
 
 
@@ -391,7 +417,7 @@ def follow(
     opened = _open_start(path, start)
     # No log yet: every file that appears from now on is new, including ones already rotated
     # by the time we look again.
-    existing = set(rotated_files(path)) if opened is None else set()
+    existing = {e[1] for e in _snapshot(path)} if opened is None else set()
     return _follow(
         path,
         flt,
@@ -409,7 +435,7 @@ def _follow(
     stop: threading.Event,
     poll: float,
     opened: tuple[IO[bytes], int] | None,
-    existing: set[Path],
+    existing: set[int],
     counter: ReadCounter,
 ) -> Iterator[Record]:
     f, ino = opened if opened is not None else (None, None)
@@ -427,11 +453,11 @@ def _follow(
     try:
         while not stop.is_set():
             if f is None:
-                f = _open_first(p for p in log_files(path) if p not in existing)
-                if f is None:
+                first = _first_new_file(path, existing)
+                if first is None:
                     stop.wait(poll)
                     continue
-                ino = os.fstat(f.fileno()).st_ino
+                f, ino = first
             data = f.read()
             if data:
                 yield from emit(data)

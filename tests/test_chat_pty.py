@@ -1,0 +1,80 @@
+"""`persona chat` in a real pseudo-terminal: Ctrl-C in the middle of a slow streamed reply."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.support.openai_server import ScriptedOpenAIServer, Text
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPT = "›"  # the prompt glyph (styled, so followed by escape codes)
+STORY = "Once upon a time there was a tenant who read every clause of the lease. " * 20
+
+
+@pytest.mark.pty
+def test_ctrl_c_cancels_a_streaming_reply_and_the_session_lives_on(tmp_path) -> None:
+    with ScriptedOpenAIServer() as server:
+        server.enqueue(Text(STORY, chunk_size=12, delay_s=0.25))  # ~30 s if nobody interrupts
+        server.enqueue(Text("Second answer, in full."))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
+            "PERSONA_HOME": str(tmp_path),
+            "PERSONA_PROVIDER": "openai",
+            "PERSONA_MODEL": "gpt-4o-mini",
+            "PERSONA_API_KEY": "sk-test-pty-0000",
+            "PERSONA_BASE_URL": server.base_url,
+            "PERSONA_EMBEDDER": "hash",
+            "TERM": "xterm-256color",
+            "NO_PROXY": "127.0.0.1",
+            "PROMPT_TOOLKIT_NO_CPR": "1",  # pexpect does not answer cursor-position requests
+        }
+        env.pop("NO_COLOR", None)
+        child = pexpect.spawn(
+            sys.executable, ["-m", "persona_cli", "chat", str(REPO / "personas" / "astrid.yaml")],
+            env=env, cwd=str(tmp_path), dimensions=(40, 120), encoding="utf-8", timeout=60,
+        )
+        log = []
+        child.logfile_read = _Collector(log)
+        try:
+            child.expect_exact(PROMPT)
+            child.send("Tell me a long story\r")
+            child.expect_exact("Once upon a time")  # the reply is streaming
+            child.sendcontrol("c")
+            child.expect_exact("interrupted")
+            child.expect_exact(PROMPT)  # the prompt is back: the session is alive
+            child.send("And now a short one\r")
+            child.expect_exact("Second answer, in full.")
+            child.expect_exact(PROMPT)
+            child.sendcontrol("d")
+            child.expect(pexpect.EOF)
+        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+            raise AssertionError(f"{type(exc).__name__}; screen so far:\n{''.join(log)[-3000:]}") from None
+        finally:
+            child.close()
+        assert child.exitstatus == 0, "".join(log)[-2000:]
+        assert len(server.requests) == 2
+
+    records = [json.loads(line) for line in (tmp_path / "logs" / "turns.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["interrupted", "ok"]
+    assert records[0]["attempts"][0]["outcome"] == "interrupted"
+    # The interrupted reply went into the history of the next request, marked as such.
+    second = server.requests[1].body["messages"]
+    assert second[1]["content"] == "Tell me a long story"
+    assert second[2]["role"] == "assistant" and second[2]["content"].startswith("Once upon a time")
+    assert second[2]["content"].endswith("[reply interrupted by the user]")
+
+
+class _Collector:
+    def __init__(self, sink: list[str]) -> None:
+        self.sink = sink
+
+    def write(self, data: str) -> None:
+        self.sink.append(data)
+
+    def flush(self) -> None:
+        pass
