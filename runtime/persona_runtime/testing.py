@@ -3,7 +3,7 @@
 :class:`ScriptedBackend` plays back a script of steps, one per backend call, and records
 every call it receives. It satisfies persona-core's :class:`persona.backends.ChatBackend`
 protocol, so it can stand in for any real backend (for instance through
-``TierConfig(preconstructed_backend=...)``)::
+``TierConfig.from_backend("mid", backend)``)::
 
     import asyncio
     from persona_runtime.testing import Raise, Reply, ScriptedBackend, ScriptedToolCall

@@ -359,8 +359,8 @@ def _slots_from_env(env: Mapping[str, str], prefix: str, where: str) -> tuple[Mo
 
 
 def _parse_models_list(env: Mapping[str, str], var: str, raw: str) -> list[ModelSlot]:
-    slots: list[ModelSlot] = []
-    for position, entry in enumerate(raw.split(","), start=1):
+    entries: list[tuple[str, str, str]] = []
+    for position, entry in enumerate(raw.split(","), start=1):  # the whole list's shape first
         entry = entry.strip()
         provider, sep, model = entry.partition("/")
         provider, model = provider.strip().lower(), model.strip()
@@ -370,6 +370,9 @@ def _parse_models_list(env: Mapping[str, str], var: str, raw: str) -> list[Model
                 variable=var,
             )
         _check_provider(provider, var)
+        entries.append((entry, provider, model))
+    slots: list[ModelSlot] = []
+    for entry, provider, model in entries:
         key_var, url_var = f"PERSONA_{provider.upper()}_API_KEY", f"PERSONA_{provider.upper()}_BASE_URL"
         api_key = env.get(key_var, "").strip()
         if provider not in KEYLESS_PROVIDERS and not api_key:

@@ -1,0 +1,68 @@
+"""Agent runs: plan, act, ask, finish (see :mod:`persona_runtime.agentic.loop`).
+
+Public names::
+
+    AgenticLoop, CancelToken                      the loop and its cancel token
+    Run, Step, StepToolCall, RunStatus, StepType  the saved records
+    list_runs, find_run, RunNotFoundError         reading saved runs
+    MarkerScanner, MarkerKind, classify           [ASK_USER] / [FINAL] detection
+    events (module)                               the typed events; event_to_dict
+
+Names are imported lazily so ``import persona_runtime.agentic`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "AgenticLoop": "persona_runtime.agentic.loop",
+    "AGENT_INSTRUCTIONS": "persona_runtime.agentic.loop",
+    "CancelToken": "persona_runtime.agentic.cancel",
+    "Run": "persona_runtime.agentic.run",
+    "RunNotFoundError": "persona_runtime.agentic.run",
+    "RunStatus": "persona_runtime.agentic.run",
+    "Step": "persona_runtime.agentic.run",
+    "StepToolCall": "persona_runtime.agentic.run",
+    "StepType": "persona_runtime.agentic.run",
+    "find_run": "persona_runtime.agentic.run",
+    "list_runs": "persona_runtime.agentic.run",
+    "MarkerKind": "persona_runtime.agentic.markers",
+    "MarkerScanner": "persona_runtime.agentic.markers",
+    "ScanResult": "persona_runtime.agentic.markers",
+    "classify": "persona_runtime.agentic.markers",
+    "event_to_dict": "persona_runtime.agentic.events",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'persona_runtime.agentic' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from persona_runtime.agentic.cancel import CancelToken
+    from persona_runtime.agentic.events import event_to_dict
+    from persona_runtime.agentic.loop import AGENT_INSTRUCTIONS, AgenticLoop
+    from persona_runtime.agentic.markers import MarkerKind, MarkerScanner, ScanResult, classify
+    from persona_runtime.agentic.run import (
+        Run,
+        RunNotFoundError,
+        RunStatus,
+        Step,
+        StepToolCall,
+        StepType,
+        find_run,
+        list_runs,
+    )
