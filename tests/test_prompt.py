@@ -1,0 +1,88 @@
+"""PromptBuilder: section order, epistemic tags, and the budget reducer's drop order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from persona.schema.chunks import PersonaChunk
+from persona.schema.conversation import ConversationMessage
+from persona.schema.persona import Persona
+
+from persona_runtime.prompt import INTERRUPTED_NOTE, PromptBuilder, RetrievedContext, count_tokens
+
+NOW = datetime.now(UTC)
+ASTRID_LIKE = Persona.model_validate(
+    {
+        "persona_id": "p",
+        "identity": {
+            "name": "Astrid", "role": "tenancy adviser", "background": "Knows the tenancy act.",
+            "language_default": "nb", "constraints": ["Never invent paragraphs.", "Recommend a lawyer when serious."],
+        },
+    }
+)
+
+
+def chunk(text: str, **meta: str) -> PersonaChunk:
+    return PersonaChunk(id=f"id-{abs(hash(text))}", text=text, metadata=meta, created_at=NOW)
+
+
+CONTEXT = RetrievedContext(
+    self_facts=(chunk("self_fact: I answer in Norwegian."),),
+    worldview=(chunk("worldview: Deposits are capped at six months.", epistemic="fact"), chunk("worldview: Calm letters work.", epistemic="belief")),
+    episodic=(chunk("USER: my landlord kept my deposit\nASSISTANT: write to him"),),
+)
+
+
+def msg(role: str, text: str, **meta: str) -> ConversationMessage:
+    return ConversationMessage(role=role, content=text, created_at=NOW, metadata=meta)
+
+
+def test_sections_in_order_with_epistemic_tags() -> None:
+    built = PromptBuilder().build(ASTRID_LIKE, CONTEXT, [], "Hei", max_tokens=10_000, skill_index="Available skills:\n- x")
+    system = built.messages[0].content
+    order = [
+        "You are Astrid, tenancy adviser.", "Answer in Norwegian Bokmål", "Rules you must never break:\n1. Never invent paragraphs.",
+        "Relevant facts about yourself:\n- I answer in Norwegian.", "Your views:\n- Deposits are capped at six months. (fact)",
+        "- Calm letters work. (belief)", "From earlier conversations:", "Available skills:", "Stay in character.",
+    ]
+    positions = [system.index(part) for part in order]
+    assert positions == sorted(positions)
+    assert built.messages[-1].role == "user" and built.messages[-1].content == "Hei"
+    assert built.dropped == ()
+
+
+def test_empty_sections_are_omitted() -> None:
+    system = PromptBuilder().build(ASTRID_LIKE, RetrievedContext(), [], "Hei", max_tokens=10_000).messages[0].content
+    assert "Relevant facts" not in system and "Your views" not in system and "From earlier" not in system
+
+
+def test_reducer_drops_episodic_then_worldview_then_self_facts_then_oldest_history() -> None:
+    history = [msg("user" if i % 2 == 0 else "assistant", f"history message {i} " + "word " * 30) for i in range(6)]
+    builder = PromptBuilder()
+    full = builder.build(ASTRID_LIKE, CONTEXT, history, "Hei", max_tokens=100_000)
+    without_episodic = builder.build(ASTRID_LIKE, CONTEXT, history, "Hei", max_tokens=full.tokens - 1)
+    assert without_episodic.dropped == ("episodic",)
+    assert "From earlier conversations" not in without_episodic.messages[0].content
+    assert "Your views" in without_episodic.messages[0].content
+
+    identity_only = builder.build(ASTRID_LIKE, RetrievedContext(), [], "Hei", max_tokens=100_000).tokens
+    tight = builder.build(ASTRID_LIKE, CONTEXT, history, "Hei", max_tokens=identity_only + 100)
+    assert tight.dropped[:3] == ("episodic", "worldview", "self_facts")
+    assert tight.dropped[-1].startswith("history:")
+    kept = [m.content for m in tight.messages[1:-1]]
+    assert kept == [m.content for m in history[len(history) - len(kept):]]  # the newest survive
+    assert tight.tokens <= identity_only + 100
+    # Identity, rules and the current message always stay, even over budget.
+    impossible = builder.build(ASTRID_LIKE, CONTEXT, history, "Hei", max_tokens=1)
+    assert "Never invent paragraphs." in impossible.messages[0].content and impossible.messages[-1].content == "Hei"
+    assert len(impossible.messages) == 2
+
+
+def test_interrupted_replies_are_marked_for_the_model() -> None:
+    history = [msg("user", "tell me"), msg("assistant", "Once upon", status="interrupted")]
+    built = PromptBuilder().build(ASTRID_LIKE, RetrievedContext(), history, "go on", max_tokens=10_000)
+    assert built.messages[2].content == "Once upon" + INTERRUPTED_NOTE
+
+
+def test_token_counting_uses_cl100k_offline() -> None:
+    assert count_tokens("hello world") == 2
