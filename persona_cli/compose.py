@@ -20,6 +20,7 @@ from persona_cli.exit_codes import USAGE, CliError
 if TYPE_CHECKING:
     from persona.schema.persona import Persona
 
+    from persona_runtime.agentic import AgenticLoop
     from persona_runtime.loop import ConversationLoop
     from persona_runtime.paths import DataPaths
     from persona_runtime.tier import TierRegistry
@@ -164,6 +165,31 @@ class Session:
             tool_timeout_s=float(_int_env("PERSONA_TOOL_TIMEOUT_S", 60)),
         )
         return self._loop
+
+    async def agentic(self, **kwargs: Any) -> AgenticLoop:
+        """An AgenticLoop on the same persona, tiers, memory, tools and logs (waits for the
+        background load). ``kwargs`` go to ``AgenticLoop`` (e.g. ``max_steps``)."""
+        import asyncio
+
+        heavy = await asyncio.wrap_future(self._heavy)
+        toolbox, clients = await _build_toolbox(self, heavy)
+        self.mcp_clients.extend(clients)
+        from persona_runtime.agentic import AgenticLoop
+        from persona_runtime.turnlog import JSONLTurnLogWriter
+
+        options: dict[str, Any] = {
+            "memory": heavy["memory"],
+            "toolbox": toolbox,
+            "skills": heavy["skills"],
+            "skill_injector": heavy["injector"],
+            "turn_log": JSONLTurnLogWriter(self.paths.turn_log, max_bytes=_log_max_bytes()),
+            "runs_dir": self.paths.runs,
+            "persona_path": self.persona_path,
+            "reply_tokens": _int_env("PERSONA_MAX_REPLY_TOKENS", 1024),
+            "tool_timeout_s": float(_int_env("PERSONA_TOOL_TIMEOUT_S", 60)),
+        }
+        options.update(kwargs)
+        return AgenticLoop(persona=self.persona, tiers=self.tiers, **options)
 
     async def aclose(self) -> None:
         for client in self.mcp_clients:

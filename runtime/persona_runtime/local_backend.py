@@ -391,6 +391,14 @@ class LlamaCppBackend:
                 if cancel.is_set():
                     return
                 try:
+                    prompt = self._count_prompt_tokens(llm, request["messages"])
+                    window = llm.n_ctx()
+                    if prompt >= window:
+                        send(_Failed(
+                            f"the conversation is {prompt} tokens, more than the {window}-token context "
+                            f"window of {self.model_name} (raise {CONTEXT_ENV} or start a new chat)"
+                        ))
+                        return
                     completion = 0
                     stream = llm.create_chat_completion(**request)
                     try:
@@ -403,7 +411,6 @@ class LlamaCppBackend:
                                 send(text)
                     finally:
                         stream.close()  # type: ignore[union-attr]
-                    prompt = self._count_prompt_tokens(llm, request["messages"])
                     send(_Finished(prompt_tokens=prompt, completion_tokens=completion))
                 except Exception as exc:  # noqa: BLE001 - surfaced as ProviderError, no traceback
                     send(_Failed(f"local model {self.model_name} failed: {_short(exc)}"))

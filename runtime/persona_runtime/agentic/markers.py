@@ -63,8 +63,6 @@ def _marker_at(text: str, start: int, *, final: bool) -> tuple[_Status, int, Mar
         while i < n and text[i] == char and i - start < _MAX_EMPHASIS:
             i += 1
     emphasis = text[start:i]
-    while i < n and text[i] in " \t":
-        i += 1
     if i < n and text[i] == "\\":
         i += 1
     if i >= n:

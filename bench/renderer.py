@@ -1,0 +1,196 @@
+"""Benchmark: persona_cli.render.MarkdownStream vs a naive ``Live(Markdown(full_text))``.
+
+Run: ``uv run python bench/renderer.py``
+
+Synthetic markdown replies of ~1k, 5k and 10k tokens (~4 chars/token) are fed in 4-char deltas
+into a force_terminal Console writing to /dev null. Two regimes:
+
+* throttled: deltas "arrive" at a simulated 100 tokens/s and both renderers repaint only when
+  the adaptive interval allows (clamp(last_render_seconds * 10, 1/20 s, 2 s)), as in real use.
+  The simulated clock advances with the real time spent rendering, so a slow renderer gets
+  throttled exactly as it would live.
+* every delta: both renderers repaint on every delta (the worst case). The naive renderer is
+  quadratic here, so it only runs at the sizes where it finishes in reasonable time.
+
+Reported numbers are CPU seconds (time.process_time), the median of 3 runs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from persona_cli.render import MarkdownStream  # noqa: E402
+
+TOKENS_PER_SECOND = 100
+DELTA_CHARS = 4
+SIZES = (1_000, 5_000, 10_000)
+NAIVE_EVERY_DELTA_MAX = 1_000  # beyond this the naive every-delta run takes minutes
+RUNS = 3
+MIN_REFRESH, MAX_REFRESH = 1 / 20, 2.0
+
+WORDS = (
+    "the model streams tokens into a terminal while the renderer keeps scrollback clean and "
+    "prints each stable line once so users can read long answers without flicker or duplicated "
+    "output persona runtime tier fallback latency budget"
+).split()
+
+
+def synthetic_reply(tokens: int, seed: int = 7) -> str:
+    rnd = random.Random(seed)
+
+    def sentence() -> str:
+        words = rnd.choices(WORDS, k=rnd.randint(6, 16))
+        if rnd.random() < 0.3:
+            words[rnd.randrange(len(words))] = f"**{rnd.choice(WORDS)}**"
+        if rnd.random() < 0.3:
+            words[rnd.randrange(len(words))] = f"`{rnd.choice(WORDS)}()`"
+        return " ".join(words).capitalize() + "."
+
+    def code() -> str:
+        body = [
+            f"    {rnd.choice(WORDS)} = {rnd.choice(WORDS)}({rnd.randint(0, 99)})  # note"
+            for _ in range(rnd.randint(4, 20))
+        ]
+        return "```python\ndef handler(event):\n" + "\n".join(body) + "\n    return event\n```"
+
+    blocks: list[str] = []
+    size = 0
+    while size < tokens * 4:
+        kind = rnd.random()
+        if kind < 0.12:
+            block = f"## {sentence()[:40]}"
+        elif kind < 0.5:
+            block = " ".join(sentence() for _ in range(rnd.randint(2, 6)))
+        elif kind < 0.65:
+            block = "\n".join(f"- {sentence()}" for _ in range(rnd.randint(3, 6)))
+        elif kind < 0.75:
+            block = "\n\n".join(f"{i}. {sentence()}" for i in range(1, rnd.randint(3, 5)))
+        elif kind < 0.8:
+            rows = "\n".join(f"| {rnd.choice(WORDS)} | {rnd.randint(1, 999)} |" for _ in range(4))
+            block = f"| name | value |\n|------|-------|\n{rows}"
+        else:
+            block = code()
+        blocks.append(block)
+        size += len(block) + 2
+    return "\n\n".join(blocks) + "\n"
+
+
+class SimClock:
+    """Deltas arrive at a fixed rate; the consumer's clock also advances by real render time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._started = time.perf_counter()
+
+    def arrive(self, at: float) -> None:
+        self.now = max(self.now, at)
+        self._started = time.perf_counter()
+
+    def __call__(self) -> float:
+        return self.now + (time.perf_counter() - self._started)
+
+    def done(self) -> None:
+        self.now = self()
+
+
+def make_console() -> Console:
+    return Console(
+        file=open(os.devnull, "w"),  # noqa: SIM115
+        force_terminal=True,
+        width=100,
+        height=40,
+        color_system="truecolor",
+        legacy_windows=False,
+    )
+
+
+def deltas(text: str) -> list[str]:
+    return [text[i : i + DELTA_CHARS] for i in range(0, len(text), DELTA_CHARS)]
+
+
+def run_ours(text: str, throttled: bool) -> int:
+    console = make_console()
+    if throttled:
+        stream = MarkdownStream(console, min_refresh=MIN_REFRESH, max_refresh=MAX_REFRESH)
+        clock = SimClock()
+        stream._clock = clock  # benchmark hook: drive the throttle from the simulated clock
+        for i, delta in enumerate(deltas(text)):
+            clock.arrive(i / TOKENS_PER_SECOND)
+            stream.update(delta)
+            clock.done()
+    else:
+        stream = MarkdownStream(console, min_refresh=0.0, max_refresh=0.0)
+        for delta in deltas(text):
+            stream.update(delta)
+    stream.finish()
+    return stream.paints
+
+
+def run_naive(text: str, throttled: bool) -> int:
+    console = make_console()
+    clock = SimClock()
+    interval, last, paints, buf = 0.0, float("-inf"), 0, ""
+    with Live(console=console, auto_refresh=False, vertical_overflow="visible") as live:
+        for i, delta in enumerate(deltas(text)):
+            clock.arrive(i / TOKENS_PER_SECOND)
+            buf += delta
+            if not throttled or clock() - last >= interval:
+                started = clock()
+                live.update(Markdown(buf), refresh=True)
+                paints += 1
+                last = clock()
+                interval = min(max((last - started) * 10, MIN_REFRESH), MAX_REFRESH)
+            clock.done()
+        live.update(Markdown(buf), refresh=True)
+    return paints
+
+
+def measure(fn: Callable[[str, bool], int], text: str, throttled: bool) -> tuple[float, int]:
+    times, paints = [], 0
+    for _ in range(RUNS):
+        start = time.process_time()
+        paints = fn(text, throttled)
+        times.append(time.process_time() - start)
+    return statistics.median(times), paints
+
+
+def main() -> None:
+    replies = {n: synthetic_reply(n) for n in SIZES}
+    print(f"CPU seconds, median of {RUNS}; {DELTA_CHARS}-char deltas; width 100, truecolor\n")
+    for throttled in (True, False):
+        title = (
+            f"throttled (adaptive interval, {TOKENS_PER_SECOND} tok/s simulated arrival)"
+            if throttled
+            else "every delta (no throttle)"
+        )
+        print(title)
+        print(f"{'tokens':>7} {'chars':>7} | {'ours s':>8} {'paints':>6} | "
+              f"{'naive s':>8} {'paints':>6} | {'naive/ours':>10}")
+        previous: float | None = None
+        for n, text in replies.items():
+            ours, ours_paints = measure(run_ours, text, throttled)
+            if throttled or n <= NAIVE_EVERY_DELTA_MAX:
+                naive, naive_paints = measure(run_naive, text, throttled)
+                naive_cols = f"{naive:8.3f} {naive_paints:6d} | {naive / ours:9.1f}x"
+            else:
+                naive_cols = f"{'(skipped)':>8} {'':6} | {'':>10}"
+            growth = f"  (ours x{ours / previous:.2f} vs previous size)" if previous else ""
+            print(f"{n:7d} {len(text):7d} | {ours:8.3f} {ours_paints:6d} | {naive_cols}{growth}")
+            previous = ours
+        print()
+
+
+if __name__ == "__main__":
+    main()

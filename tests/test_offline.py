@@ -1,0 +1,53 @@
+"""Importing the runtime and persona-core's tools never touches the network."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run_python(code: str, tmp_path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERSONA_", "TIKTOKEN"))}
+    env |= {
+        # An empty tiktoken cache: without our fix, tiktoken would have to download cl100k.
+        "TIKTOKEN_CACHE_DIR": str(tmp_path / "tiktoken-cache"),
+        # Any attempt to reach the internet goes to a dead proxy and fails at once.
+        "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "",
+    }
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_import_runtime_then_persona_tools_offline(tmp_path) -> None:
+    proc = run_python(
+        "import persona_runtime, persona.tools, persona.skills\n"
+        "from persona.skills import count_tokens\n"
+        "print(count_tokens('hello world'))",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "2"
+
+
+def test_import_runtime_is_cheap(tmp_path) -> None:
+    proc = run_python(
+        "import sys, persona_runtime\n"
+        "heavy = [m for m in ('persona', 'tiktoken', 'chromadb', 'torch', 'llama_cpp', 'rich', 'typer') if m in sys.modules]\n"
+        "print(heavy)",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_runtime_never_imports_ui_toolkits(tmp_path) -> None:
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "runtime" / "persona_runtime"
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        for line in p.read_text().splitlines()
+        if line.strip().startswith(("import ", "from ")) and any(f" {ui}" in line for ui in ("typer", "rich", "prompt_toolkit"))
+    ]
+    assert offenders == []
