@@ -36,7 +36,8 @@ def step_title(step: Step, max_steps: int) -> str:
     head = "best effort" if step.best_effort else f"step {step.index}/{max_steps}"
     parts = [head, step.tier or "?"]
     parts.append(f"{format_tokens(step.tokens)} tok")
-    parts.append(format_cost(step.cost_cents))
+    if step.tokens:  # nothing reported (cancelled, failed): no cost to show
+        parts.append(format_cost(step.cost_cents))
     parts.append(f"{step.latency_ms / 1000:.1f} s")
     if str(step.type) in ("cancelled", "error"):
         parts.append(str(step.type))
@@ -47,7 +48,10 @@ def run_summary(run: Run) -> str:
     cost = format_cost(run.cost_cents)
     if run.unpriced_steps and run.cost_cents is not None:
         cost += f" (+{run.unpriced_steps} unpriced)"
-    return f"{len(run.steps)} steps · {format_tokens(run.prompt_tokens + run.completion_tokens)} tok · {cost} · run {run.id}"
+    steps = f"{len(run.steps)} step" + ("" if len(run.steps) == 1 else "s")
+    tokens = run.prompt_tokens + run.completion_tokens
+    cost_part = f" · {cost}" if tokens else ""
+    return f"{steps} · {format_tokens(tokens)} tok{cost_part} · run {run.id}"
 
 
 @dataclass

@@ -128,13 +128,18 @@ class Session:
         return self.persona.persona_id or self.persona_path.stem
 
     def start_background(self) -> None:
-        """Begin loading the heavy parts; returns immediately."""
-        _preload_local_models(self.tiers)
+        """Begin loading the heavy parts on one thread; returns immediately."""
         thread = threading.Thread(target=self._build_heavy, name="persona-session", daemon=True)
         thread.start()
 
     def _build_heavy(self) -> None:
+        # One thread, in order: numpy, torch, chromadb and llama_cpp imported from several
+        # threads at once can trip over half-initialised shared modules (seen: numpy).
         try:
+            _preload_local_models(self.tiers)
+            embedder = self._embedder_choice.embedder  # type: ignore[attr-defined]
+            if hasattr(embedder, "start_loading"):
+                embedder.encode(["warm up"])  # loads (torch) and proves the embedder works
             self._heavy.set_result(_build_heavy(self))
         except BaseException as exc:  # noqa: BLE001 - delivered to whoever awaits the session
             self._heavy.set_exception(exc)
@@ -224,16 +229,13 @@ def _embedder_choice() -> Any:
     from persona_runtime.errors import ConfigError
 
     try:
-        choice = embedder_from_env()
+        return embedder_from_env()
     except ConfigError as exc:
         raise CliError(str(exc), USAGE) from None
-    starter = getattr(choice.embedder, "start_loading", None)
-    if starter is not None:
-        starter()
-    return choice
 
 
 def _preload_local_models(tiers: TierRegistry) -> None:
+    """Load every local GGUF model a tier uses, and wait for it (we are on the loader thread)."""
     for _name, _serving, slot in tiers.describe():
         if slot.provider == "gguf":
             try:
@@ -243,6 +245,7 @@ def _preload_local_models(tiers: TierRegistry) -> None:
             preload = getattr(backend, "preload", None)
             if preload is not None:
                 preload()
+                backend._loaded.wait()
 
 
 def _build_heavy(session: Session) -> dict[str, Any]:

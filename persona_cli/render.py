@@ -160,7 +160,12 @@ class MarkdownStream:
             self._end_plain_line()
         else:
             self._fold_pending()
-            lines = self._render_block(self._open)
+            try:
+                lines = self._render_block(self._open)
+            except Exception:
+                # Never leave the Live region (and a hidden cursor) behind; show the raw text.
+                options = self.console.options
+                lines = self.console.render_lines(Text(self._open), options, pad=False)
             self._open = ""
             self._tail = []
             self._frame(lines, stop=True)
@@ -187,8 +192,8 @@ class MarkdownStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        cancelled = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, CancelledError))
-        self.finish(interrupted=cancelled)
+        interrupted = (KeyboardInterrupt, CancelledError)
+        self.finish(interrupted=exc_type is not None and issubclass(exc_type, interrupted))
 
     # -- internals --------------------------------------------------------------------------
 
@@ -297,7 +302,7 @@ class MarkdownStream:
         if self._fence is not None:
             # Code lines render one by one: the last few source lines are enough for the tail.
             cut = len(text)
-            for _ in range(self.live_lines + 2):
+            for _ in range(self.live_lines):
                 cut = text.rfind("\n", 0, cut)
                 if cut <= self._fence_at:
                     return text

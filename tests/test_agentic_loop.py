@@ -483,6 +483,16 @@ def test_cancel_mid_tool_interrupts_the_tool_and_keeps_calls_paired(tmp_path: Pa
     assert len(result.context[-3]["tool_calls"]) == 2
     assert all("Cancelled by the person" in m["content"] for m in result.context[-2:])
 
+    # Resuming sends the restored calls and their results, then continues.
+    backend = ScriptedBackend(["[FINAL] resumed fine"])
+    loop, _ = make_loop(tiers(mid=backend), tmp_path, toolbox=FakeToolbox(calculator=calculator))
+    done = final_run(run(collect(loop, None, resume=Run.load(tmp_path / "runs" / f"{result.id}.json"))))
+    assert done.status is RunStatus.COMPLETED and done.output == "resumed fine"
+    sent = backend.calls[0].messages
+    assert [c.name for c in sent[-3].tool_calls] == ["slow", "calculator"]
+    assert [m.metadata["tool_call_id"] for m in sent[-2:]] == [c.call_id for c in sent[-3].tool_calls]
+    assert backend.calls[0].messages[0].role == "system" and sent[1].content == "TASK: task"
+
 
 def test_cancel_while_waiting_for_an_answer_keeps_the_question(tmp_path: Path) -> None:
     async def scenario() -> list[Any]:
@@ -545,7 +555,7 @@ def test_cancel_from_another_thread(tmp_path: Path) -> None:
         token = CancelToken()
         canceller = threading.Thread(target=lambda: (hanging.wait(5), token.cancel()))
         canceller.start()
-        events = [e async for e in loop.run("task", cancel=token)]
+        events = await asyncio.wait_for(collect(loop, "task", cancel=token), 10)
         canceller.join()
         return final_run(events)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from persona_runtime.errors import ConfigError
 CAT = "The cat sits on the mat."
 KITTEN = "A kitten is resting on a rug."
 FINANCE = "Quarterly bond yields rose after the central bank raised interest rates."
+HF_OFFLINE_BEFORE = os.environ.get("HF_HUB_OFFLINE")
 
 
 def _cos(a: list[float], b: list[float]) -> float:
@@ -38,6 +40,8 @@ def test_minilm_gives_normalised_384_dim_vectors(minilm: MiniLMEmbedder) -> None
     assert all(isinstance(x, float) for x in vectors[0])
     assert all(abs(math.hypot(*v) - 1.0) < 1e-4 for v in vectors)
     assert minilm.encode([]) == []
+    # HF_HUB_OFFLINE was set for the load only, then restored.
+    assert os.environ.get("HF_HUB_OFFLINE") == HF_OFFLINE_BEFORE
 
 
 @pytest.mark.slow

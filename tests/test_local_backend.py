@@ -86,10 +86,11 @@ def test_context_window_default_env_and_bad_value(monkeypatch: pytest.MonkeyPatc
     assert LlamaCppBackend(path).context_window == 8192
     monkeypatch.setenv("PERSONA_LOCAL_CONTEXT", "4096")
     assert LlamaCppBackend(path).context_window == 4096
-    monkeypatch.setenv("PERSONA_LOCAL_CONTEXT", "lots")
-    with pytest.raises(ConfigError) as info:
-        LlamaCppBackend(path)
-    assert info.value.variable == "PERSONA_LOCAL_CONTEXT"
+    for bad in ("lots", "0", "100"):
+        monkeypatch.setenv("PERSONA_LOCAL_CONTEXT", bad)
+        with pytest.raises(ConfigError) as info:
+            LlamaCppBackend(path)
+        assert info.value.variable == "PERSONA_LOCAL_CONTEXT"
 
 
 def test_message_conversion() -> None:
@@ -134,7 +135,8 @@ def test_streamed_turn_yields_deltas_then_one_final_chunk_with_usage(backend: Ll
     assert final.is_final and final.usage is not None
     assert final.usage.prompt_tokens > 0
     assert 0 < final.usage.completion_tokens <= 32
-    assert final.usage.completion_tokens == len(deltas)
+    assert final.usage.completion_tokens >= len(deltas)
+    assert final.usage.total_tokens == final.usage.prompt_tokens + final.usage.completion_tokens
     assert all(c.usage is None for c in chunks[:-1])
     assert _workers() == []
 
@@ -153,14 +155,22 @@ def test_chat_returns_a_chat_response_and_ignores_tools(backend: LlamaCppBackend
 
 
 @pytest.mark.slow
-def test_prompt_tokens_match_llama_cpp_own_count(backend: LlamaCppBackend) -> None:
-    msgs = [_msg("system", "You are terse."), *QUESTION]
-    ours = asyncio.run(backend.chat(msgs, max_tokens=4)).usage
+@pytest.mark.parametrize(
+    ("text", "max_tokens"),
+    [
+        ("Hello! Who are you?", 60),  # ends on end-of-generation
+        ("Write three emoji that describe summer, and say hi in Chinese and Japanese.", 60),  # multibyte, length
+        ("What is the capital of France?", 4),  # length
+    ],
+)
+def test_usage_matches_llama_cpp_own_count(backend: LlamaCppBackend, text: str, max_tokens: int) -> None:
+    msgs = [_msg("system", "You are terse."), _msg("user", text)]
+    ours = asyncio.run(backend.chat(msgs, max_tokens=max_tokens)).usage
     llm = backend._llm  # the loaded llama_cpp.Llama
     assert llm is not None
-    theirs = llm.create_chat_completion(messages=to_llama_messages(msgs), max_tokens=4, temperature=0.0)["usage"]  # type: ignore[index]
-    assert ours.prompt_tokens == theirs["prompt_tokens"]
-    assert ours.completion_tokens == theirs["completion_tokens"]
+    theirs = llm.create_chat_completion(messages=to_llama_messages(msgs), max_tokens=max_tokens, temperature=0.0)
+    assert ours.prompt_tokens == theirs["usage"]["prompt_tokens"]  # type: ignore[index]
+    assert ours.completion_tokens == theirs["usage"]["completion_tokens"]  # type: ignore[index]
 
 
 @pytest.mark.slow

@@ -484,10 +484,12 @@ def test_concurrent_writers_while_following(tmp_path: Path, procs: int, per_proc
     assert len(files) > 2, "the test should exercise rotation"
     parsed = 0
     for file in files:
-        for raw in file.read_bytes().splitlines():
-            if raw:
-                json.loads(raw)  # no torn or interleaved line in any file
-                parsed += 1
+        lines = file.read_bytes().splitlines(keepends=True)
+        for raw in lines:
+            json.loads(raw)  # no torn or interleaved line in any file
+        parsed += len(lines)
+        if file != path:  # nothing was appended to a file already full (it rotated instead)
+            assert sum(map(len, lines[:-1])) < max_bytes <= sum(map(len, lines)), file.name
     assert parsed == total
     # Each writer's records are in order across files.
     for k in range(procs):

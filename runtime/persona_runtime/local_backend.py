@@ -50,6 +50,7 @@ CONTEXT_ENV = "PERSONA_LOCAL_CONTEXT"
 DEFAULT_CONTEXT_WINDOW = 8192  # SmolLM2's trained context
 WORKER_THREAD_NAME = "persona-llama-generate"
 _LOADER_THREAD_NAME = "persona-llama-load"
+_MIN_CONTEXT = 256  # llama.cpp pads n_ctx up to a multiple of 256; below that llama-cpp-python breaks
 _GGUF_MAGIC = b"GGUF"
 _MAX_ERROR_CHARS = 200
 
@@ -105,8 +106,8 @@ def _context_from_env(env: Mapping[str, str] | None = None) -> int:
         value = int(raw)
     except ValueError:
         value = 0
-    if value <= 0:
-        raise ConfigError(f"{CONTEXT_ENV} must be a positive integer (tokens); got {raw!r}", variable=CONTEXT_ENV)
+    if value < _MIN_CONTEXT:
+        raise ConfigError(f"{CONTEXT_ENV} must be a whole number of tokens >= {_MIN_CONTEXT}; got {raw!r}", variable=CONTEXT_ENV)
     return value
 
 
@@ -237,6 +238,9 @@ class LlamaCppBackend:
 
     def _load(self) -> None:
         try:
+            # Warm the persona-core imports chat/chat_stream need (seconds), off the loop.
+            import persona.backends.errors
+            import persona.backends.types  # noqa: F401
             from llama_cpp import Llama
 
             # verbose=False routes llama.cpp's own logging to a no-op callback, so nothing
@@ -249,10 +253,6 @@ class LlamaCppBackend:
                 verbose=False,
             )
             self._formatter = _template_formatter(llm)
-            # Warm the persona-core imports chat_stream needs, off the event loop.
-            import persona.backends.errors
-            import persona.backends.types  # noqa: F401
-
             self._llm = llm
         except Exception as exc:  # noqa: BLE001 - reported to the caller as ProviderError
             self._load_error = f"could not load GGUF model {self._path}: {_short(exc)}"
@@ -392,25 +392,30 @@ class LlamaCppBackend:
                     return
                 try:
                     prompt = self._count_prompt_tokens(llm, request["messages"])
-                    window = llm.n_ctx()
+                    # llama.cpp pads n_ctx up to a multiple of 256; the configured size is the budget.
+                    window = min(self._context, llm.n_ctx())
                     if prompt >= window:
                         send(_Failed(
                             f"the conversation is {prompt} tokens, more than the {window}-token context "
                             f"window of {self.model_name} (raise {CONTEXT_ENV} or start a new chat)"
                         ))
                         return
-                    completion = 0
+                    chunks = 0
+                    finish: str | None = None
                     stream = llm.create_chat_completion(**request)
                     try:
                         for chunk in stream:
                             if cancel.is_set():
                                 return
-                            text = chunk["choices"][0]["delta"].get("content")  # type: ignore[index,union-attr]
+                            choice = chunk["choices"][0]  # type: ignore[index]
+                            text = choice["delta"].get("content")
                             if text:
-                                completion += 1  # llama.cpp streams one chunk per generated token
+                                chunks += 1
                                 send(text)
+                            finish = choice["finish_reason"] or finish
                     finally:
                         stream.close()  # type: ignore[union-attr]
+                    completion = max(chunks, _generated_tokens(llm.n_tokens, prompt, finish))
                     send(_Finished(prompt_tokens=prompt, completion_tokens=completion))
                 except Exception as exc:  # noqa: BLE001 - surfaced as ProviderError, no traceback
                     send(_Failed(f"local model {self.model_name} failed: {_short(exc)}"))
@@ -428,6 +433,18 @@ class LlamaCppBackend:
                 pass
         text = "\n".join(m["content"] for m in messages)
         return len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+
+
+def _generated_tokens(evaluated: int, prompt: int, finish: str | None) -> int:
+    """Tokens generated, from what llama.cpp evaluated after the prompt.
+
+    llama.cpp feeds every sampled token back except the last. Ending on an
+    end-of-generation token, that last one is the EOG itself, which is not counted;
+    ending on the length limit, it is a counted token, so add one. (A stop string, also
+    reported as "stop", leaves this one short.) Counting chunks would be worse:
+    multibyte characters and stop-string lookahead merge tokens into one chunk.
+    """
+    return max(0, evaluated - prompt + (1 if finish == "length" else 0))
 
 
 def _resolve_future(future: asyncio.Future[None]) -> None:

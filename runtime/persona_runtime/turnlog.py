@@ -160,32 +160,31 @@ class JSONLTurnLogWriter:
             os.close(fd)
 
     def _rotate_if_needed(self, fd: int) -> int:
-        """Rotate under the lock we hold; return the descriptor to write to (locked)."""
+        """Given ``fd`` locked, return a locked descriptor of the live file with room left.
+
+        Every lock acquisition is followed by a fresh check: the file may have been rotated
+        (by us or another writer) while we waited, and a write must never land in a file
+        that was already renamed (a follower that moved on would never see it)."""
         import fcntl
 
-        st = os.fstat(fd)
-        try:
-            current = os.stat(self.path)
-        except FileNotFoundError:
-            current = None
-        if current is None or current.st_ino != st.st_ino:
-            # Another writer rotated between our open and our lock: reopen the new file.
-            os.close(fd)
+        while True:
+            st = os.fstat(fd)
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and current.st_ino == st.st_ino:
+                if st.st_size < self.max_bytes:
+                    return fd
+                target = self._rotated_name()
+                while target.exists():  # two rotations within one clock tick: never overwrite one
+                    target = self._rotated_name()
+                os.rename(self.path, target)
+                self._prune()
+            # Rotated by someone else between our open and our lock, or just now by us.
+            os.close(fd)  # releases our lock
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            return self._rotate_if_needed(fd)
-        if st.st_size < self.max_bytes:
-            return fd
-        target = self._rotated_name()
-        while target.exists():  # two rotations within one clock tick: never overwrite one
-            target = self._rotated_name()
-        os.rename(self.path, target)
-        new_fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        fcntl.flock(new_fd, fcntl.LOCK_EX)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-        self._prune()
-        return new_fd
 
     def _rotated_name(self) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

@@ -810,7 +810,8 @@ class AgenticLoop:
         step = Step(
             index=acc.index, type=acc.type, tier=acc.tier, provider=slot.provider if slot else None,
             model=slot.model if slot else None, prompt_tokens=acc.prompt_tokens, completion_tokens=acc.completion_tokens,
-            cost_cents=acc.cost if (acc.prompt_tokens or acc.completion_tokens) else (None if acc.cost is None else 0.0),
+            # No usage reported (cancelled or failed before the end): the cost is unknown, not 0.
+            cost_cents=acc.cost if (acc.prompt_tokens or acc.completion_tokens) else None,
             latency_ms=round(latency, 3), ttft_ms=round(acc.ttft_ms, 3) if acc.ttft_ms is not None else None,
             thinking=redact(acc.thinking), content=redact(acc.content), tool_calls=tuple(acc.tool_calls),
             question=acc.question, answer=acc.answer, best_effort=acc.best_effort, compacted=acc.compacted,
