@@ -99,7 +99,7 @@ async def _cost(ctx: SlashContext, _arg: str) -> None:
 
 
 async def _tools(ctx: SlashContext, _arg: str) -> None:
-    from persona_runtime.loop import SIDE_EFFECT_TOOLS
+    from persona_runtime.tooling import SIDE_EFFECT_TOOLS
 
     loop = ctx.session._loop
     toolbox = getattr(loop, "toolbox", None) if loop is not None else None

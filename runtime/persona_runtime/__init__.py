@@ -17,7 +17,7 @@ _offline.install_on_first_persona_import()
 
 _EXPORTS = {
     "ConversationLoop": "persona_runtime.loop",
-    "SIDE_EFFECT_TOOLS": "persona_runtime.loop",
+    "SIDE_EFFECT_TOOLS": "persona_runtime.tooling",
     "PromptBuilder": "persona_runtime.prompt",
     "RetrievedContext": "persona_runtime.prompt",
     "Router": "persona_runtime.routing",
@@ -58,7 +58,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from persona_runtime.errors import ConfigError, TierNotConfiguredError
-    from persona_runtime.loop import SIDE_EFFECT_TOOLS, ConversationLoop
+    from persona_runtime.loop import ConversationLoop
+    from persona_runtime.tooling import SIDE_EFFECT_TOOLS
     from persona_runtime.memory import PersonaMemory
     from persona_runtime.prompt import PromptBuilder, RetrievedContext
     from persona_runtime.routing import HeuristicRouter, Router, UnifiedRouter, apply_constraint_filter

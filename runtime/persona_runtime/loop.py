@@ -45,6 +45,7 @@ from persona_runtime.pricing import cost_cents
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.routing.types import RoutingContext, RoutingDecision
 from persona_runtime.secrets import redact
+from persona_runtime.tooling import SIDE_EFFECT_TOOLS, ToolApprover, inject_skill, run_tool_call
 from persona_runtime.turnlog import AttemptRecord, ToolCallRecord, TurnLog, TurnLogWriter
 
 if TYPE_CHECKING:
@@ -57,9 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SIDE_EFFECT_TOOLS", "ConversationLoop", "ToolApprover"]
 
-#: Tools that write or send something; the CLI asks before running them.
-SIDE_EFFECT_TOOLS = frozenset({"file_write", "web_fetch", "web_search", "send_email", "mcp_call"})
-ToolApprover = Callable[["ToolCall"], Awaitable[bool]]
 
 SUMMARY_INSTRUCTIONS = (
     "Summarise the conversation below in at most 120 words for the assistant's own notes. "
@@ -321,55 +319,17 @@ class ConversationLoop:
                 extra.append(_format_result(call, result, backend.provider_name, native))
                 skill_name = (result.data or {}).get("skill_name") if isinstance(result.data, dict) else None
                 if skill_name and not result.is_error and skill_name in self.skills:
-                    skill_content = await self._inject_skill(skill_name)
+                    skill_content = await inject_skill(self.skills, self.skill_injector, skill_name)
                     state.skill_used = skill_name
                     yield SkillActivated(skill_name)
 
     async def _run_tool(self, call: ToolCall, approve: ToolApprover | None) -> tuple[ToolResult, ToolCallRecord, bool]:
-        from persona.schema.tools import ToolResult, truncated_tool_call_message
-
         started = time.perf_counter()
-        approved = True
-        if call.truncated:
-            result = ToolResult(tool_name=call.name, call_id=call.call_id, content=truncated_tool_call_message(call.name), is_error=True)
-        elif approve is not None and call.name in SIDE_EFFECT_TOOLS and not await approve(call):
-            approved = False
-            result = ToolResult(
-                tool_name=call.name, call_id=call.call_id, is_error=True,
-                content="The person declined to run this tool call. Do not retry it; continue without it.",
-            )
-        else:
-            result = await self._dispatch(call)
-        if len(result.content) > self.tool_result_max_chars:
-            cut = len(result.content) - self.tool_result_max_chars
-            result = result.model_copy(
-                update={"content": result.content[: self.tool_result_max_chars] + f"\n[… {cut} more characters cut]", "truncated": True}
-            )
+        result, approved = await run_tool_call(
+            self.toolbox, call, approve=approve, timeout_s=self.tool_timeout_s, max_chars=self.tool_result_max_chars
+        )
         record = ToolCallRecord(name=call.name, ok=not result.is_error, duration_ms=(time.perf_counter() - started) * 1000)
         return result, record, approved
-
-    async def _dispatch(self, call: ToolCall) -> ToolResult:
-        from persona.schema.tools import ToolResult
-
-        try:
-            return await asyncio.wait_for(self.toolbox.dispatch(call), timeout=self.tool_timeout_s)
-        except TimeoutError:
-            content = f"Tool '{call.name}' timed out after {self.tool_timeout_s:g} s."
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any tool fault goes back to the model, never up
-            name = type(exc).__name__
-            if name in ("ToolNotAllowedError", "ToolExecutionError"):
-                content = f"Tool '{call.name}' is not available. Available tools: {', '.join(self.toolbox.names())}."
-            else:
-                content = f"Tool '{call.name}' failed: {name}: {redact(str(exc))[:500]}"
-        return ToolResult(tool_name=call.name, call_id=call.call_id, content=content, is_error=True)
-
-    async def _inject_skill(self, name: str) -> str:
-        spec = self.skills[name]
-        if self.skill_injector is not None:
-            return await self.skill_injector.inject(spec)
-        return getattr(spec, "content", "")
 
     # -- before generation ---------------------------------------------------------------
 

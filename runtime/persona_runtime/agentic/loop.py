@@ -73,8 +73,8 @@ from persona_runtime.agentic.events import (
 from persona_runtime.agentic.markers import MarkerKind, MarkerScanner, ScanResult
 from persona_runtime.agentic.run import Run, RunStatus, Step, StepToolCall, StepType
 from persona_runtime.events import FallbackTriggered, RetryWaiting, SkillActivated, ToolCallFinished, ToolCallStarted
+from persona_runtime.tooling import ToolApprover, error_result, inject_skill, run_tool_call
 from persona_runtime.loop import (
-    SIDE_EFFECT_TOOLS,
     _attempt_record,
     _failure_message,
     _format_result,
@@ -100,7 +100,6 @@ __all__ = ["AGENT_INSTRUCTIONS", "AgenticLoop", "Asker", "ToolApprover"]
 
 T = TypeVar("T")
 Asker = Callable[[str], Awaitable[str | None]]
-ToolApprover = Callable[["ToolCall"], Awaitable[bool]]
 
 AGENT_INSTRUCTIONS = """\
 You are working on a task for the person, step by step. Each of your replies is one step. In each step do exactly one of these:
@@ -658,7 +657,7 @@ class AgenticLoop:
                 data = result.data if isinstance(result.data, dict) else {}
                 skill_name = data.get("skill_name")
                 if skill_name and not result.is_error and skill_name in self.skills:
-                    skill_content = (skill_name, await self._inject_skill(skill_name))
+                    skill_content = (skill_name, await inject_skill(self.skills, self.skill_injector, skill_name))
         except _Cancelled:
             acc.interrupted = True
             for call in reply.calls[finished:]:
@@ -674,57 +673,12 @@ class AgenticLoop:
             yield SkillActivated(name)
 
     async def _run_tool(self, call: ToolCall, approve: ToolApprover | None, cancel: CancelToken | None) -> tuple[ToolResult, bool]:
-        from persona.schema.tools import ToolResult, truncated_tool_call_message
-
-        approved = True
-        if call.truncated:
-            result = ToolResult(
-                tool_name=call.name, call_id=call.call_id, content=truncated_tool_call_message(call.name), is_error=True
-            )
-        elif not self._tools_available():
-            result = ToolResult(tool_name=call.name, call_id=call.call_id, content=NO_TOOLS_RESULT, is_error=True)
-        elif (
-            approve is not None
-            and call.name in SIDE_EFFECT_TOOLS
-            and call.name in self.toolbox.names()
-            and not await self._cancellable(approve(call), cancel)
-        ):
-            approved = False
-            result = ToolResult(
-                tool_name=call.name, call_id=call.call_id, is_error=True,
-                content="The person declined to run this tool call. Do not retry it; continue without it.",
-            )
-        else:
-            result = await self._cancellable(self._dispatch(call), cancel)
-        if len(result.content) > self.tool_result_max_chars:
-            cut = len(result.content) - self.tool_result_max_chars
-            result = result.model_copy(
-                update={"content": result.content[: self.tool_result_max_chars] + f"\n[… {cut} more characters cut]", "truncated": True}
-            )
-        return result, approved
-
-    async def _dispatch(self, call: ToolCall) -> ToolResult:
-        from persona.schema.tools import ToolResult
-
-        try:
-            return await asyncio.wait_for(self.toolbox.dispatch(call), timeout=self.tool_timeout_s)
-        except TimeoutError:
-            content = f"Tool '{call.name}' timed out after {self.tool_timeout_s:g} s."
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any tool fault goes back to the model, never up
-            name = type(exc).__name__
-            if name in ("ToolNotAllowedError", "ToolExecutionError"):
-                content = f"Tool '{call.name}' is not available. Available tools: {', '.join(self.toolbox.names())}."
-            else:
-                content = f"Tool '{call.name}' failed: {name}: {redact(str(exc))[:500]}"
-        return ToolResult(tool_name=call.name, call_id=call.call_id, content=content, is_error=True)
-
-    async def _inject_skill(self, name: str) -> str:
-        spec = self.skills[name]
-        if self.skill_injector is not None:
-            return await self.skill_injector.inject(spec)
-        return getattr(spec, "content", "")
+        if not self._tools_available():
+            return error_result(call, NO_TOOLS_RESULT), True
+        return await run_tool_call(
+            self.toolbox, call, approve=approve, timeout_s=self.tool_timeout_s, max_chars=self.tool_result_max_chars,
+            guard=lambda awaitable: self._cancellable(awaitable, cancel),
+        )
 
     def _tools_available(self) -> bool:
         return self.toolbox is not None and bool(self.toolbox.names())
