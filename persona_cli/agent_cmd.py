@@ -205,6 +205,7 @@ async def _run(
     import signal
 
     from persona_cli.agent_view import AgentView, JsonView
+    from persona_cli.approval import make_approver
     from persona_cli.render import render_notice
     from persona_runtime.agentic import CancelToken
     from persona_runtime.agentic.events import RunFinished
@@ -216,7 +217,10 @@ async def _run(
         for line in _startup_lines(session):
             render_notice(info, line)
     asker = _asker(token, answers, policy, info, json_out)
-    approver = _approver(token, yes, interactive, info, json_out)
+    approver = make_approver(
+        auto_approve=yes, interactive=interactive, info=info,
+        prompt_session=lambda: _prompt_session(json_out), on_interrupt=token.cancel,
+    )
     status = "error"
     try:
         loop = await _await_agentic(session, info)
@@ -292,38 +296,6 @@ def _asker(token: CancelToken, answers: list[str], policy: str, info: Console, j
                 return text.strip()
 
     return ask
-
-
-def _approver(token: CancelToken, yes: bool, interactive: bool, info: Console, json_out: bool) -> Any:
-    from persona_cli.render import render_notice
-
-    always: set[str] = set()
-
-    async def approve(call: Any) -> bool:
-        if yes or call.name in always:
-            return True
-        if not interactive:
-            render_notice(info, f"✗ {call.name} needs approval; declined (use --yes to allow tools that write or send)")
-            return False
-        info.bell()
-        session = _prompt_session(json_out)
-        while True:
-            try:
-                answer = (await session.prompt_async(f"run {call.name}? [y]es / [n]o / [a]lways: ", handle_sigint=False)).strip().lower()
-            except KeyboardInterrupt:
-                token.cancel()
-                return False
-            except EOFError:
-                return False
-            if answer in ("y", "yes"):
-                return True
-            if answer in ("n", "no", ""):
-                return False
-            if answer in ("a", "always"):
-                always.add(call.name)
-                return True
-
-    return approve
 
 
 def _prompt_session(json_out: bool) -> Any:

@@ -109,6 +109,7 @@ def _run_piped(session: Session, *, tier: str, auto_approve: bool) -> int:
 
 
 async def _piped_turns(session: Session, messages: list[str], tier: str, auto_approve: bool, out: Console, info: Console) -> int:
+    from persona_cli.approval import make_approver
     from persona_cli.turn_view import TurnView
 
     conversation = _new_conversation(session)
@@ -117,7 +118,7 @@ async def _piped_turns(session: Session, messages: list[str], tier: str, auto_ap
         loop = await session.loop()
         for text in messages:
             view = TurnView(out=out, info=info)
-            status = await _run_turn(loop, conversation, text, tier, view, _approver(auto_approve, interactive=False, info=info))
+            status = await _run_turn(loop, conversation, text, tier, view, make_approver(auto_approve=auto_approve, interactive=False, info=info))
             if status == "interrupted":
                 return exit_codes.INTERRUPTED
             failed += status == "error"
@@ -167,38 +168,6 @@ async def _run_turn(loop: Any, conversation: Any, text: str, tier: str, view: An
     return status
 
 
-def _approver(auto_approve: bool, *, interactive: bool, info: Console) -> Any:
-    """Side-effecting tools ask first: yes / no / always (this session). Piped: declined unless --yes."""
-    from persona_cli.render import render_notice
-
-    always: set[str] = set()
-
-    async def approve(call: Any) -> bool:
-        if auto_approve or call.name in always:
-            return True
-        if not interactive:
-            render_notice(info, f"✗ {call.name} needs approval; declined (use --yes to allow tools that write or send)")
-            return False
-        from prompt_toolkit import PromptSession
-
-        info.bell()
-        question = f"run {call.name}? [y]es / [n]o / [a]lways this session: "
-        while True:
-            try:
-                answer = (await PromptSession().prompt_async(question)).strip().lower()
-            except EOFError:
-                return False
-            if answer in ("y", "yes"):
-                return True
-            if answer in ("n", "no", ""):
-                return False
-            if answer in ("a", "always"):
-                always.add(call.name)
-                return True
-
-    return approve
-
-
 def _new_conversation(session: Session) -> Any:
     from datetime import UTC, datetime
 
@@ -214,6 +183,7 @@ def _new_conversation(session: Session) -> Any:
 
 
 async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approve: bool) -> int:
+    from persona_cli.approval import make_approver
     from persona_cli.render import render_notice
     from persona_cli.repl import ChatPrompt
     from persona_cli.slash import SlashContext, handle_slash
@@ -230,7 +200,7 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
     prompt = ChatPrompt(history_path=history_path, toolbar=lambda: _toolbar(ctx), multiline=multiline)
     ctx.prompt = prompt
     ctx.conversation = _new_conversation(session)
-    approve = _approver(auto_approve, interactive=True, info=info)
+    approve = make_approver(auto_approve=auto_approve, interactive=True, info=info)
     try:
         while True:
             text = await prompt.read()

@@ -9,9 +9,9 @@ shown in a small Rich ``Live`` region. Total work is therefore linear in the rep
 from __future__ import annotations
 
 import json
-from asyncio import CancelledError
 import re
 import time
+from asyncio import CancelledError
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -36,6 +36,8 @@ Line = list[Segment]
 
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)$")
 _LIST_ITEM = re.compile(r"(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
+_TABLE_RULE = re.compile(r"[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+_MARGIN_LINE = re.compile(r"\n(?=\S)")
 # The same parser configuration rich.markdown.Markdown uses, so block boundaries agree.
 _PARSER = MarkdownIt().enable("strikethrough").enable("table")
 # Model text may contain raw escape sequences; show them as control pictures instead of
@@ -312,8 +314,14 @@ class MarkdownStream:
         budget = max(2000, 4 * self.live_lines * self.console.width)
         if len(text) <= budget:
             return text
-        cut = text.find("\n", len(text) - budget)
-        return text[cut + 1 :] if cut != -1 else text[-budget:]
+        margin = _MARGIN_LINE.search(text, len(text) - budget)  # don't start inside an item
+        cut = margin.end() if margin else len(text) - budget
+        first = text.find("\n")
+        second = text.find("\n", first + 1)
+        if 0 < first < second < cut and "|" in text[:second]:
+            if _TABLE_RULE.match(text, first + 1, second):
+                return text[: second + 1] + text[cut:]  # keep a table's header row and rule
+        return text[cut:]
 
     def _frame(self, stable: list[Line], *, stop: bool = False) -> None:
         """Print ``stable`` above the live region and redraw the tail, as one terminal update."""
