@@ -18,6 +18,10 @@ import typer
 from persona_cli import exit_codes
 from persona_cli.exit_codes import USAGE, CliError
 
+AGENT_BUNDLED_NOTE = (
+    "model: bundled SmolLM2-135M (local, offline) on every tier: it cannot plan or call tools; set a provider for real runs"
+)
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -206,15 +210,16 @@ async def _run(
 
     from persona_cli.agent_view import AgentView, JsonView
     from persona_cli.approval import make_approver
+    from persona_cli.console import make_consoles, startup_lines
     from persona_cli.render import render_notice
     from persona_runtime.agentic import CancelToken
     from persona_runtime.agentic.events import RunFinished
 
-    out, info = _consoles(json_out)
+    out, info = make_consoles(info_to_stderr=json_out or not sys.stdin.isatty())
     token = CancelToken()
     view: Any = JsonView() if json_out else AgentView(out=out, info=info)
     if not json_out:
-        for line in _startup_lines(session):
+        for line in startup_lines(session, bundled_note=AGENT_BUNDLED_NOTE):
             render_notice(info, line)
     asker = _asker(token, answers, policy, info, json_out)
     approver = make_approver(
@@ -321,29 +326,3 @@ async def _await_agentic(session: Session, info: Console) -> Any:
     return await task
 
 
-def _consoles(json_out: bool) -> tuple[Console, Console]:
-    """(answer console on stdout, info console). Piped, --json or plain: info on stderr."""
-    from rich.console import Console
-
-    plain = not sys.stdout.isatty() or os.environ.get("TERM") == "dumb" or "NO_COLOR" in os.environ
-    common: dict[str, Any] = {"highlight": False, "emoji": False, "markup": False}
-    if plain:
-        common.update(force_terminal=False, no_color=True, color_system=None)
-    out = Console(file=sys.stdout, **common)
-    if plain or json_out or not sys.stderr.isatty():
-        info = Console(file=sys.stderr, **common) if sys.stderr.isatty() else Console(
-            file=sys.stderr, force_terminal=False, no_color=True, color_system=None, highlight=False, emoji=False, markup=False
-        )
-    else:
-        info = Console(file=sys.stdout, **common)
-    return out, info
-
-
-def _startup_lines(session: Session) -> list[str]:
-    tiers = session.tiers
-    if tiers.bundled_only:
-        lines = ["model: bundled SmolLM2-135M (local, offline) on every tier: it cannot plan or call tools; set a provider for real runs"]
-    else:
-        described = [f"{name}{f' (= {serving})' if serving != name else ''}: {slot.label}" for name, serving, slot in tiers.describe()]
-        lines = ["models: " + " · ".join(described)]
-    return [*lines, *session.notices]

@@ -48,55 +48,14 @@ def chat(
     raise typer.Exit(code)
 
 
-# -- consoles ------------------------------------------------------------------------------
-
-
-def plain_output() -> bool:
-    return not sys.stdout.isatty() or os.environ.get("TERM") == "dumb" or "NO_COLOR" in os.environ
-
-
-def make_consoles(*, piped: bool) -> tuple[Console, Console]:
-    """(reply console on stdout, info console). Piped: info goes to stderr, no colour, no escapes."""
-    from rich.console import Console
-
-    plain = plain_output()
-    common: dict[str, Any] = {"highlight": False, "emoji": False, "markup": False}
-    if plain:
-        common.update(force_terminal=False, no_color=True, color_system=None)
-    out = Console(file=sys.stdout, **common)
-    info = Console(file=sys.stderr if (piped or plain) else sys.stdout, **common)
-    if not sys.stderr.isatty():
-        info = Console(file=sys.stderr, force_terminal=False, no_color=True, color_system=None, highlight=False, emoji=False, markup=False)
-    return out, info
-
-
-def startup_lines(session: Session) -> list[str]:
-    """The honest one-liner about which model serves each tier (plus notices)."""
-    tiers = session.tiers
-    if tiers.bundled_only:
-        lines = [
-            "model: bundled SmolLM2-135M (local, offline) on every tier: small and fast, not smart. "
-            "Set PERSONA_PROVIDER, PERSONA_MODEL and PERSONA_API_KEY (see .env.example) for a real model."
-        ]
-    else:
-        described = []
-        for name, serving, slot in tiers.describe():
-            via = f" (= {serving})" if serving != name else ""
-            described.append(f"{name}{via}: {slot.label}")
-        lines = ["models: " + " · ".join(described)]
-        if any(slot.provider == "gguf" for _n, _s, slot in tiers.describe()):
-            lines.append("tools are off on local GGUF tiers (small models cannot call tools reliably)")
-    lines.extend(session.notices)
-    return lines
-
-
 # -- piped ---------------------------------------------------------------------------------
 
 
 def _run_piped(session: Session, *, tier: str, auto_approve: bool) -> int:
+    from persona_cli.console import make_consoles, startup_lines
     from persona_cli.render import render_notice
 
-    out, info = make_consoles(piped=True)
+    out, info = make_consoles(info_to_stderr=True)
     for line in startup_lines(session):
         render_notice(info, line)
     messages = [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -184,12 +143,13 @@ def _new_conversation(session: Session) -> Any:
 
 async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approve: bool) -> int:
     from persona_cli.approval import make_approver
+    from persona_cli.console import make_consoles, startup_lines
     from persona_cli.render import render_notice
     from persona_cli.repl import ChatPrompt
     from persona_cli.slash import SlashContext, handle_slash
     from persona_cli.turn_view import SessionTotals, TurnView
 
-    out, info = make_consoles(piped=False)
+    out, info = make_consoles(info_to_stderr=False)
     totals = SessionTotals()
     ctx = SlashContext(session=session, tier=tier, totals=totals, out=out, info=info)
     render_notice(info, f"{session.persona.identity.name} · {session.persona.identity.role}")
