@@ -154,14 +154,13 @@ class Session:
         toolbox, clients = await _build_toolbox(self, heavy)
         self.mcp_clients = clients
         from persona_runtime.loop import ConversationLoop
-        from persona_runtime.routing import HeuristicRouter
         from persona_runtime.turnlog import JSONLTurnLogWriter
 
         self._loop = ConversationLoop(
             persona=self.persona,
             tiers=self.tiers,
             memory=heavy["memory"],
-            router=HeuristicRouter.for_persona(self.persona, self.tiers),
+            router=make_router(self.persona, self.tiers),
             toolbox=toolbox,
             skills=heavy["skills"],
             skill_injector=heavy["injector"],
@@ -205,6 +204,15 @@ class Session:
                 except Exception:  # noqa: BLE001 - shutting down
                     pass
         await self.tiers.aclose()
+
+
+def make_router(persona: Persona, tiers: TierRegistry) -> Any:
+    """UnifiedRouter (cost/quality/latency scoring) when any tier has metadata; else the heuristic."""
+    from persona_runtime.routing import HeuristicRouter, UnifiedRouter
+
+    if any(tiers.metadata_for(name) is not None for name in tiers.configured_tier_names):
+        return UnifiedRouter.for_persona(persona, tiers)
+    return HeuristicRouter.for_persona(persona, tiers)
 
 
 def open_session(persona_path: Path, *, verbose: bool = False) -> Session:
