@@ -243,7 +243,7 @@ _BLOCKS = [
 ]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     blocks=st.lists(st.sampled_from(_BLOCKS), min_size=1, max_size=14),
     cuts=st.lists(st.integers(1, 9), min_size=1, max_size=30),
@@ -457,7 +457,7 @@ _CODE_LINE = "value = compute(value) + 1  # comment\n"
     [
         (DOC * 2, DOC * 4),
         (_PARAGRAPHS * 6, _PARAGRAPHS * 12),
-        (f"```python\n{_CODE_LINE * 40}```\n", f"```python\n{_CODE_LINE * 80}```\n"),
+        (f"```python\n{_CODE_LINE * 30}```\n", f"```python\n{_CODE_LINE * 60}```\n"),
     ],
     ids=["mixed", "paragraphs", "one-huge-code-block"],
 )
