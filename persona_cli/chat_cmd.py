@@ -38,10 +38,11 @@ def chat(
     from persona_cli.compose import open_session
 
     verbose = os.environ.get("PERSONA_VERBOSE") == "1"
-    session = open_session(persona_file, verbose=verbose)
+    interactive = sys.stdin.isatty()
+    session = open_session(persona_file, verbose=verbose, start=not interactive)
     import asyncio
 
-    if sys.stdin.isatty():
+    if interactive:
         code = asyncio.run(_run_repl(session, tier=tier, multiline=multiline, auto_approve=yes))
     else:
         code = _run_piped(session, tier=tier, auto_approve=yes)
@@ -142,6 +143,8 @@ def _new_conversation(session: Session) -> Any:
 
 
 async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approve: bool) -> int:
+    import asyncio
+
     from persona_cli.approval import make_approver
     from persona_cli.console import make_consoles, startup_lines
     from persona_cli.render import render_notice
@@ -161,6 +164,8 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
     ctx.prompt = prompt
     ctx.conversation = _new_conversation(session)
     approve = make_approver(auto_approve=auto_approve, interactive=True, info=info)
+    # Start loading memory and models once the prompt is on screen (see open_session).
+    asyncio.get_running_loop().call_later(0.05, session.start_background)
     try:
         while True:
             text = await prompt.read()

@@ -9,6 +9,7 @@ model) load on background threads, and the first turn waits only for them.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ def prepare_data_dir() -> DataPaths:
     from persona_runtime.paths import DataPaths
 
     paths = DataPaths()
+    _private_umask()
     try:
         paths.ensure(paths.logs, paths.runs, paths.history, paths.audit, paths.workspace)
         probe = paths.logs / ".write-test"
@@ -107,6 +109,29 @@ def prepare_data_dir() -> DataPaths:
             USAGE,
         ) from None
     return paths
+
+
+def _private_umask() -> None:
+    """Everything this process creates is private (files 0600, directories 0700).
+
+    Our own writes already ask for those modes, but Chroma (its sqlite file and vector
+    segments, created lazily as memory grows), persona-core's audit log and loguru's
+    rotated files are created by code we do not control, with the default umask (0644).
+    Adding 077 to the umask covers them all, whenever they are created."""
+    os.umask(os.umask(0o077) | 0o077)
+
+
+def _tighten(root: Path) -> None:
+    """Drop group/other bits under ``root``: data written by an older version, before the umask."""
+    if not root.is_dir():
+        return
+    for path in (root, *root.rglob("*")):
+        try:
+            st = path.lstat()
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+                path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
+        except OSError:
+            continue  # not ours to change; nothing else depends on it
 
 
 @dataclass
@@ -122,13 +147,17 @@ class Session:
     _heavy: Future[dict[str, Any]] = field(default_factory=Future)
     _loop: ConversationLoop | None = None
     mcp_clients: list[Any] = field(default_factory=list)
+    _started: bool = False
 
     @property
     def persona_id(self) -> str:
         return self.persona.persona_id or self.persona_path.stem
 
     def start_background(self) -> None:
-        """Begin loading the heavy parts on one thread; returns immediately."""
+        """Begin loading the heavy parts on one thread; returns immediately. Idempotent."""
+        if self._started:
+            return
+        self._started = True
         thread = threading.Thread(target=self._build_heavy, name="persona-session", daemon=True)
         thread.start()
 
@@ -150,6 +179,7 @@ class Session:
             return self._loop
         import asyncio
 
+        self.start_background()
         heavy = await asyncio.wrap_future(self._heavy)
         toolbox, clients = await _build_toolbox(self, heavy)
         self.mcp_clients = clients
@@ -175,6 +205,7 @@ class Session:
         background load). ``kwargs`` go to ``AgenticLoop`` (e.g. ``max_steps``)."""
         import asyncio
 
+        self.start_background()
         heavy = await asyncio.wrap_future(self._heavy)
         toolbox, clients = await _build_toolbox(self, heavy)
         self.mcp_clients.extend(clients)
@@ -215,11 +246,12 @@ def make_router(persona: Persona, tiers: TierRegistry) -> Any:
     return HeuristicRouter.for_persona(persona, tiers)
 
 
-def open_session(persona_path: Path, *, verbose: bool = False) -> Session:
-    """Validate everything cheap now (one-line errors), start the heavy loading in the background."""
-    from persona_runtime import _offline
+def open_session(persona_path: Path, *, verbose: bool = False, start: bool = True) -> Session:
+    """Validate everything cheap now (one-line errors), start the heavy loading in the background.
 
-    _offline.install()
+    ``start=False`` leaves the start to the caller (the REPL starts it once its prompt is drawn:
+    the loader's imports compete for the GIL with the prompt's own).
+    """
     persona = load_persona(persona_path)
     tiers = load_tiers()
     paths = prepare_data_dir()
@@ -228,7 +260,8 @@ def open_session(persona_path: Path, *, verbose: bool = False) -> Session:
     if choice.notice:
         session.notices.append(choice.notice)
     session._embedder_choice = choice  # type: ignore[attr-defined]
-    session.start_background()
+    if start:
+        session.start_background()
     return session
 
 
@@ -264,6 +297,8 @@ def _build_heavy(session: Session) -> dict[str, Any]:
     from persona_runtime.memory import PersonaMemory
 
     choice = session._embedder_choice  # type: ignore[attr-defined]
+    _tighten(session.paths.root / "memory")
+    _tighten(session.paths.audit)
     memory = PersonaMemory.open(
         session.persona, root=session.paths.memory(choice.key), embedder=choice.embedder, audit_root=session.paths.audit
     )

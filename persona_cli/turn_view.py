@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
-from persona_cli.render import MarkdownStream, render_notice, render_tool_call, render_tool_result
+from persona_cli.render import render_notice, render_tool_call, render_tool_result
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from persona_cli.mdstream import MarkdownStream
     from persona_runtime.events import TurnEvent
 
 
@@ -82,6 +83,8 @@ class TurnView:
         match event:
             case ev.TextDelta(text=text):
                 if self._stream is None:
+                    from persona_cli.mdstream import MarkdownStream
+
                     self._stream = MarkdownStream(self.out)
                 self._stream.update(text)
             case ev.RoutingDecided(decision=d):
