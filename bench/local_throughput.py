@@ -1,8 +1,13 @@
 """Local model throughput: LlamaCppBackend.chat_stream vs raw llama-cpp-python streaming.
 
-Same loaded model, prompt, max_tokens and greedy sampling; runs alternate between the two
-paths (and swap order each round) so machine noise hits both alike. Delivered tokens/s is
-content chunks received / time from the call to the end of the stream.
+Same loaded model, prompt, max_tokens and greedy sampling; runs rotate between the paths
+(changing order each round) so machine noise hits all alike. Delivered tokens/s is content
+chunks received / time from the call to the end of the stream.
+
+Raw is measured twice: on the main thread (what a plain script does) and on a fresh
+thread per call (what the backend does). They differ: with llama.cpp's OpenMP build, on a
+busy machine, generating on the main thread was several times slower here. The goal
+ratio is taken against the faster of the two.
 
     uv run python bench/local_throughput.py [RUNS] [MAX_TOKENS]
 """
@@ -13,7 +18,9 @@ import asyncio
 import os
 import statistics
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from persona_runtime import _offline
@@ -40,6 +47,14 @@ def _raw(llm: object, messages: list[dict[str, str]], max_tokens: int) -> tuple[
             if tokens == 1:
                 first = time.perf_counter() - started
     return tokens, time.perf_counter() - started, first
+
+
+def _raw_in_thread(llm: object, messages: list[dict[str, str]], max_tokens: int) -> tuple[int, float, float]:
+    out: list[tuple[int, float, float]] = []
+    worker = threading.Thread(target=lambda: out.append(_raw(llm, messages, max_tokens)))
+    worker.start()
+    worker.join()
+    return out[0]
 
 
 def _ours(backend: LlamaCppBackend, messages: list[ConversationMessage], max_tokens: int) -> tuple[int, float, float]:
@@ -69,31 +84,35 @@ def main() -> int:
     assert llm is not None
     _raw(llm, llama_messages, 8)
 
-    results: dict[str, list[tuple[int, float, float]]] = {"raw": [], "ours": []}
+    paths: dict[str, tuple[str, Callable[[], tuple[int, float, float]]]] = {
+        "raw": ("raw, main thread", lambda: _raw(llm, llama_messages, max_tokens)),
+        "raw-thread": ("raw, fresh thread per call", lambda: _raw_in_thread(llm, llama_messages, max_tokens)),
+        "ours": ("LlamaCppBackend.chat_stream", lambda: _ours(backend, messages, max_tokens)),
+    }
+    names = list(paths)
+    results: dict[str, list[tuple[int, float, float]]] = {name: [] for name in names}
     for i in range(runs):
-        order = ("raw", "ours") if i % 2 == 0 else ("ours", "raw")
-        for name in order:
-            if name == "raw":
-                results[name].append(_raw(llm, llama_messages, max_tokens))
-            else:
-                results[name].append(_ours(backend, messages, max_tokens))
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            results[name].append(paths[name][1]())
 
     def rates(name: str) -> list[float]:
         return [n / t for n, t, _ in results[name]]
 
     print(f"model {backend.model_name}, {os.cpu_count()} threads, {runs} runs x {max_tokens} max tokens, "
           f"load average {os.getloadavg()[0]:.2f}")
-    print(f"{'path':<34}{'median tok/s':>13}{'first token':>13}{'tokens':>8}   runs (tok/s)")
-    labels = {"raw": "raw Llama.create_chat_completion", "ours": "LlamaCppBackend.chat_stream"}
-    for name in ("raw", "ours"):
+    print(f"{'path':<30}{'median tok/s':>13}{'first token':>13}{'tokens':>8}   runs (tok/s)")
+    for name in names:
         r = rates(name)
         ttft = statistics.median(f for _, _, f in results[name]) * 1000
         tokens = statistics.median(n for n, _, _ in results[name])
-        print(f"{labels[name]:<34}{statistics.median(r):>13.1f}{ttft:>10.0f} ms{tokens:>8.0f}   "
+        print(f"{paths[name][0]:<30}{statistics.median(r):>13.1f}{ttft:>10.0f} ms{tokens:>8.0f}   "
               + " ".join(f"{x:.1f}" for x in r))
-    ratio = statistics.median(rates("ours")) / statistics.median(rates("raw"))
-    paired = statistics.median(o / r for o, r in zip(rates("ours"), rates("raw"), strict=True))
-    print(f"ratio ours/raw (of medians) {ratio:.3f}, median of paired ratios {paired:.3f}; goal >= {GOAL}")
+    base = max(("raw", "raw-thread"), key=lambda name: statistics.median(rates(name)))
+    ratio = statistics.median(rates("ours")) / statistics.median(rates(base))
+    paired = statistics.median(o / r for o, r in zip(rates("ours"), rates(base), strict=True))
+    verdict = "ok" if ratio >= GOAL else "BELOW GOAL"
+    print(f"ours / {paths[base][0]}: {ratio:.3f} (medians), {paired:.3f} (median of paired runs); "
+          f"goal >= {GOAL}: {verdict}")
     return 0
 
 

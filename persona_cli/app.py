@@ -70,6 +70,16 @@ register_core_commands(app)
 def main() -> None:
     """Console entry point: one-line errors with documented exit codes."""
     try:
+        if sys.argv[1:3] == ["logs", "tail"]:
+            # Typer validates non-bool options through pydantic (~0.15 s of imports); `logs tail`
+            # must stay close to `--help`, so its common forms skip Typer. Anything else
+            # (--help, a bad value) returns None and goes through Typer as usual.
+            from persona_cli.logs_cmd import fast_tail
+
+            load_env_file(None)
+            fast_rc = fast_tail(sys.argv[1:])
+            if fast_rc is not None:
+                sys.exit(fast_rc)
         rc = app(standalone_mode=False)
     except exit_codes.CliError as exc:
         _fail(str(exc), exc.code)

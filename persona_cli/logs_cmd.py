@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -275,6 +275,47 @@ def _follow(path: Path, flt: LogFilter, start: tuple[int, int] | None, out: _Out
             sys.stdout.flush()
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+# `persona logs tail` without Typer's parameter processing. Typer coerces every non-bool
+# option through a pydantic TypeAdapter, and importing pydantic costs several times our
+# whole budget (tail must cost about what `persona --help` costs). The entry point calls
+# this first; anything it does not fully understand (--help, a bad number, an unknown
+# option) returns None and goes through Typer as usual, errors and all.
+_TAIL_VALUES = {
+    "-n": "n", "--lines": "n", "-p": "persona", "--persona": "persona", "-t": "tier", "--tier": "tier",
+    "-m": "model", "--model": "model", "-s": "since", "--since": "since",
+    "-c": "conversation", "--conversation": "conversation", "--run": "run",
+}  # fmt: skip
+_TAIL_FLAGS = {"-f": "follow", "--follow": "follow", "--json": "as_json", "--errors": "errors", "--fallbacks": "fallbacks"}
+
+
+def fast_tail(argv: list[str]) -> int | None:
+    """Run ``logs tail ...`` from raw ``argv`` (after the program name); None = not handled."""
+    if argv[:2] != ["logs", "tail"]:
+        return None
+    kwargs: dict[str, Any] = {}
+    args = iter(argv[2:])
+    for arg in args:
+        name, eq, inline = arg.partition("=")
+        if not eq and arg in _TAIL_FLAGS:
+            kwargs[_TAIL_FLAGS[arg]] = True
+        elif name in _TAIL_VALUES and (eq or name == arg):
+            value = inline if eq else next(args, None)
+            if value is None or (value.startswith("-") and value != "-"):
+                return None
+            kwargs[_TAIL_VALUES[name]] = value
+        else:
+            return None
+    if "n" in kwargs:
+        if not kwargs["n"].isdigit():
+            return None
+        kwargs["n"] = int(kwargs["n"])
+    try:
+        tail_cmd(**kwargs)
+    except typer.Exit as exc:
+        return exc.exit_code
+    return 0
 
 
 @logs_app.command("list")

@@ -495,3 +495,14 @@ def test_concurrent_writers_while_following(tmp_path: Path, procs: int, per_proc
     for k in range(procs):
         order = [r["turn_index"] for r in logread.iter_records(path, LogFilter(conversation_id=f"w{k}"))]
         assert order == list(range(per_proc))
+
+
+def test_iter_records_since_skips_files_last_written_before(tmp_path: Path) -> None:
+    live = write(tmp_path / "turns.jsonl", [rec(i) for i in range(3)])
+    old = write(rotated(live, 1), [rec(i) for i in range(3)])
+    old.write_text("garbage\n")  # counted if it were read
+    os.utime(old, (0, 0))
+    counter = ReadCounter()
+    got = list(logread.iter_records(live, LogFilter(since=T0), counter))
+    assert [r["turn_index"] for r in got] == [0, 1, 2]
+    assert counter.skipped == 0

@@ -40,6 +40,7 @@ __all__ = [
     "CONTEXT_ENV",
     "DEFAULT_CONTEXT_WINDOW",
     "PROVIDER_NAME",
+    "WORKER_THREAD_NAME",
     "LlamaCppBackend",
     "bundled_model_path",
     "to_llama_messages",
@@ -186,7 +187,7 @@ class LlamaCppBackend:
         self._model_lock = threading.Lock()
 
     @classmethod
-    def shared(cls, path: str | None = None) -> LlamaCppBackend:
+    def shared(cls, path: str | os.PathLike[str] | None = None) -> LlamaCppBackend:
         """One instance per resolved model path (``None`` = the bundled SmolLM2)."""
         resolved = _resolve(path)
         with cls._instances_lock:

@@ -278,19 +278,40 @@ def _open_or_none(path: Path) -> IO[bytes] | None:
 # --- reading forwards ----------------------------------------------------------------------
 
 
+def _fast_loads() -> Any:
+    """orjson's loads when installed (3x faster on a full scan; it comes with persona-core's
+    dependencies), falling back to json.loads for whatever orjson refuses (e.g. huge ints)."""
+    try:
+        from orjson import loads as orjson_loads
+    except ImportError:
+        return json.loads
+
+    def loads(line: bytes) -> Any:
+        try:
+            return orjson_loads(line)
+        except ValueError:
+            return json.loads(line)
+
+    return loads
+
+
 def iter_records(
     path: Path, flt: LogFilter = ALL, counter: ReadCounter | None = None, *, needle: bytes | None = None
 ) -> Iterator[Record]:
     """Every matching record, oldest file first, in file order. With ``needle``, lines not
     containing those bytes are dropped before parsing (``show ID`` scans fast)."""
     counter = counter if counter is not None else ReadCounter()
-    loads = json.loads
+    loads = _fast_loads()
     matches = None if flt == ALL else flt.matches
+    # A file last written before --since holds nothing newer: skip it unread.
+    oldest_ns = (flt.since - _SINCE_SLACK).timestamp() * 1e9 if flt.since is not None else None
     for file in log_files(Path(path)):
         f = _open_or_none(file)
         if f is None:
             continue
         with f:
+            if oldest_ns is not None and os.fstat(f.fileno()).st_mtime_ns < oldest_ns:
+                continue
             for line in f:
                 if not line.endswith(b"\n"):
                     counter.skipped += 1  # torn last line
@@ -529,14 +550,7 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
     return sorted_values[int(rank) - 1]
 
 
-def _group_key(record: Record, by: str) -> str:
-    if by == "day":
-        ts = parse_timestamp(record)
-        return ts.astimezone().date().isoformat() if ts is not None else "-"
-    if by == "all":
-        return "all"
-    value = record.get({"persona": "persona_id"}.get(by, by))
-    return str(value) if value is not None else "-"
+_GROUP_FIELDS = {"tier": "tier", "model": "model", "persona": "persona_id"}
 
 
 def stats(records: Iterable[Record], by: str = "tier", *, total: bool = False) -> list[StatsRow]:
@@ -544,28 +558,57 @@ def stats(records: Iterable[Record], by: str = "tier", *, total: bool = False) -
     a last row keyed ``"total"`` over everything."""
     if by not in ("tier", "model", "persona", "day", "all"):
         raise ValueError(f"cannot group by {by!r}: use tier, model, persona or day")
+    field_name = _GROUP_FIELDS.get(by)
     groups: dict[str, StatsRow] = {}
-    overall = StatsRow("total")
+    days: dict[str, str] = {}  # UTC minute -> local day: parsing every timestamp doubles the cost
     for record in records:
-        key = _group_key(record, by)
+        if field_name is not None:
+            key = record.get(field_name)
+            if not isinstance(key, str):
+                key = "-" if key is None else str(key)
+        elif by == "day":
+            raw = record.get("timestamp")
+            minute = raw[:16] if isinstance(raw, str) and raw.endswith("Z") else None
+            key = days.get(minute) if minute is not None else None
+            if key is None:
+                ts = parse_timestamp(record)
+                key = ts.astimezone().date().isoformat() if ts is not None else "-"
+                if minute is not None:
+                    days[minute] = key
+        else:
+            key = "all"
         row = groups.get(key)
         if row is None:
             row = groups[key] = StatsRow(key)
-        for target in (row, overall) if total else (row,):
-            _add(target, record)
+        _add(row, record)
     rows = list(groups.values())
     if by == "day":
         rows.sort(key=lambda r: r.key)
     else:
         rows.sort(key=lambda r: (-r.turns, r.key))
     if total:
-        rows.append(overall)
+        rows.append(_merge("total", rows))
     for row in rows:
         row._latencies.sort()
         row.latency_p50_ms = percentile(row._latencies, 50)
         row.latency_p95_ms = percentile(row._latencies, 95)
         row._latencies = []
     return rows
+
+
+def _merge(key: str, rows: list[StatsRow]) -> StatsRow:
+    merged = StatsRow(key)
+    for row in rows:
+        merged.turns += row.turns
+        merged.prompt_tokens += row.prompt_tokens
+        merged.completion_tokens += row.completion_tokens
+        merged.cost_cents += row.cost_cents
+        merged.unpriced += row.unpriced
+        merged.fallbacks += row.fallbacks
+        merged.errors += row.errors
+        merged.interrupted += row.interrupted
+        merged._latencies.extend(row._latencies)
+    return merged
 
 
 def _add(row: StatsRow, record: Record) -> None:

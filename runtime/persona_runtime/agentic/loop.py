@@ -599,6 +599,11 @@ class AgenticLoop:
         except (OSError, ValueError, RuntimeError) as exc:
             # A transport or parsing fault the backend did not map: this model failed.
             raise _AttemptFailed(exc) from exc
+        if not calls and not scanner.text.strip():
+            # No text and no tool call: this model failed (as in a chat turn), not a reasoning step.
+            from persona.backends.errors import EmptyCompletionError
+
+            raise _AttemptFailed(EmptyCompletionError("the model returned an empty reply", context={"model": slot.model}))
         for event in deltas(*scanner.finish()):
             yield event
         yield _Reply(

@@ -1,0 +1,212 @@
+"""`persona logs` speed: `tail -n 20` on 10 MB / 100 MB / 1 GB logs, and `stats` over 1M records.
+
+Side by side per log size: `persona --help`, `persona logs tail -n 20` (PERSONA_HOME at the log)
+and coreutils `tail -n 20 FILE`; medians, and tail's overhead over `--help` (goal <= 0.1 s).
+hyperfine is used when installed (`apt-get install -y hyperfine`), else an alternating loop.
+The logs are built once from realistic TurnLog records and cached (default: $TMPDIR/persona-bench-logs).
+
+    uv run python bench/logs_tail.py [--sizes 10M,100M,1G] [--runs 15] [--stats-records 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PERSONA = str(BIN / "persona")
+# What the entry point would run before Typer: same imports as `persona --help`, then fast_tail.
+FAST_PATH = """import sys
+from persona_cli import app
+from persona_cli.logs_cmd import fast_tail
+sys.exit(fast_tail(sys.argv[1:]))
+"""
+UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper().removesuffix("B")
+    return int(float(text[:-1]) * UNITS[text[-1]]) if text[-1] in UNITS else int(text)
+
+
+def record_pool(n: int = 512) -> list[dict[str, object]]:
+    """Varied records made by the real TurnLog model, so field names and shapes are exact."""
+    sys.path.insert(0, str(REPO / "runtime"))
+    from persona_runtime.turnlog import AttemptRecord, ToolCallRecord, TurnLog
+
+    rng = random.Random(6)
+    routes = [("fast", "openai", "gpt-4o-mini", 0.015), ("smart", "anthropic", "claude-sonnet-4", 0.3),
+              ("local", "gguf", "smollm2-135m-instruct", 0.0), ("cheap", "deepseek", "deepseek-chat", 0.027),
+              ("groq", "groq", "llama-3.3-70b-versatile", None)]  # fmt: skip
+    pool = []
+    for i in range(n):
+        tier, provider, model, price = rng.choice(routes)
+        prompt, completion = rng.randint(200, 6000), rng.randint(10, 900)
+        attempts = [AttemptRecord(tier=tier, provider=provider, model=model, outcome="ok", latency_ms=rng.uniform(200, 4000))]
+        if rng.random() < 0.1:
+            attempts.insert(0, AttemptRecord(tier="smart", provider="anthropic", model="claude-opus-4", outcome="error",
+                                             error_type="RateLimitError", error="429: rate limited", latency_ms=150.0))
+        status = "error" if rng.random() < 0.02 else "interrupted" if rng.random() < 0.02 else "ok"
+        agent = rng.random() < 0.2
+        pool.append(
+            TurnLog(
+                kind="agent" if agent else "chat",
+                conversation_id="x",
+                turn_index=0,
+                persona_id=rng.choice(["astrid", "bruno", "coder", "tutor"]),
+                run_id="r" if agent else None,
+                step=rng.randint(1, 12) if agent else None,
+                tier=tier, provider=provider, model=model,
+                prompt_tokens=prompt, completion_tokens=completion,
+                cost_cents=None if price is None else (prompt + completion) / 1000 * price,
+                latency_ms=sum(a.latency_ms for a in attempts), ttft_ms=rng.uniform(80, 900),
+                tool_calls=tuple(ToolCallRecord(name=rng.choice(["read_file", "search", "shell"]), ok=True,
+                                                duration_ms=rng.uniform(1, 300)) for _ in range(rng.randint(0, 2))),
+                routing={"router": "heuristic", "tier": tier, "reason": rng.choice(["short question", "code", "long context"]),
+                         "score": round(rng.random(), 3)},
+                attempts=tuple(attempts), status=status, error="provider failed" if status == "error" else None,
+            ).model_dump(mode="json")
+        )  # fmt: skip
+    return pool
+
+
+def build_log(path: Path, *, size: int | None = None, records: int | None = None) -> Path:
+    """Write a log of ``size`` bytes or ``records`` lines once; reuse it afterwards."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pool = record_pool()
+    total = records if records is not None else size // 700 + 1  # a first guess: records are ~700 bytes
+    start = datetime.now(UTC) - timedelta(days=30)
+    step = timedelta(days=30) / max(total, 1)
+    tmp = path.with_suffix(".partial")
+    written = count = 0
+    started = time.perf_counter()
+    with open(tmp, "w", encoding="utf-8") as out:
+        while (records is not None and count < records) or (records is None and written < size):
+            rec = dict(pool[count % len(pool)])
+            rec["turn_id"] = f"{count:032x}"
+            rec["conversation_id"] = f"{count // 8:031x}c"
+            rec["turn_index"] = count % 8
+            if rec["run_id"] is not None:
+                rec["run_id"] = f"{count // 8:031x}r"
+            rec["timestamp"] = (start + step * count).isoformat().replace("+00:00", "Z")
+            line = json.dumps(rec, separators=(",", ":")) + "\n"
+            out.write(line)
+            written += len(line)
+            count += 1
+    tmp.rename(path)
+    print(f"  built {path} ({written / 2**20:.0f} MiB, {count:,} records) in {time.perf_counter() - started:.0f} s")
+    return path
+
+
+def hyperfine(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[float, float]]:
+    """name -> (median wall s, mean user+sys s)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as export:
+        cmd = ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--export-json", export.name, "--style", "none"]
+        for name, argv in commands.items():
+            cmd += ["-n", name, " ".join(argv)]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        results = json.loads(Path(export.name).read_text())["results"]
+    return {r["command"]: (r["median"], r["user"] + r["system"]) for r in results}
+
+
+def loop(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[float, float]]:
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
+    for i in range(runs + 2):  # two warm-up rounds
+        for name, argv in commands.items():
+            before = os.times()
+            started = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            wall = time.perf_counter() - started
+            after = os.times()
+            if i >= 2:
+                walls[name].append(wall)
+                cpus[name].append(after.children_user - before.children_user + after.children_system - before.children_system)
+    return {name: (statistics.median(walls[name]), statistics.mean(cpus[name])) for name in commands}
+
+
+def bench_tail(cache: Path, sizes: list[str], runs: int) -> None:
+    timer = hyperfine if shutil.which("hyperfine") else loop
+    print(f"persona logs tail -n 20 ({timer.__name__}, {runs} runs; median wall, mean CPU user+sys)")
+    for label in sizes:
+        home = cache / f"tail-{label}"
+        log = build_log(home / "logs" / "turns.jsonl", size=parse_size(label))
+        env = ["env", f"PERSONA_HOME={home}"]
+        script = cache / "fast_tail.py"
+        script.write_text(FAST_PATH)
+        commands = {
+            "persona --help": [PERSONA, "--help"],
+            "persona logs tail -n 20": [*env, PERSONA, "logs", "tail", "-n", "20"],
+            "fast_tail (entry-point fast path)": [*env, sys.executable, str(script), "logs", "tail", "-n", "20"],
+            "tail -n 20 FILE": ["tail", "-n", "20", str(log)],
+        }
+        for name in ("persona logs tail -n 20", "fast_tail (entry-point fast path)"):
+            check = subprocess.run(commands[name], capture_output=True, text=True, check=True)
+            assert len(check.stdout.splitlines()) == 20, check.stdout[-500:] + check.stderr
+        results = timer(commands, runs)
+        help_wall, help_cpu = results["persona --help"]
+        print(f"  {label:>5} log ({log.stat().st_size / 2**20:,.0f} MiB)")
+        for name, (wall, cpu) in results.items():
+            line = f"    {name:36} {wall:7.3f} s   cpu {cpu:6.3f} s"
+            if name not in ("persona --help", "tail -n 20 FILE"):
+                line += f"   over --help: {wall - help_wall:+.3f} s wall, {cpu - help_cpu:+.3f} s CPU"
+            print(line)
+
+
+def bench_stats(cache: Path, records: int, runs: int) -> None:
+    home = cache / f"stats-{records}"
+    log = build_log(home / "logs" / "turns.jsonl", records=records)
+    env = {**os.environ, "PERSONA_HOME": str(home)}
+    walls = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([PERSONA, "logs", "stats"], env=env, stdout=subprocess.DEVNULL, check=True)
+        walls.append(time.perf_counter() - started)
+    sys.path.insert(0, str(REPO / "runtime"))
+    from persona_runtime import logread
+
+    started = time.perf_counter()
+    parsed = sum(1 for _ in logread.iter_records(log))
+    parse = time.perf_counter() - started
+    started = time.perf_counter()
+    rows = logread.stats(logread.iter_records(log), "tier", total=True)
+    total = time.perf_counter() - started
+    assert rows[-1].turns == parsed == records
+    print(f"persona logs stats over {records:,} records ({log.stat().st_size / 2**20:,.0f} MiB), {runs} runs")
+    print(f"    persona logs stats (wall, median)      {statistics.median(walls):7.2f} s")
+    print(f"    in process: read + json.loads          {parse:7.2f} s   ({parse / records * 1e6:.1f} us/record)")
+    print(f"    in process: read + parse + aggregate   {total:7.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10M,100M,1G")
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--stats-records", type=int, default=1_000_000)
+    parser.add_argument("--stats-runs", type=int, default=3)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "persona-bench-logs")
+    args = parser.parse_args()
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("note: PYTHONDONTWRITEBYTECODE is set: every run recompiles the project's modules")
+    sizes = [s for s in args.sizes.split(",") if s]
+    if sizes:
+        bench_tail(args.cache, sizes, args.runs)
+    if args.stats_records:
+        bench_stats(args.cache, args.stats_records, args.stats_runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,432 @@
+"""`persona logs ...` through Typer's CliRunner (and one real process for -f and Ctrl-C)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from persona_cli.logs_cmd import fast_tail, logs_app
+from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+app = typer.Typer()
+app.add_typer(logs_app, name="logs")
+runner = CliRunner()
+
+
+@pytest.fixture
+def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PERSONA_HOME", str(tmp_path))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return tmp_path / "logs" / "turns.jsonl"
+
+
+def rec(i: int, **fields: object) -> dict[str, object]:
+    base = TurnLog(
+        turn_id=f"turn-{i:04d}-" + "f" * 20,
+        conversation_id=str(fields.pop("conversation_id", "conv-aaaaaaaa")),
+        turn_index=i,
+        persona_id=str(fields.pop("persona_id", "ada")),
+        tier="fast",
+        provider="openai",
+        model="gpt-4o-mini",
+        prompt_tokens=100,
+        completion_tokens=10,
+        cost_cents=0.5,
+        latency_ms=1000.0,
+        ttft_ms=200.0,
+        routing={"router": "heuristic", "reason": "short question"},
+        attempts=({"tier": "fast", "provider": "openai", "model": "gpt-4o-mini", "outcome": "ok"},),  # type: ignore[arg-type]
+        timestamp=T0 + timedelta(minutes=i),
+    ).model_dump(mode="json")
+    base.update(fields)
+    return base
+
+
+def write(path: Path, records: list[dict[str, object]], extra: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + extra)
+
+
+def run(*args: str) -> typer.testing.Result:  # type: ignore[name-defined]
+    return runner.invoke(app, ["logs", *args])
+
+
+def fixture_records() -> list[dict[str, object]]:
+    fell_back = [
+        {"tier": "smart", "provider": "anthropic", "model": "claude-sonnet-4", "outcome": "error",
+         "error_type": "RateLimitError", "error": "429 slow down", "latency_ms": 120.0},
+        {"tier": "fast", "provider": "openai", "model": "gpt-4o-mini", "outcome": "ok", "latency_ms": 900.0},
+    ]
+    return [
+        rec(0),
+        rec(1, persona_id="bob", tier="smart", provider="anthropic", model="claude-sonnet-4", cost_cents=None,
+            latency_ms=3000.0),
+        rec(2, attempts=fell_back, latency_ms=1500.0),
+        rec(3, status="error", error="provider exploded", cost_cents=None, completion_tokens=0, latency_ms=500.0),
+        rec(4, persona_id="bob", kind="agent", run_id="run-bbbbbbbb", step=1, conversation_id="conv-run"),
+        rec(5, persona_id="bob", kind="agent", run_id="run-bbbbbbbb", step=2, conversation_id="conv-run",
+            status="interrupted"),
+    ]
+
+
+def indexes(output: str) -> list[int]:
+    return [json.loads(line)["turn_index"] for line in output.splitlines() if line]
+
+
+# --- path and empty logs ---------------------------------------------------------------------
+
+
+def test_path(log: Path) -> None:
+    result = run("path")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == str(log)
+
+
+@pytest.mark.parametrize("command", ["tail", "list", "stats"])
+def test_no_log_yet_is_friendly(log: Path, command: str) -> None:
+    result = run(command)
+    assert result.exit_code == 0
+    assert "No turns logged yet" in result.stdout and str(log) in result.stdout
+    assert not log.parent.exists()  # reading never creates anything
+
+
+def test_no_args_shows_help(log: Path) -> None:
+    result = run()
+    assert "tail" in result.output and "stats" in result.output
+
+
+# --- tail ------------------------------------------------------------------------------------
+
+
+def test_tail_lines(log: Path) -> None:
+    write(log, fixture_records())
+    result = run("tail", "-n", "20")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 6
+    assert "\x1b" not in result.stdout  # not a terminal: plain text
+    first = lines[0]
+    for part in ("ada", "fast → gpt-4o-mini", "100/10", "$0.0050", "1.0s", "ttft 0.2s"):
+        assert part in first
+    assert "2026-11-01" in first  # older than today: the date is shown
+    assert "unpriced" in lines[1] and "smart → claude-sonnet-4" in lines[1]
+    assert "↪" in lines[2] and "↪" not in lines[0]
+    assert "error: provider exploded" in lines[3]
+    assert "run run-bb#1" in lines[4]
+    assert lines[5].endswith("interrupted")
+
+
+def test_tail_order_and_n(log: Path) -> None:
+    write(log, [rec(i) for i in range(30)])
+    assert indexes(run("tail", "--json").stdout) == list(range(10, 30))
+    assert indexes(run("tail", "-n", "3", "--json").stdout) == [27, 28, 29]
+    assert run("tail", "-n", "0").stdout == ""
+    assert run("tail", "-n", "-1").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--persona", "bob"], [1, 4, 5]),
+        (["--tier", "smart"], [1]),
+        (["--model", "claude-sonnet-4"], [1]),
+        (["--model", "openai/gpt-4o-mini"], [0, 2, 3, 4, 5]),
+        (["--errors"], [3]),
+        (["--fallbacks"], [2]),
+        (["--run", "run-bbbbbbbb"], [4, 5]),
+        (["-c", "conv-run"], [4, 5]),
+        (["--persona", "bob", "--tier", "fast"], [4, 5]),
+        (["--persona", "nobody"], []),
+    ],
+)
+def test_filters(log: Path, args: list[str], expected: list[int]) -> None:
+    write(log, fixture_records())
+    assert indexes(run("tail", "--json", *args).stdout) == expected
+    assert indexes(run("list", "--json", *args).stdout) == expected
+
+
+def test_json_is_the_stored_record(log: Path) -> None:
+    records = fixture_records()
+    write(log, records)
+    result = run("tail", "--json")
+    parsed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert parsed == records
+
+
+def test_since(log: Path) -> None:
+    now = datetime.now(UTC)
+    write(log, [rec(i, timestamp=(now - timedelta(hours=10 - i)).isoformat()) for i in range(10)])
+    assert indexes(run("list", "--since", "150m", "--json").stdout) == [8, 9]
+    assert indexes(run("tail", "--since", "190m", "--json").stdout) == [7, 8, 9]
+    since_date = (now - timedelta(days=400)).date().isoformat()
+    assert len(indexes(run("list", "--since", since_date, "--json").stdout)) == 10
+    stats_rows = [json.loads(line) for line in run("stats", "--since", "150m", "--json").stdout.splitlines()]
+    assert stats_rows[-1]["turns"] == 2
+
+
+@pytest.mark.parametrize("command", ["tail", "list", "stats"])
+def test_bad_since_is_a_usage_error(log: Path, command: str) -> None:
+    write(log, [rec(0)])
+    result = run(command, "--since", "last tuesday")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--since" in result.stderr and "last tuesday" in result.stderr
+
+
+def test_torn_last_line_and_corrupt_middle_line(log: Path) -> None:
+    write(log, [rec(0), rec(1)], extra="{not json at all\n" + json.dumps(rec(2)) + "\n" + '{"turn_id": "half')
+    text = run("tail")
+    assert text.exit_code == 0
+    assert text.stdout.splitlines()[-1] == "2 corrupt lines skipped"
+    assert len(text.stdout.splitlines()) == 4
+    as_json = run("tail", "--json")
+    assert indexes(as_json.stdout) == [0, 1, 2]  # the footer is not on stdout
+    assert "2 corrupt lines skipped" in as_json.stderr
+    listed = run("list")
+    assert listed.stdout.splitlines()[-1] == "2 corrupt lines skipped"
+    assert "2 corrupt lines skipped" in run("stats").stdout
+
+
+def test_unknown_fields_are_read_and_kept(log: Path) -> None:
+    write(log, [rec(0, schema_version=9, mood="curious", cache_read_tokens=42)])
+    assert "ada" in run("tail").stdout
+    stored = json.loads(run("tail", "--json").stdout)
+    assert stored["mood"] == "curious" and stored["cache_read_tokens"] == 42
+
+
+def test_rotated_files_are_spanned(log: Path) -> None:
+    write(log.with_name("turns-20261101T000001000000Z.jsonl"), [rec(0), rec(1)])
+    write(log.with_name("turns-20261101T000002000000Z.jsonl"), [rec(2), rec(3)])
+    write(log, [rec(4)])
+    assert indexes(run("tail", "-n", "4", "--json").stdout) == [1, 2, 3, 4]
+    assert indexes(run("list", "--json").stdout) == [0, 1, 2, 3, 4]
+    assert indexes(run("list", "-n", "2", "--json").stdout) == [3, 4]
+    assert json.loads(run("stats", "--json").stdout.splitlines()[-1])["turns"] == 5
+
+
+def test_rotated_files_without_a_live_file(log: Path) -> None:
+    write(log.with_name("turns-20261101T000001000000Z.jsonl"), [rec(0), rec(1)])
+    assert indexes(run("tail", "--json").stdout) == [0, 1]
+
+
+def test_no_color_env_and_plain_output(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(log, fixture_records())
+    monkeypatch.setenv("NO_COLOR", "1")
+    for command in ("tail", "list", "stats"):
+        assert "\x1b" not in run(command).stdout
+
+
+# --- list ------------------------------------------------------------------------------------
+
+
+def test_list_all_oldest_first(log: Path) -> None:
+    write(log, [rec(i) for i in range(40)])
+    assert indexes(run("list", "--json").stdout) == list(range(40))
+    assert len(run("list").stdout.splitlines()) == 40
+    assert "No matching turns." in run("list", "--persona", "zed").stdout
+
+
+# --- show ------------------------------------------------------------------------------------
+
+
+def test_show_a_turn(log: Path) -> None:
+    records = fixture_records()
+    write(log, records)
+    result = run("show", str(records[2]["turn_id"]))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("1 turn")
+    assert str(records[2]["turn_id"]) in out
+    assert "routing router=heuristic, reason=short question" in out
+    assert "attempt 1  smart  anthropic/claude-sonnet-4  error" in out
+    assert "RateLimitError: 429 slow down" in out
+    assert "attempt 2  fast  openai/gpt-4o-mini  ok" in out
+
+
+def test_show_a_conversation_by_prefix_and_a_run(log: Path) -> None:
+    write(log, fixture_records())
+    conversation = run("show", "conv-aaa")  # 8 characters: a prefix
+    assert conversation.exit_code == 0
+    assert conversation.stdout.startswith("4 turns · conversation conv-aaaaaaaa")
+    runs = run("show", "run-bbbbbbbb", "--json")
+    assert indexes(runs.stdout) == [4, 5]
+    assert "run run-bbbbbbbb step 2" in run("show", "run-bbbbbbbb").stdout
+
+
+def test_show_unknown_or_too_short(log: Path) -> None:
+    write(log, fixture_records())
+    missing = run("show", "does-not-exist")
+    assert missing.exit_code == 1
+    assert missing.stdout == "" and "does-not-exist" in missing.stderr
+    short = run("show", "conv")
+    assert short.exit_code == 1 and "at least 6" in short.stderr
+
+
+def test_show_with_no_log(log: Path) -> None:
+    result = run("show", "abcdef123")
+    assert result.exit_code == 1 and "no log yet" in result.stderr
+
+
+# --- stats -----------------------------------------------------------------------------------
+
+
+def test_stats_json_exact(log: Path) -> None:
+    write(log, fixture_records())
+    rows = [json.loads(line) for line in run("stats", "--json").stdout.splitlines()]
+    by_tier = {row.get("tier", "total"): row for row in rows}
+    fast, smart, total = by_tier["fast"], by_tier["smart"], by_tier["total"]
+    assert fast == {
+        "tier": "fast",
+        "turns": 5,
+        "prompt_tokens": 500,
+        "completion_tokens": 40,
+        "cost_cents": 2.0,
+        "unpriced": 1,
+        "latency_p50_ms": 1000.0,
+        "latency_p95_ms": 1500.0,
+        "fallback_rate": 0.2,
+        "error_rate": 0.2,
+        "interrupted": 1,
+    }
+    assert (smart["turns"], smart["unpriced"], smart["latency_p50_ms"]) == (1, 1, 3000.0)
+    assert (total["turns"], total["cost_cents"], total["unpriced"], total["latency_p95_ms"]) == (6, 2.0, 2, 3000.0)
+
+
+def test_stats_table_and_chart(log: Path) -> None:
+    write(log, fixture_records())
+    result = run("stats", "--by", "persona")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Turns by persona" in out
+    ada = next(line for line in out.splitlines() if line.strip().startswith("ada") and "$" in line)
+    assert ada.split()[:2] == ["ada", "3"]
+    assert "$0.0100" in ada and "33.3%" in ada  # one of three fell back, one errored
+    assert "total" in out
+    bars = [line for line in out.splitlines() if "█" in line]
+    assert len(bars) == 2  # ada and bob, three turns each: equal full bars
+    assert bars[0].count("█") == bars[1].count("█")
+    cost_chart = run("stats", "--by", "tier", "--chart", "cost").stdout
+    assert "cost by tier" in cost_chart
+
+
+def test_stats_by_day_and_model(log: Path) -> None:
+    write(log, [rec(0), rec(1, timestamp="2026-11-03T12:00:00Z"), rec(2, model="gpt-4.1")])
+    days = [json.loads(line) for line in run("stats", "--by", "day", "--json").stdout.splitlines()]
+    assert [d["turns"] for d in days] == [2, 1, 3]
+    models = [json.loads(line) for line in run("stats", "--by", "model", "--json").stdout.splitlines()]
+    assert [(m.get("model"), m["turns"]) for m in models[:-1]] == [("gpt-4o-mini", 2), ("gpt-4.1", 1)]
+
+
+def test_stats_bad_by(log: Path) -> None:
+    write(log, [rec(0)])
+    assert run("stats", "--by", "colour").exit_code == 2
+
+
+# --- the entry point's fast path for `logs tail` ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["-n", "2"],
+        ["--lines=3", "--json"],
+        ["--persona", "bob", "--json"],
+        ["-p", "bob", "-t", "fast", "--errors"],
+        ["--fallbacks", "--model=gpt-4o-mini"],
+        ["--run", "run-bbbbbbbb", "-c", "conv-run", "--since", "2026-10-01"],
+    ],
+)
+def test_fast_tail_matches_typer(log: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    write(log, fixture_records(), extra="{torn")
+    expected = run("tail", *args)
+    assert fast_tail(["logs", "tail", *args]) == expected.exit_code == 0
+    assert capsys.readouterr().out == expected.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["logs", "list"],
+        ["chat"],
+        ["logs", "tail", "--help"],
+        ["logs", "tail", "-n"],
+        ["logs", "tail", "-n", "-3"],
+        ["logs", "tail", "-n", "x"],
+        ["logs", "tail", "--bogus"],
+        ["logs", "tail", "--json=1"],
+        ["logs", "tail", "extra"],
+        ["--env-file", "x", "logs", "tail"],
+    ],
+)
+def test_fast_tail_leaves_the_rest_to_typer(log: Path, argv: list[str]) -> None:
+    assert fast_tail(argv) is None
+
+
+def test_fast_tail_usage_error(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(log, [rec(0)])
+    assert fast_tail(["logs", "tail", "--since", "soon"]) == 2
+    assert "--since" in capsys.readouterr().err
+
+
+# --- tail -f in a real process ---------------------------------------------------------------
+
+WRAPPER = """
+import typer
+from persona_cli.logs_cmd import fast_tail, logs_app
+app = typer.Typer()
+app.add_typer(logs_app, name="logs")
+app()
+"""
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if ready:
+            return proc.stdout.readline()
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    raise AssertionError("no line from `persona logs tail -f`")
+
+
+def test_tail_follow_then_ctrl_c(log: Path, tmp_path: Path) -> None:
+    write(log, [rec(0), rec(1)])
+    env = {**os.environ, "PERSONA_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRAPPER, "logs", "tail", "-f", "-n", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert json.loads(_read_line(proc))["turn_index"] == 1
+        writer = JSONLTurnLogWriter(log)
+        for i in (2, 3):
+            writer.write(TurnLog(conversation_id="live", turn_index=i, persona_id="ada"))
+            assert json.loads(_read_line(proc))["turn_index"] == i
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
