@@ -101,9 +101,12 @@ def main() -> None:
         if isinstance(exc, click_exceptions.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        if os.environ.get("PERSONA_VERBOSE") == "1":
-            raise
         from persona_runtime.secrets import redact
+
+        if os.environ.get("PERSONA_VERBOSE") == "1":
+            import traceback
+
+            sys.stderr.write(redact(traceback.format_exc()))
 
         _fail(f"internal error: {type(exc).__name__}: {redact(str(exc))} (run with -v for details)", exit_codes.RUNTIME_ERROR)
     else:

@@ -76,4 +76,5 @@ def render_tool_result(
 
 
 def render_notice(console: Console, text: str) -> None:
-    console.print(Text(_one_line(text), style="dim"), markup=False, emoji=False)
+    # Piped or plain: one notice is one line, whatever the width.
+    console.print(Text(_one_line(text), style="dim"), markup=False, emoji=False, soft_wrap=not getattr(console, "is_terminal", True))
