@@ -9,7 +9,11 @@ thread per call (what the backend does). They differ: with llama.cpp's OpenMP bu
 busy machine, generating on the main thread was several times slower here. The goal
 ratio is taken against the faster of the two.
 
-    uv run python bench/local_throughput.py [RUNS] [MAX_TOKENS]
+    uv run python bench/local_throughput.py [RUNS] [MAX_TOKENS] [THREADS]
+
+THREADS defaults to os.cpu_count(), as the backend does. On a machine where other work
+holds a core, llama.cpp's threads wait on each other and every path gets noisy; a run
+with THREADS=1 shows the backend's own overhead more steadily.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ def _ours(backend: LlamaCppBackend, messages: list[ConversationMessage], max_tok
 def main() -> int:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     max_tokens = int(sys.argv[2]) if len(sys.argv) > 2 else 128
-    backend = LlamaCppBackend.shared(None)
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else (os.cpu_count() or 1)
+    backend = LlamaCppBackend(None, n_threads=threads)
     messages = [ConversationMessage(role="user", content=PROMPT, created_at=datetime.now(UTC))]
     llama_messages = to_llama_messages(messages)
 
@@ -98,7 +103,7 @@ def main() -> int:
     def rates(name: str) -> list[float]:
         return [n / t for n, t, _ in results[name]]
 
-    print(f"model {backend.model_name}, {os.cpu_count()} threads, {runs} runs x {max_tokens} max tokens, "
+    print(f"model {backend.model_name}, {threads} threads, {runs} runs x {max_tokens} max tokens, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'path':<30}{'median tok/s':>13}{'first token':>13}{'tokens':>8}   runs (tok/s)")
     for name in names:

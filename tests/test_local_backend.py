@@ -19,6 +19,7 @@ from persona.schema.tools import ToolCall
 
 from persona_runtime.errors import ConfigError
 from persona_runtime.local_backend import (
+    DEFAULT_REPEAT_PENALTY,
     WORKER_THREAD_NAME,
     LlamaCppBackend,
     bundled_model_path,
@@ -168,7 +169,9 @@ def test_usage_matches_llama_cpp_own_count(backend: LlamaCppBackend, text: str, 
     ours = asyncio.run(backend.chat(msgs, max_tokens=max_tokens)).usage
     llm = backend._llm  # the loaded llama_cpp.Llama
     assert llm is not None
-    theirs = llm.create_chat_completion(messages=to_llama_messages(msgs), max_tokens=max_tokens, temperature=0.0)
+    theirs = llm.create_chat_completion(
+        messages=to_llama_messages(msgs), max_tokens=max_tokens, temperature=0.0, repeat_penalty=DEFAULT_REPEAT_PENALTY
+    )
     assert ours.prompt_tokens == theirs["usage"]["prompt_tokens"]  # type: ignore[index]
     assert ours.completion_tokens == theirs["usage"]["completion_tokens"]  # type: ignore[index]
 

@@ -49,6 +49,7 @@ __all__ = [
 PROVIDER_NAME = "gguf"
 CONTEXT_ENV = "PERSONA_LOCAL_CONTEXT"
 DEFAULT_CONTEXT_WINDOW = 8192  # SmolLM2's trained context
+DEFAULT_REPEAT_PENALTY = 1.3
 WORKER_THREAD_NAME = "persona-llama-generate"
 _LOADER_THREAD_NAME = "persona-llama-load"
 _MIN_CONTEXT = 256  # llama.cpp pads n_ctx up to a multiple of 256; below that llama-cpp-python breaks
@@ -97,6 +98,14 @@ def _check_gguf(path: Path) -> None:
         raise _provider_error(f"cannot read GGUF model file {path}: {_short(exc)}", path=str(path)) from None
     if magic != _GGUF_MAGIC:
         raise _provider_error(f"not a GGUF model file: {path}", path=str(path))
+
+
+def _repeat_penalty(env: Mapping[str, str] | None = None) -> float:
+    raw = (os.environ if env is None else env).get("PERSONA_LOCAL_REPEAT_PENALTY", "").strip()
+    try:
+        return max(1.0, float(raw)) if raw else DEFAULT_REPEAT_PENALTY
+    except ValueError:
+        return DEFAULT_REPEAT_PENALTY
 
 
 def _context_from_env(env: Mapping[str, str] | None = None) -> int:
@@ -325,6 +334,9 @@ class LlamaCppBackend:
             "max_tokens": max_tokens,
             "temperature": temperature,
             "stop": list(stop or []),
+            # Tiny models loop on one word at temperature 0 ("het het het …"); a mild
+            # repetition penalty keeps their replies readable.
+            "repeat_penalty": _repeat_penalty(),
         }
         if top_p is not None:
             request["top_p"] = top_p

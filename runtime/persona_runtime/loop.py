@@ -64,6 +64,8 @@ SUMMARY_INSTRUCTIONS = (
     "Keep names, facts, decisions, open questions and anything the user asked to remember. "
     "Write plain sentences, no preamble."
 )
+#: Reply cap on local GGUF models, which ramble and run at tens of tokens per second.
+LOCAL_REPLY_TOKENS = 384
 CAP_NUDGE = "You have used the maximum number of tool calls for this turn. Answer now with what you have."
 _NATIVE_FORMAT_PROVIDERS = frozenset(
     {"anthropic", "openai", "deepseek", "groq", "together", "nvidia", "openrouter", "cloudflare", "ollama", "local"}
@@ -251,6 +253,8 @@ class ConversationLoop:
             raise _AttemptFailed(exc) from exc
         window = self.tiers.context_window_for(tier_name)
         reply_tokens = max(64, min(self.reply_tokens, window // 4))
+        if slot.provider == "gguf":
+            reply_tokens = min(reply_tokens, LOCAL_REPLY_TOKENS)  # small local models ramble
         price = self.tiers.price_for(tier_name, slot)
         use_tools = self.toolbox is not None and slot.provider != "gguf" and bool(self.toolbox.names())
         specs = self.toolbox.get_specs() if use_tools else None
