@@ -8,8 +8,9 @@ so that importing ``persona.tools`` afterwards never touches the network.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from persona_runtime._lazy import lazy_exports
 
 from persona_runtime import _offline
 
@@ -43,17 +44,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'persona_runtime' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports('persona_runtime', _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

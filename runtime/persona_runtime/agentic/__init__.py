@@ -13,8 +13,9 @@ Names are imported lazily so ``import persona_runtime.agentic`` stays cheap.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from persona_runtime._lazy import lazy_exports
 
 _EXPORTS = {
     "AgenticLoop": "persona_runtime.agentic.loop",
@@ -38,17 +39,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'persona_runtime.agentic' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports('persona_runtime.agentic', _EXPORTS, globals())
 
 
 if TYPE_CHECKING:
