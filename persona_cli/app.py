@@ -61,7 +61,7 @@ def load_env_file(path: Path | None) -> None:
         load_dotenv(target, override=False)
 
 
-app.command(help="Chat with a persona in a streaming REPL (or pipe messages in).")(chat)
+app.command(help="Chat with a persona in a streaming REPL. Piped stdin: one message per line, and stdout carries only the replies.")(chat)
 app.command(help="Run a plan-act-reflect agent on a task.")(agent)
 app.add_typer(logs_app, name="logs", help="Read the turn log: tail, list, show, stats.")
 register_core_commands(app)

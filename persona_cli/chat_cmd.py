@@ -22,7 +22,7 @@ TIERS = ("auto", "small", "mid", "frontier")
 
 
 def chat(
-    persona_file: Path = typer.Argument(..., help="The persona YAML, e.g. personas/astrid.yaml.", show_default=False),
+    persona_file: Path = typer.Argument(..., help="The persona YAML, e.g. personas/astrid.yaml.", show_default=False, metavar="PERSONA.yaml"),
     tier: str = typer.Option("auto", "--tier", "-t", help="auto (routed per turn), small, mid or frontier."),
     env_file: Path | None = typer.Option(None, "--env-file", help="Load variables from this file (the real environment wins)."),
     multiline: bool = typer.Option(False, "--multiline", help="Enter inserts a newline; Alt-Enter sends."),
