@@ -1,0 +1,41 @@
+"""Make the `persona` command ours even when persona-core's script wins the install race.
+
+persona-core 1.2.1 also installs a `persona` console script (`persona.cli.main:app`), and
+installers write both scripts to the same path in no fixed order. A one-line `.pth` file
+shipped with this package imports this module at interpreter start; it only adds a finder
+that, when a process started as `persona` imports `persona.cli.main`, hands it our app
+instead. `python -m persona.cli.main` and every other use of persona-core are untouched.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.abc import Loader, MetaPathFinder
+from importlib.machinery import ModuleSpec
+
+_TARGET = "persona.cli.main"
+
+
+class _OurApp(Loader):
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: object) -> None:
+        from persona_cli import app as ours
+
+        module.app = ours.main  # type: ignore[attr-defined]  # the script calls app()
+
+
+class _Finder(MetaPathFinder):
+    def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        if name != _TARGET:
+            return None
+        argv0 = sys.argv[0] if sys.argv else ""
+        if argv0.rsplit("/", 1)[-1] not in ("persona", "persona.exe"):
+            return None
+        return ModuleSpec(name, _OurApp())
+
+
+def install() -> None:
+    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
