@@ -87,7 +87,7 @@ def test_fallback_chain_walks_tiers_in_order_without_repeating_a_model() -> None
         ({"PERSONA_SMALL_MODELS": "openai/gpt-4o,"}, "PERSONA_SMALL_MODELS"),
         ({"PERSONA_SMALL_MODELS": "openai/gpt-4o"}, "PERSONA_OPENAI_API_KEY"),
         (triple("mid") | {"PERSONA_MID_BASE_URL": "ftp://x"}, "PERSONA_MID_BASE_URL"),
-        (triple("mid") | {"PERSONA_MID_BASE_URL": "http://h:notaport/v1"}, "PERSONA_MID_BASE_URL"),
+        (triple("mid") | {"PERSONA_MID_BASE_URL": "http://127.0.0.1:notaport/v1"}, "PERSONA_MID_BASE_URL"),
         (triple("mid") | {"PERSONA_MID_CONTEXT_WINDOW": "big"}, "PERSONA_MID_CONTEXT_WINDOW"),
         (triple("mid") | {"PERSONA_MID_TOOL_STRENGTH": "mighty"}, "PERSONA_MID_TOOL_STRENGTH"),
         (triple("mid") | {"PERSONA_MID_COST_INPUT_PER_1K": "-1"}, "PERSONA_MID_COST_INPUT_PER_1K"),
