@@ -10,14 +10,15 @@ instead. `python -m persona.cli.main` and every other use of persona-core are un
 from __future__ import annotations
 
 import sys
-from importlib.abc import Loader, MetaPathFinder
-from importlib.machinery import ModuleSpec
 
 _TARGET = "persona.cli.main"
 
+# Plain classes, not importlib.abc subclasses: this module is imported at every interpreter
+# start in the environment, and importlib.abc alone costs ~35 ms.
 
-class _OurApp(Loader):
-    def create_module(self, spec: ModuleSpec) -> None:
+
+class _OurApp:
+    def create_module(self, spec: object) -> None:
         return None
 
     def exec_module(self, module: object) -> None:
@@ -26,13 +27,15 @@ class _OurApp(Loader):
         module.app = ours.main  # type: ignore[attr-defined]  # the script calls app()
 
 
-class _Finder(MetaPathFinder):
-    def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+class _Finder:
+    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
         if name != _TARGET:
             return None
         argv0 = sys.argv[0] if sys.argv else ""
         if argv0.rsplit("/", 1)[-1] not in ("persona", "persona.exe"):
             return None
+        from importlib.machinery import ModuleSpec
+
         return ModuleSpec(name, _OurApp())
 
 
