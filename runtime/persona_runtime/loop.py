@@ -22,16 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from persona_runtime import _offline
 from persona_runtime.events import (
-    FallbackTriggered,
     HistoryCompacted,
-    RetryWaiting,
     RoutingDecided,
     SkillActivated,
     TextDelta,
@@ -44,6 +42,14 @@ from persona_runtime.events import (
 from persona_runtime.pricing import cost_cents
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.routing.types import RoutingContext, RoutingDecision
+from persona_runtime.fallback import (
+    AllModelsFailed,
+    AttemptFailed,
+    attempt_record,
+    failure_message,
+    short_error,
+    walk_fallback_chain,
+)
 from persona_runtime.secrets import redact
 from persona_runtime.tooling import SIDE_EFFECT_TOOLS, ToolApprover, inject_skill, run_tool_call
 from persona_runtime.turnlog import AttemptRecord, ToolCallRecord, TurnLog, TurnLogWriter
@@ -72,12 +78,6 @@ _NATIVE_FORMAT_PROVIDERS = frozenset(
 )
 
 
-class _AttemptFailed(Exception):
-    """Internal: one model failed; carries the provider error."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 @dataclass
@@ -181,44 +181,24 @@ class ConversationLoop:
             state.decision = decision
             yield RoutingDecided(decision)
 
-            chain = self.tiers.fallback_chain(decision.tier)
-            for position, (tier_name, slot) in enumerate(chain):
-                state.tier, state.slot = tier_name, slot
-                retried = False
-                while True:
-                    attempt_started = state.attempt_started = time.perf_counter()
-                    try:
-                        async for event in self._attempt(state, tier_name, slot, context, history, user_text, approve):
-                            yield event
-                    except _AttemptFailed as failed:
-                        state.attempt_started = None
-                        err = failed.error
-                        state.attempts.append(_attempt_record(tier_name, slot, "error", attempt_started, err))
-                        wait = _retry_after(err)
-                        if wait is not None and wait <= self.retry_after_max_s and not retried:
-                            retried = True
-                            yield RetryWaiting(wait, tier_name, slot.model, redact(_short(err)))
-                            await asyncio.sleep(wait)
-                            continue
-                        if position + 1 < len(chain):
-                            next_tier, next_slot = chain[position + 1]
-                            yield FallbackTriggered(
-                                failed_tier=tier_name, failed_provider=slot.provider, failed_model=slot.model,
-                                error=redact(_short(err)), next_tier=next_tier, next_model=next_slot.model,
-                                discarded_text=bool(state.text),
-                            )
-                        state.text.clear()
-                        break
-                    else:
-                        state.attempt_started = None
-                        state.attempts.append(_attempt_record(tier_name, slot, "ok", attempt_started))
-                        log = self._finish(conversation, turn_index, user_text, state, "ok")
-                        finished = True
-                        yield _finished_event(state, log)
-                        return
+            try:
+                async for event in walk_fallback_chain(
+                    self.tiers, decision.tier,
+                    lambda tier_name, slot: self._attempt(state, tier_name, slot, context, history, user_text, approve),
+                    state, retry_after_max_s=self.retry_after_max_s,
+                    is_output=lambda e: isinstance(e, TextDelta), on_failed=state.text.clear,
+                ):
+                    yield event
+            except AllModelsFailed:
+                pass
+            else:
+                log = self._finish(conversation, turn_index, user_text, state, "ok")
+                finished = True
+                yield _finished_event(state, log)
+                return
             # Every model failed.
             last = state.attempts[-1] if state.attempts else None
-            message = _failure_message(state.attempts)
+            message = failure_message(state.attempts)
             yield TurnFailed(message=message, error_type=(last.error_type if last else "ConfigError") or "ProviderError")
             log = self._finish(conversation, turn_index, user_text, state, "error", error=message)
             finished = True
@@ -228,7 +208,7 @@ class ConversationLoop:
                 finished = True
                 if state.slot is not None and state.attempt_started is not None:
                     state.attempts.append(
-                        _attempt_record(state.tier or "", state.slot, "interrupted", state.attempt_started)
+                        attempt_record(state.tier or "", state.slot, "interrupted", state.attempt_started)
                     )
                 self._finish(conversation, turn_index, user_text, state, "interrupted")
             raise
@@ -250,7 +230,7 @@ class ConversationLoop:
         try:
             backend = self.tiers.backend_for(slot)
         except ProviderError as exc:
-            raise _AttemptFailed(exc) from exc
+            raise AttemptFailed(exc) from exc
         window = self.tiers.context_window_for(tier_name)
         reply_tokens = max(64, min(self.reply_tokens, window // 4))
         if slot.provider == "gguf":
@@ -293,15 +273,15 @@ class ConversationLoop:
                     if chunk.is_final:
                         state.add_usage(chunk.usage, price)
             except ProviderError as exc:
-                raise _AttemptFailed(exc) from exc
+                raise AttemptFailed(exc) from exc
             except (OSError, ValueError, RuntimeError) as exc:
                 # A transport or parsing fault the backend did not map: treat it as this model failing.
-                raise _AttemptFailed(exc) from exc
+                raise AttemptFailed(exc) from exc
 
             if not calls and not state.text:
                 from persona.backends.errors import EmptyCompletionError
 
-                raise _AttemptFailed(EmptyCompletionError("the model returned an empty reply", context={"model": slot.model}))
+                raise AttemptFailed(EmptyCompletionError("the model returned an empty reply", context={"model": slot.model}))
             if not calls or final_round:
                 return
             if rounds >= self.max_tool_rounds:
@@ -462,36 +442,12 @@ def _render_skill_index(skills: list[Any]) -> str:
     return render_skill_index(skills)
 
 
-def _retry_after(err: BaseException) -> float | None:
-    context = getattr(err, "context", None) or {}
-    raw = context.get("retry_after_s") if isinstance(context, dict) else None
-    try:
-        return float(raw) if raw is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return f"{type(err).__name__}: {text[:300]}"
 
 
-def _attempt_record(
-    tier: str, slot: ModelSlot, outcome: str, started: float, err: BaseException | None = None
-) -> AttemptRecord:
-    return AttemptRecord(
-        tier=tier, provider=slot.provider, model=slot.model, outcome=outcome,  # type: ignore[arg-type]
-        error_type=type(err).__name__ if err is not None else None,
-        error=redact(_short(err)) if err is not None else None,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
-    )
 
 
-def _failure_message(attempts: list[AttemptRecord]) -> str:
-    if not attempts:
-        return "no model is configured for this turn"
-    tried = "; ".join(f"{a.tier} {a.provider}/{a.model}: {a.error or a.outcome}" for a in attempts)
-    return f"every model failed ({len(attempts)} attempts): {tried}"
 
 
 def _finished_event(state: _TurnState, log: TurnLog) -> TurnFinished:

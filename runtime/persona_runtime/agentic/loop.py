@@ -72,16 +72,17 @@ from persona_runtime.agentic.events import (
 )
 from persona_runtime.agentic.markers import MarkerKind, MarkerScanner, ScanResult
 from persona_runtime.agentic.run import Run, RunStatus, Step, StepToolCall, StepType
-from persona_runtime.events import FallbackTriggered, RetryWaiting, SkillActivated, ToolCallFinished, ToolCallStarted
+from persona_runtime.events import SkillActivated, ToolCallFinished, ToolCallStarted
 from persona_runtime.tooling import ToolApprover, error_result, inject_skill, run_tool_call
-from persona_runtime.loop import (
-    _attempt_record,
-    _failure_message,
-    _format_result,
-    _parse_call,
-    _retry_after,
-    _short,
+from persona_runtime.fallback import (
+    AllModelsFailed,
+    AttemptFailed,
+    attempt_record,
+    failure_message,
+    short_error,
+    walk_fallback_chain,
 )
+from persona_runtime.loop import _format_result, _parse_call
 from persona_runtime.pricing import cost_cents
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.routing.types import RoutingDecision
@@ -133,10 +134,6 @@ class _Cancelled(Exception):
     """Internal: the cancel token fired."""
 
 
-class _AttemptFailed(Exception):
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class _StepFailed(Exception):
@@ -328,7 +325,7 @@ class AgenticLoop:
             except _StepFailed as failed:
                 status, st.error = RunStatus.ERROR, failed.message
             except Exception as exc:  # noqa: BLE001 - a bug ends the run with status error, never an exception
-                status, st.error = RunStatus.ERROR, f"internal error: {redact(_short(exc))}"
+                status, st.error = RunStatus.ERROR, f"internal error: {redact(short_error(exc))}"
             run = await self._finish(st, status)
             done = True
             yield RunFinished(run)
@@ -501,42 +498,18 @@ class AgenticLoop:
         tools: bool,
         all_answer: bool = False,
     ) -> AsyncIterator[Any]:
-        chain = self.tiers.fallback_chain(tier)
-        for position, (tier_name, slot) in enumerate(chain):
-            acc.tier, acc.slot = tier_name, slot
-            retried = False
-            while True:
-                started = acc.attempt_started = time.perf_counter()
-                streamed = False
-                try:
-                    async for item in self._attempt(acc, tier_name, slot, messages, cancel, tools, all_answer):
-                        if not isinstance(item, _Reply):
-                            streamed = True
-                        yield item
-                except _AttemptFailed as failed:
-                    acc.attempt_started = None
-                    err = failed.error
-                    acc.attempts.append(_attempt_record(tier_name, slot, "error", started, err))
-                    wait = _retry_after(err)
-                    if wait is not None and wait <= self.retry_after_max_s and not retried:
-                        retried = True
-                        yield RetryWaiting(wait, tier_name, slot.model, redact(_short(err)))
-                        await self._cancellable(asyncio.sleep(wait), cancel)
-                        continue
-                    if position + 1 < len(chain):
-                        next_tier, next_slot = chain[position + 1]
-                        yield FallbackTriggered(
-                            failed_tier=tier_name, failed_provider=slot.provider, failed_model=slot.model,
-                            error=redact(_short(err)), next_tier=next_tier, next_model=next_slot.model,
-                            discarded_text=streamed,
-                        )
-                    break
-                else:
-                    acc.attempt_started = None
-                    acc.attempts.append(_attempt_record(tier_name, slot, "ok", started))
-                    acc.latency_ms = _ms_since(acc.started)
-                    return
-        raise _StepFailed(_failure_message(acc.attempts))
+        try:
+            async for item in walk_fallback_chain(
+                self.tiers, tier,
+                lambda tier_name, slot: self._attempt(acc, tier_name, slot, messages, cancel, tools, all_answer),
+                acc, retry_after_max_s=self.retry_after_max_s,
+                is_output=lambda item: not isinstance(item, _Reply),
+                sleep=lambda seconds: self._cancellable(asyncio.sleep(seconds), cancel),
+            ):
+                yield item
+        except AllModelsFailed:
+            raise _StepFailed(failure_message(acc.attempts)) from None
+        acc.latency_ms = _ms_since(acc.started)
 
     async def _attempt(
         self,
@@ -554,7 +527,7 @@ class AgenticLoop:
         try:
             backend = self.tiers.backend_for(slot)
         except ProviderError as exc:
-            raise _AttemptFailed(exc) from exc
+            raise AttemptFailed(exc) from exc
         window = self.tiers.context_window_for(tier)
         price = self.tiers.price_for(tier, slot)
         use_tools = tools and slot.provider != "gguf" and self._tools_available()
@@ -595,15 +568,15 @@ class AgenticLoop:
                     if chunk.is_final:
                         acc.add_usage(chunk.usage, price)
         except ProviderError as exc:
-            raise _AttemptFailed(exc) from exc
+            raise AttemptFailed(exc) from exc
         except (OSError, ValueError, RuntimeError) as exc:
             # A transport or parsing fault the backend did not map: this model failed.
-            raise _AttemptFailed(exc) from exc
+            raise AttemptFailed(exc) from exc
         if not calls and not scanner.text.strip():
             # No text and no tool call: this model failed (as in a chat turn), not a reasoning step.
             from persona.backends.errors import EmptyCompletionError
 
-            raise _AttemptFailed(EmptyCompletionError("the model returned an empty reply", context={"model": slot.model}))
+            raise AttemptFailed(EmptyCompletionError("the model returned an empty reply", context={"model": slot.model}))
         for event in deltas(*scanner.finish()):
             yield event
         yield _Reply(
@@ -760,7 +733,7 @@ class AgenticLoop:
         """Freeze the step, write its TurnLog line, save the run. Runs once per step."""
         now = _now()
         if acc.slot is not None and acc.attempt_started is not None:
-            acc.attempts.append(_attempt_record(acc.tier or "", acc.slot, "interrupted", acc.attempt_started))
+            acc.attempts.append(attempt_record(acc.tier or "", acc.slot, "interrupted", acc.attempt_started))
             acc.attempt_started = None
         if acc.type is None:
             acc.type = StepType.ERROR if acc.error else StepType.CANCELLED

@@ -1,0 +1,121 @@
+"""Walking a tier's fallback chain: the same for chat turns and agent steps.
+
+Each model is tried in ``TierRegistry.fallback_chain`` order. A model that fails with a
+short ``Retry-After`` is waited for once (``RetryWaiting``) and tried again; otherwise the
+next model is tried (``FallbackTriggered``). Every attempt is recorded on ``state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+from persona_runtime.events import FallbackTriggered, RetryWaiting
+from persona_runtime.secrets import redact
+from persona_runtime.turnlog import AttemptRecord
+
+__all__ = ["AllModelsFailed", "AttemptFailed", "AttemptState", "walk_fallback_chain"]
+
+
+class AttemptFailed(Exception):
+    """Raised by an attempt: this model failed; carries the provider error."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class AllModelsFailed(Exception):
+    """Every model of the chain failed; ``state.attempts`` says how."""
+
+
+class AttemptState(Protocol):
+    tier: str | None
+    slot: Any
+    attempt_started: float | None
+    attempts: list[AttemptRecord]
+
+
+async def walk_fallback_chain(
+    tiers: Any,
+    tier: str,
+    attempt: Callable[[str, Any], AsyncIterator[Any]],
+    state: AttemptState,
+    *,
+    retry_after_max_s: float,
+    is_output: Callable[[Any], bool] = lambda _item: True,
+    on_failed: Callable[[], None] = lambda: None,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> AsyncIterator[Any]:
+    """Yield the items of the first attempt that succeeds (plus retry/fallback events).
+
+    ``is_output`` tells which items the person already saw (a fallback after them restarts
+    the reply); ``on_failed`` resets per-attempt state. Raises ``AllModelsFailed``.
+    """
+    chain = tiers.fallback_chain(tier)
+    for position, (tier_name, slot) in enumerate(chain):
+        state.tier, state.slot = tier_name, slot
+        retried = False
+        while True:
+            started = state.attempt_started = time.perf_counter()
+            shown = False
+            try:
+                async for item in attempt(tier_name, slot):
+                    shown = shown or is_output(item)
+                    yield item
+            except AttemptFailed as failed:
+                state.attempt_started = None
+                err = failed.error
+                state.attempts.append(attempt_record(tier_name, slot, "error", started, err))
+                wait = retry_after(err)
+                if wait is not None and wait <= retry_after_max_s and not retried:
+                    retried = True
+                    yield RetryWaiting(wait, tier_name, slot.model, redact(short_error(err)))
+                    await sleep(wait)
+                    continue
+                if position + 1 < len(chain):
+                    next_tier, next_slot = chain[position + 1]
+                    yield FallbackTriggered(
+                        failed_tier=tier_name, failed_provider=slot.provider, failed_model=slot.model,
+                        error=redact(short_error(err)), next_tier=next_tier, next_model=next_slot.model,
+                        discarded_text=shown,
+                    )
+                on_failed()
+                break
+            else:
+                state.attempt_started = None
+                state.attempts.append(attempt_record(tier_name, slot, "ok", started))
+                return
+    raise AllModelsFailed
+
+
+def retry_after(err: BaseException) -> float | None:
+    context = getattr(err, "context", None) or {}
+    raw = context.get("retry_after_s") if isinstance(context, dict) else None
+    try:
+        return float(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def short_error(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{type(err).__name__}: {text[:300]}"
+
+
+def attempt_record(tier: str, slot: Any, outcome: str, started: float, err: BaseException | None = None) -> AttemptRecord:
+    return AttemptRecord(
+        tier=tier, provider=slot.provider, model=slot.model, outcome=outcome,  # type: ignore[arg-type]
+        error_type=type(err).__name__ if err is not None else None,
+        error=redact(short_error(err)) if err is not None else None,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+def failure_message(attempts: list[AttemptRecord]) -> str:
+    if not attempts:
+        return "no model is configured for this turn"
+    tried = "; ".join(f"{a.tier} {a.provider}/{a.model}: {a.error or a.outcome}" for a in attempts)
+    return f"every model failed ({len(attempts)} attempts): {tried}"
