@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from persona_cli.compose import Session
+    from persona_cli.interrupts import Foreground
     from persona_cli.turn_view import SessionTotals
 
 TIERS = ("auto", "small", "mid", "frontier")
@@ -69,38 +70,53 @@ def _run_piped(session: Session, *, tier: str, auto_approve: bool) -> int:
 
 
 async def _piped_turns(session: Session, messages: list[str], tier: str, auto_approve: bool, out: Console, info: Console) -> int:
+    import asyncio
+
     from persona_cli.approval import make_approver
+    from persona_cli.interrupts import Foreground
     from persona_cli.turn_view import TurnView
 
     conversation = _new_conversation(session)
     failed = 0
-    try:
-        loop = await session.loop()
-        for text in messages:
-            view = TurnView(out=out, info=info)
-            status = await _run_turn(loop, conversation, text, tier, view, make_approver(auto_approve=auto_approve, interactive=False, info=info))
-            if status == "interrupted":
-                return exit_codes.INTERRUPTED
-            failed += status == "error"
-    finally:
-        await session.aclose()
+    approve = make_approver(auto_approve=auto_approve, interactive=False, info=info)
+    with Foreground() as foreground:
+        try:
+            loop = await foreground.run(session.loop())
+            for text in messages:
+                if foreground.pending:  # Ctrl-C between two turns stops the rest too
+                    return exit_codes.INTERRUPTED
+                view = TurnView(out=out, info=info)
+                status = await _run_turn(loop, conversation, text, tier, view, approve, foreground)
+                if status == "interrupted":
+                    return exit_codes.INTERRUPTED
+                failed += status == "error"
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            return exit_codes.INTERRUPTED  # Ctrl-C while memory and models were loading
+        finally:
+            await session.aclose()
     return exit_codes.RUNTIME_ERROR if failed else exit_codes.OK
 
 
 # -- one turn ------------------------------------------------------------------------------
 
 
-async def _run_turn(loop: Any, conversation: Any, text: str, tier: str, view: Any, approve: Any, totals: SessionTotals | None = None) -> str:
-    """Consume one turn in a task that Ctrl-C (SIGINT) cancels. Returns the turn status."""
+async def _run_turn(
+    loop: Any, conversation: Any, text: str, tier: str, view: Any, approve: Any, foreground: Foreground,
+    totals: SessionTotals | None = None,
+) -> str:
+    """Consume one turn as the foreground task (Ctrl-C cancels it). Returns the turn status."""
     import asyncio
-    import signal
 
     from persona_runtime.events import TurnFinished
 
     status = "error"
+    began = False
 
     async def consume() -> None:
-        nonlocal status
+        nonlocal status, began
+        began = True  # from here on, turn() records its own interruption
         async for event in loop.turn(conversation, text, tier=None if tier == "auto" else tier, approve=approve):
             view.handle(event)
             if isinstance(event, TurnFinished):
@@ -108,24 +124,24 @@ async def _run_turn(loop: Any, conversation: Any, text: str, tier: str, view: An
                 if totals is not None:
                     totals.add(event)
 
-    task = asyncio.ensure_future(consume())
-    aio_loop = asyncio.get_running_loop()
     try:
-        aio_loop.add_signal_handler(signal.SIGINT, task.cancel)
-        installed = True
-    except (NotImplementedError, RuntimeError):
-        installed = False
-    try:
-        await task
+        await foreground.run(consume())
     except asyncio.CancelledError:
+        if not began:  # cancelled before its first step: turn() never ran, so keep the message here
+            loop.record_interrupted(conversation, text)
         view.interrupted()
         status = "interrupted"
-        if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+        if _being_cancelled():
             raise
-    finally:
-        if installed:
-            aio_loop.remove_signal_handler(signal.SIGINT)
     return status
+
+
+def _being_cancelled() -> bool:
+    """True when the current task itself is being cancelled (not just the foreground work it awaited)."""
+    import asyncio
+
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
 
 
 def _new_conversation(session: Session) -> Any:
@@ -147,10 +163,11 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
 
     from persona_cli.approval import make_approver
     from persona_cli.console import make_consoles, startup_lines
+    from persona_cli.interrupts import Foreground
     from persona_cli.render import render_notice
     from persona_cli.repl import ChatPrompt
-    from persona_cli.slash import SlashContext, handle_slash
-    from persona_cli.turn_view import SessionTotals, TurnView
+    from persona_cli.slash import SlashContext
+    from persona_cli.turn_view import SessionTotals
 
     out, info = make_consoles(info_to_stderr=False)
     totals = SessionTotals()
@@ -166,32 +183,50 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
     approve = make_approver(auto_approve=auto_approve, interactive=True, info=info)
     # Start loading memory and models once the prompt is on screen (see open_session).
     asyncio.get_running_loop().call_later(0.05, session.start_background)
-    try:
-        while True:
-            text = await prompt.read()
-            if text is None:
-                break
-            if text.startswith("/"):
-                action = await handle_slash(ctx, text.strip())
-                if action == "exit":
-                    break
-                if action != "retry":
-                    continue
-                text = ctx.retry_text or ""
-                if not text:
-                    continue
-            loop = await _await_loop(session, info)
-            view = TurnView(out=out, info=info)
-            await _run_turn(loop, ctx.conversation, text, ctx.tier, view, approve, totals)
-    finally:
-        await session.aclose()
-        from persona_cli.turn_view import format_tokens
+    with Foreground() as foreground:
+        try:
+            await _repl_turns(ctx, prompt, foreground, approve, out, info)
+        finally:
+            await session.aclose()
+            from persona_cli.turn_view import format_tokens
 
-        render_notice(
-            info,
-            f"{totals.turns} turns · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
-        )
+            render_notice(
+                info,
+                f"{totals.turns} turns · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
+            )
     return exit_codes.OK
+
+
+async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: Any, out: Console, info: Console) -> None:
+    import asyncio
+
+    from persona_cli.render import render_notice
+    from persona_cli.slash import handle_slash
+    from persona_cli.turn_view import TurnView
+
+    session = ctx.session
+    while True:
+        text = await prompt.read()
+        if text is None:
+            return
+        if text.startswith("/"):
+            action = await handle_slash(ctx, text.strip())
+            if action == "exit":
+                return
+            if action != "retry":
+                continue
+            text = ctx.retry_text or ""
+            if not text:
+                continue
+        try:
+            loop = await foreground.run(_await_loop(session, info))
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            render_notice(info, "interrupted while loading; your message was not sent (↑ brings it back)")
+            continue
+        view = TurnView(out=out, info=info)
+        await _run_turn(loop, ctx.conversation, text, ctx.tier, view, approve, foreground, ctx.totals)
 
 
 async def _await_loop(session: Session, info: Console) -> Any:

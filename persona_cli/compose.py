@@ -177,12 +177,10 @@ class Session:
         """The ConversationLoop, built on first use (waits for the background load)."""
         if self._loop is not None:
             return self._loop
-        import asyncio
-
-        self.start_background()
-        heavy = await asyncio.wrap_future(self._heavy)
+        heavy = await self._heavy_parts()
         toolbox, clients = await _build_toolbox(self, heavy)
         self.mcp_clients = clients
+        from persona_runtime.history import HistoryWindow
         from persona_runtime.loop import ConversationLoop
         from persona_runtime.turnlog import JSONLTurnLogWriter
 
@@ -197,16 +195,25 @@ class Session:
             turn_log=JSONLTurnLogWriter(self.paths.turn_log, max_bytes=_log_max_bytes()),
             reply_tokens=_int_env("PERSONA_MAX_REPLY_TOKENS", 1024),
             tool_timeout_s=float(_int_env("PERSONA_TOOL_TIMEOUT_S", 60)),
+            history_window=HistoryWindow(
+                compact_after=_int_env("PERSONA_HISTORY_COMPACT_AFTER", 20),
+                keep_recent_turns=_int_env("PERSONA_HISTORY_KEEP_TURNS", 3),
+            ),
         )
         return self._loop
+
+    async def _heavy_parts(self) -> dict[str, Any]:
+        import asyncio
+
+        self.start_background()
+        # shield: a Ctrl-C while waiting must not cancel the shared future (the loader thread
+        # could then never deliver, and every later turn would see CancelledError).
+        return await asyncio.shield(asyncio.wrap_future(self._heavy))
 
     async def agentic(self, **kwargs: Any) -> AgenticLoop:
         """An AgenticLoop on the same persona, tiers, memory, tools and logs (waits for the
         background load). ``kwargs`` go to ``AgenticLoop`` (e.g. ``max_steps``)."""
-        import asyncio
-
-        self.start_background()
-        heavy = await asyncio.wrap_future(self._heavy)
+        heavy = await self._heavy_parts()
         toolbox, clients = await _build_toolbox(self, heavy)
         self.mcp_clients.extend(clients)
         from persona_runtime.agentic import AgenticLoop

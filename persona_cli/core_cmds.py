@@ -15,9 +15,9 @@ import typer
 
 def _core_env() -> None:
     """persona-core's config reads PERSONA_*; align it with our data layout and values."""
-    from persona_runtime.paths import DataPaths
+    from persona_cli.compose import prepare_data_dir
 
-    paths = DataPaths()
+    paths = prepare_data_dir()  # our data dir, created private (umask 077), with a clear error if unwritable
     embedder = os.environ.get("PERSONA_EMBEDDER", "minilm").strip().lower() or "minilm"
     key = {"hash": "hash", "sentence-transformers": "bge-small-en-v1.5"}.get(embedder, "minilm-l6-v2")
     os.environ.setdefault("PERSONA_CHROMA_PATH", str(paths.memory(key)))

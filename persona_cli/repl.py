@@ -163,7 +163,8 @@ class ChatPrompt:
         """Read one message; None means the person wants to leave."""
         while True:
             try:
-                text = await self.session.prompt_async(lambda: self._prompt_message())
+                # handle_sigint=False: Ctrl-C here is a key (raw mode); SIGINT belongs to Foreground.
+                text = await self.session.prompt_async(lambda: self._prompt_message(), handle_sigint=False)
             except EOFError:
                 return None
             except KeyboardInterrupt:

@@ -50,3 +50,41 @@ def test_public_runtime_names_import() -> None:
         "tier_registry_from_env", "TurnLog", "TurnLogWriter", "JSONLTurnLogWriter", "MemoryTurnLogWriter",
     ]
     assert all(getattr(persona_runtime, n) is not None for n in names)
+
+
+def test_ctrl_c_while_the_first_turn_waits_for_loading_does_not_break_the_session(tmp_path, monkeypatch) -> None:
+    """Cancelling the wait for the background load (Ctrl-C before the first reply) must leave the
+    shared load untouched: the next turn gets a working loop."""
+    import asyncio
+    import threading
+
+    import persona_cli.compose as compose
+
+    monkeypatch.setenv("PERSONA_HOME", str(tmp_path))
+    monkeypatch.setenv("PERSONA_EMBEDDER", "hash")
+    release = threading.Event()
+    real_build = compose._build_heavy
+
+    def slow_build(session):  # the loader thread waits until the test has cancelled the first wait
+        assert release.wait(60)
+        return real_build(session)
+
+    monkeypatch.setattr(compose, "_build_heavy", slow_build)
+    session = compose.open_session(PERSONAS / "kai.yaml", start=False)
+
+    async def main() -> object:
+        first = asyncio.ensure_future(session.loop())
+        done, _ = await asyncio.wait({first}, timeout=0.2)
+        assert not done  # still loading
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        release.set()
+        try:
+            return await asyncio.wait_for(session.loop(), 60)
+        finally:
+            await session.aclose()
+
+    from persona_runtime.loop import ConversationLoop
+
+    assert isinstance(asyncio.run(main()), ConversationLoop)

@@ -12,6 +12,7 @@ from persona.schema.conversation import Conversation, ConversationMessage
 from persona.schema.persona import Persona
 
 from persona_runtime import events as ev
+from persona_runtime.history import HistoryWindow
 from persona_runtime.loop import ConversationLoop
 from persona_runtime.memory import PersonaMemory
 from persona_runtime.routing import HeuristicRouter
@@ -281,10 +282,10 @@ def test_closing_the_generator_early_records_the_turn_once() -> None:
     assert conv.messages[-1].metadata["status"] == "interrupted"
 
 
-def test_history_compaction_uses_a_real_small_tier_summary() -> None:
+def test_history_compaction_uses_a_real_small_tier_summary_and_cuts_between_turns() -> None:
     small = ScriptedBackend([Reply("SUMMARY: they talked about tides.")], model_name="tiny")
-    mid = ScriptedBackend([Reply("fine")], model_name="medium")
-    loop, log = make_loop(make_tiers(mid=mid, small=small))
+    mid = ScriptedBackend([Reply("fine"), Reply("still fine")], model_name="medium")
+    loop, log = make_loop(make_tiers(mid=mid, small=small), history_window=HistoryWindow(compact_after=10, keep_recent_turns=3))
     conv = new_conversation()
     now = datetime.now(UTC)
     for i in range(6):
@@ -292,13 +293,28 @@ def test_history_compaction_uses_a_real_small_tier_summary() -> None:
         conv.messages.append(ConversationMessage(role="assistant", content=f"answer {i}", created_at=now))
     events = run(collect(loop, conv, "and now?", tier="mid"))
     compacted = [e for e in events if isinstance(e, ev.HistoryCompacted)]
-    assert len(compacted) == 1 and compacted[0].messages_folded == 7 and compacted[0].summary_model == "tiny"
+    assert len(compacted) == 1 and compacted[0].messages_folded == 6 and compacted[0].summary_model == "tiny"
     assert small.calls[0].method == "chat"
-    assert "question 0" in small.calls[0].messages[-1].content
+    assert "question 0" in small.calls[0].messages[-1].content and "question 3" not in small.calls[0].messages[-1].content
     sent = mid.calls[0].messages
     assert sent[1].role == "system" and "SUMMARY: they talked about tides." in sent[1].content
-    assert [m.content for m in sent[2:-1]] == ["answer 3", "question 4", "answer 4", "question 5", "answer 5"]
-    assert conv.compacted_up_to == 7 and log.logs[0].history_compacted
+    # Whole turns stay verbatim: the history starts with a question, never with an orphaned answer.
+    assert [m.content for m in sent[2:-1]] == ["question 3", "answer 3", "question 4", "answer 4", "question 5", "answer 5"]
+    assert conv.compacted_up_to == 6 and log.logs[0].history_compacted
+    # The next turn is under the threshold again (8 verbatim messages): no new summary is asked for.
+    events = run(collect(loop, conv, "one more", tier="mid"))
+    assert not [e for e in events if isinstance(e, ev.HistoryCompacted)] and len(small.calls) == 1
+    assert "SUMMARY: they talked about tides." in mid.calls[1].messages[1].content
+
+
+def test_history_window_cuts_at_a_user_message_even_after_a_failed_turn() -> None:
+    now = datetime.now(UTC)
+    roles = ["user", "assistant", "user", "user", "assistant", "user", "assistant", "user", "assistant"]  # turn 2 failed
+    messages = [ConversationMessage(role=r, content=str(i), created_at=now) for i, r in enumerate(roles)]
+    window = HistoryWindow(compact_after=4, keep_recent_turns=2)
+    assert window.due(messages, 0) == 5 and messages[5].role == "user"
+    assert window.due(messages, 5) is None  # 4 verbatim messages: not over the threshold
+    assert HistoryWindow(compact_after=4, keep_recent_turns=9).due(messages, 0) is None  # fewer turns than kept
 
 
 def test_episodic_write_back_and_recall_with_real_chroma(tmp_path) -> None:

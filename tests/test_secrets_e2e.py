@@ -161,3 +161,22 @@ def test_data_written_before_the_umask_is_tightened(tmp_path) -> None:
     assert modes == {
         "memory": 0o700, "memory/hash": 0o700, "memory/hash/segment": 0o700, "memory/hash/segment/data.bin": 0o600,
     }
+
+
+def test_persona_cores_own_commands_keep_the_data_dir_private(tmp_path) -> None:
+    """`persona audit` / `persona repair` run persona-core's code on our data dir: same 0700 / 0600."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
+        "PERSONA_HOME": str(home), "PERSONA_EMBEDDER": "hash",
+    }
+    for args in (["audit", str(KAI)], ["repair", str(KAI)]):
+        done = persona(args, env, tmp_path, "")
+        assert done.returncode == 0, done.stderr.decode()[-500:]
+    created = [home, *home.rglob("*")]
+    assert any(p.is_file() for p in created)  # something was written (the core log at least)
+    loose = [
+        f"{p.relative_to(home)} {stat.filemode(p.lstat().st_mode)}"
+        for p in created
+        if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) != (0o700 if p.is_dir() else 0o600)
+    ]
+    assert loose == [], "\n".join(loose)

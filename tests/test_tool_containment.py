@@ -220,3 +220,69 @@ def test_file_write_stays_inside_the_sandbox(sandbox, path) -> None:
     assert not target.exists() and outside.read_text() == "OUTSIDE-SANDBOX-CONTENT"
     after = {p: p.read_bytes() for p in outside.parent.rglob("*") if p.is_file() and not p.is_symlink()}
     assert after == before and os.path.islink(workspace / "link.txt")
+
+
+def test_a_local_tool_that_blocks_the_thread_is_still_cut_off_by_the_timeout(sandbox) -> None:
+    """persona-core's file_read does a blocking os.open inside ``async def``: on a FIFO with no
+    writer it never returns. It runs on its own thread, so the timeout still fires."""
+    toolbox, workspace, _outside = sandbox
+    fifo = workspace / "never.fifo"
+    os.mkfifo(fifo)
+    try:
+        events, backend, log = run_turn(
+            toolbox, [call("file_read", path="never.fifo"), Reply("It timed out.")], tools=("file_read",), tool_timeout_s=0.5
+        )
+        [done] = finished_calls(events)
+        assert done.is_error and "timed out after 0.5 s" in done.content
+        [sent] = tool_messages(backend)
+        assert sent.endswith(done.content)
+        assert events[-1].status == "ok" and log.logs[0].tool_calls[0].ok is False
+    finally:
+        _release_fifo(fifo)
+
+
+def test_a_blocked_local_tool_can_be_cancelled(sandbox) -> None:
+    """Ctrl-C (task cancel) while file_read is blocked: the turn ends interrupted at once."""
+    toolbox, workspace, _outside = sandbox
+    fifo = workspace / "never.fifo"
+    os.mkfifo(fifo)
+    backend = ScriptedBackend([call("file_read", path="never.fifo"), Reply("unused")])
+    log = MemoryTurnLogWriter()
+    loop = ConversationLoop(
+        persona=persona("file_read"), tiers=TierRegistry([TierConfig.from_backend("mid", backend)]),
+        toolbox=toolbox, turn_log=log, tool_timeout_s=BOUND_S * 10,
+    )
+    conv = Conversation(conversation_id="tools", persona_id="toolie")
+
+    async def main() -> list[Any]:
+        seen: list[Any] = []
+
+        async def consume() -> None:
+            async for event in loop.turn(conv, "read the pipe", tier="mid"):
+                seen.append(event)
+                if isinstance(event, ev.ToolCallStarted):
+                    started.set()
+
+        started = asyncio.Event()
+        task = asyncio.ensure_future(consume())
+        await asyncio.wait_for(started.wait(), BOUND_S)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, BOUND_S)  # would hang here if the read held the loop
+        return seen
+
+    try:
+        seen = asyncio.run(main())
+    finally:
+        _release_fifo(fifo)
+    assert not finished_calls(seen)
+    assert [r.status for r in log.logs] == ["interrupted"]
+    assert [m.role for m in conv.messages] == ["user", "assistant"]
+
+
+def _release_fifo(fifo: Path) -> None:
+    """Give the abandoned reader a writer, so its thread ends with the test."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # no reader left (ENXIO)
+        pass

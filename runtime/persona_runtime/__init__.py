@@ -18,6 +18,7 @@ _offline.install_on_first_persona_import()
 
 _EXPORTS = {
     "ConversationLoop": "persona_runtime.loop",
+    "HistoryWindow": "persona_runtime.history",
     "SIDE_EFFECT_TOOLS": "persona_runtime.tooling",
     "PromptBuilder": "persona_runtime.prompt",
     "RetrievedContext": "persona_runtime.prompt",
@@ -49,6 +50,7 @@ __getattr__, __dir__ = lazy_exports('persona_runtime', _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from persona_runtime.errors import ConfigError, TierNotConfiguredError
+    from persona_runtime.history import HistoryWindow
     from persona_runtime.loop import ConversationLoop
     from persona_runtime.tooling import SIDE_EFFECT_TOOLS
     from persona_runtime.memory import PersonaMemory

@@ -130,4 +130,11 @@ def _redacting_filter(record: dict) -> bool:  # type: ignore[type-arg]
     from persona_runtime.secrets import redact
 
     record["message"] = redact(record["message"])
+    exc = record["exception"]
+    if exc is not None:
+        # loguru would append the traceback, which quotes the exception's text and source lines
+        # verbatim (a provider's 401 echoes the key): keep only the type and the redacted text.
+        name = exc.type.__name__ if exc.type is not None else "Exception"
+        record["message"] += f" [{name}: {redact(str(exc.value))}]"
+        record["exception"] = None
     return True

@@ -39,6 +39,7 @@ from persona_runtime.events import (
     TurnFailed,
     TurnFinished,
 )
+from persona_runtime.history import HistoryWindow
 from persona_runtime.pricing import cost_cents
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.routing.types import RoutingContext, RoutingDecision
@@ -123,7 +124,7 @@ class ConversationLoop:
         toolbox: Any = None,
         skills: Sequence[Any] = (),
         skill_injector: Any = None,
-        history_manager: Any = None,
+        history_window: HistoryWindow | None = None,
         turn_log: TurnLogWriter | None = None,
         max_tool_rounds: int = 5,
         reply_tokens: int = 1024,
@@ -144,7 +145,7 @@ class ConversationLoop:
         self.toolbox = toolbox
         self.skills = {s.name: s for s in skills}
         self.skill_injector = skill_injector
-        self.history_manager = history_manager or _default_history_manager()
+        self.history_window = history_window or HistoryWindow()
         self.turn_log = turn_log
         self.max_tool_rounds = max_tool_rounds
         self.reply_tokens = reply_tokens
@@ -212,6 +213,11 @@ class ConversationLoop:
                     )
                 self._finish(conversation, turn_index, user_text, state, "interrupted")
             raise
+
+    def record_interrupted(self, conversation: Conversation, user_text: str) -> TurnLog:
+        """Record a turn cancelled before its first step ran (Ctrl-C right after Enter, before
+        ``turn()``'s body started): the message is kept, marked interrupted, as if cut at once."""
+        return self._finish(conversation, len(conversation.messages), user_text, _TurnState(started=time.perf_counter()), "interrupted")
 
     # -- one model attempt ---------------------------------------------------------------
 
@@ -324,18 +330,18 @@ class ConversationLoop:
         return await asyncio.to_thread(self.memory.retrieve, user_text)
 
     async def _history(self, conversation: Conversation) -> tuple[list[ConversationMessage], HistoryCompacted | None]:
-        manager = self.history_manager
-        count = conversation.turn_count
-        boundary = count - manager.keep_recent
-        if count <= manager.compact_every or boundary <= conversation.compacted_up_to:
-            return _sendable(manager.manage(conversation, _never_called)), None
-        folded = conversation.messages[conversation.compacted_up_to : boundary]
-        summary, tier_name, model = await self._summarise(folded)
-        if summary is None:
-            # The small tier could not summarise: send the full history and let the budget reducer trim it.
-            return _sendable(list(conversation.messages)), None
-        messages = manager.manage(conversation, lambda _msgs: summary)
-        return _sendable(messages), HistoryCompacted(len(folded), tier_name, model)
+        window = self.history_window
+        compacted = None
+        boundary = window.due(conversation.messages, conversation.compacted_up_to)
+        if boundary is not None:
+            folded = conversation.messages[conversation.compacted_up_to : boundary]
+            # The conversation changes only once the summary is in: a Ctrl-C here leaves it as it was.
+            summary, tier_name, model = await self._summarise(folded)
+            if summary is not None:
+                window.fold(conversation, boundary, summary)
+                compacted = HistoryCompacted(len(folded), tier_name, model)
+            # else: the small tier could not summarise; send it all and let the budget reducer trim.
+        return _sendable(window.visible(conversation)), compacted
 
     async def _summarise(self, messages: Sequence[ConversationMessage]) -> tuple[str | None, str, str]:
         from persona.backends.errors import ProviderError
@@ -417,16 +423,6 @@ class ConversationLoop:
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def _default_history_manager() -> Any:
-    from persona.history import ConversationHistoryManager
-
-    return ConversationHistoryManager(compact_every=10, keep_recent=5)
-
-
-def _never_called(_messages: list[Any]) -> str:
-    raise AssertionError("history manager asked for a summary the loop did not predict")
 
 
 def _sendable(messages: list[ConversationMessage]) -> list[ConversationMessage]:

@@ -9,6 +9,7 @@ large to send back (cut at ``max_chars``).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +18,14 @@ from persona_runtime.secrets import redact
 if TYPE_CHECKING:
     from persona.schema.tools import ToolCall, ToolResult
 
-__all__ = ["DECLINED", "SIDE_EFFECT_TOOLS", "ToolApprover", "error_result", "inject_skill", "run_tool_call"]
+__all__ = ["DECLINED", "SIDE_EFFECT_TOOLS", "THREADED_TOOLS", "ToolApprover", "error_result", "inject_skill", "run_tool_call"]
 
 #: Tools that write or send something; the CLI asks before running them.
 SIDE_EFFECT_TOOLS = frozenset({"file_write", "web_fetch", "web_search", "send_email", "mcp_call"})
+#: persona-core's local tools, which block inside ``async def``: each call gets its own thread.
+THREADED_TOOLS = frozenset(
+    {"file_read", "file_write", "text_diff", "json_query", "regex_match", "calculator", "datetime"}
+)
 DECLINED = "The person declined to run this tool call. Do not retry it; continue without it."
 ToolApprover = Callable[["ToolCall"], Awaitable[bool]]
 
@@ -61,8 +66,9 @@ async def run_tool_call(
 
 
 async def _dispatch(toolbox: Any, call: ToolCall, timeout_s: float) -> ToolResult:
+    work = _in_own_thread(toolbox, call) if call.name in THREADED_TOOLS else toolbox.dispatch(call)
     try:
-        return await asyncio.wait_for(toolbox.dispatch(call), timeout=timeout_s)
+        return await asyncio.wait_for(work, timeout=timeout_s)
     except TimeoutError:
         content = f"Tool '{call.name}' timed out after {timeout_s:g} s."
     except asyncio.CancelledError:
@@ -74,6 +80,43 @@ async def _dispatch(toolbox: Any, call: ToolCall, timeout_s: float) -> ToolResul
         else:
             content = f"Tool '{call.name}' failed: {name}: {redact(str(exc))[:500]}"
     return error_result(call, content)
+
+
+async def _in_own_thread(toolbox: Any, call: ToolCall) -> ToolResult:
+    """Run the tool on a fresh daemon thread with its own event loop.
+
+    persona-core's local tools are ``async def`` but do blocking work (``os.open``/``os.read``,
+    ``re``, arithmetic) on the caller's loop. A read that blocks (a FIFO, a hung mount) or a
+    pathological regex would freeze our loop: no timeout, no Ctrl-C, no redraw. On its own
+    thread the wait stays cancellable; a thread that never returns is abandoned (daemon, so it
+    cannot hold up exit) rather than taking a slot in the loop's shared executor.
+    """
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[ToolResult] = loop.create_future()
+
+    def deliver(result: ToolResult | None, error: BaseException | None) -> None:
+        if outcome.done():  # timed out or cancelled meanwhile
+            return
+        if error is not None:
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = asyncio.run(toolbox.dispatch(call))
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting loop
+            error: BaseException | None = exc
+            result = None
+        else:
+            error = None
+        try:
+            loop.call_soon_threadsafe(deliver, result, error)
+        except RuntimeError:  # the loop closed while the tool ran
+            pass
+
+    threading.Thread(target=work, name=f"tool-{call.name}", daemon=True).start()
+    return await outcome
 
 
 async def inject_skill(skills: dict[str, Any], injector: Any, name: str) -> str:

@@ -226,6 +226,24 @@ class ScriptedOpenAIServer:
         with self._lock:
             return self._lock.wait_for(lambda: len(self.requests) >= n, timeout)
 
+    def wait_for_request(self, model: str, *, after: int = 0, timeout: float = 5.0) -> RecordedRequest | None:
+        """Block until a request for ``model`` arrives at index >= ``after`` of :attr:`requests`."""
+
+        def found() -> RecordedRequest | None:
+            return next((r for r in self.requests[after:] if r.model == model), None)
+
+        with self._lock:
+            if self._lock.wait_for(lambda: found() is not None, timeout):
+                return found()
+            return None
+
+    def clear(self) -> None:
+        """Drop every queued reply (e.g. the rest of a script an interrupted turn never asked for)."""
+        with self._lock:
+            self._shared.clear()
+            for queue in self._by_model.values():
+                queue.clear()
+
     def close(self) -> None:
         """Stop serving; replies that are mid-delay are abandoned at once."""
         if self._closing.is_set():

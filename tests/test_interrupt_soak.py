@@ -1,0 +1,253 @@
+"""Interrupt soak: 100 Ctrl-C at random points of `persona chat` in a real pty.
+
+Each cycle sends a message and presses Ctrl-C at a random moment of one of these phases:
+
+* ``stream``      a slow streamed reply, mid-stream;
+* ``tool``        a tool call: while its arguments stream in, or while ``file_read`` is blocked
+                  on a FIFO nobody writes to (a tool that hangs);
+* ``fallback``    the countdown of a 429 ``Retry-After`` wait;
+* ``compaction``  the small-tier summary request that compacts the history (set to run on
+                  every turn from the third on);
+* ``early``       right after Enter, before or while the turn starts (memory retrieval);
+* ``late``        around the end of a short reply: before, during, or just after it (the prompt
+                  may already be back, where Ctrl-C is a key, or not yet, where it is SIGINT).
+
+Afterwards: the session answers a last message in full, ``/save`` shows every message typed,
+in order, alternating with replies; every TurnLog line parses, one per turn; every request the
+model received was well-formed (alternating roles, no tool result without its call); exit 0.
+
+Cycles are synchronised on what the app does, never on sleeps: the server records each
+request as it arrives, and prompt-toolkit writes ``ESC[?2004h`` / ``ESC[?2004l`` (bracketed
+paste on/off) exactly once when a prompt starts / ends. The random delays are the test
+input. ``PERSONA_SOAK_INTERRUPTS`` (default 100) and ``PERSONA_SOAK_SEED`` change the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.support.openai_server import ScriptedOpenAIServer, SlowFirstByte, Status, Text, ToolCall
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPT_STARTED = "\x1b[?2004h"  # prompt-toolkit enables bracketed paste as a prompt starts...
+PROMPT_ENDED = "\x1b[?2004l"  # ...and disables it as the prompt returns the line
+SMALL, MID = "small-soak", "mid-soak"
+INTERRUPTS = int(os.environ.get("PERSONA_SOAK_INTERRUPTS", "100"))
+SEED = int(os.environ.get("PERSONA_SOAK_SEED", "20261124"))
+STORY = "The tenant read every clause of the lease twice, then wrote to the landlord. " * 24  # ~5 s at 16 chars / 50 ms
+INTERRUPTED_MARK = "[reply interrupted by the user]"
+WAIT_S = 60  # bound on any single wait; a healthy cycle takes about a second
+
+
+@pytest.mark.pty
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_ctrl_c_at_random_points_never_breaks_the_session(tmp_path) -> None:
+    rng = random.Random(SEED)
+    home = tmp_path / "home"
+    workspace = home / "workspace"
+    workspace.mkdir(parents=True)
+    screen: list[str] = []
+    sent: list[str] = []
+    kinds: list[str] = []
+    with ScriptedOpenAIServer() as server:
+        child = _spawn(server, home, tmp_path, screen)
+        try:
+            child.expect_exact(PROMPT_STARTED)
+            for i in range(INTERRUPTS):
+                kind = _pick_kind(rng, i)
+                kinds.append(kind)
+                _run_cycle(child, server, rng, i, kind, workspace, sent)
+                records = _turn_records(home)
+                assert len(records) == i + 1, f"cycle {i} ({kind}): {len(records)} turn records"
+                if kind not in ("late", "early"):
+                    assert records[-1]["status"] == "interrupted", f"cycle {i} ({kind}): {records[-1]}"
+            # Still usable: a last message gets its whole reply, and /save sees everything.
+            server.clear()
+            server.enqueue(Text("Summary of the talk so far."), model=SMALL)
+            server.enqueue(Text("Final answer, all in one piece."), model=MID)
+            _send(child, "final question", sent)
+            child.expect_exact("Final answer, all in one piece.")
+            child.expect_exact(PROMPT_STARTED)
+            transcript = tmp_path / "transcript.md"
+            child.send(f"/save {transcript}\r")
+            child.expect_exact(PROMPT_ENDED)
+            child.expect_exact(PROMPT_STARTED)
+            child.sendcontrol("d")
+            child.expect(pexpect.EOF)
+        except (pexpect.TIMEOUT, pexpect.EOF, AssertionError) as exc:
+            detail = f"seed {SEED}, kinds so far {kinds[-5:]}: {type(exc).__name__}: {exc}"
+            raise AssertionError(f"{detail}\nscreen (tail):\n{''.join(screen)[-3000:]}") from None
+        finally:
+            child.close()
+            for fifo in workspace.glob("*.fifo"):
+                _release(fifo)
+        requests = list(server.requests)
+
+    output = "".join(screen)
+    assert child.exitstatus == 0, output[-2000:]
+    assert "Traceback" not in output
+    assert len(kinds) == INTERRUPTS and {"stream", "tool", "fallback", "compaction", "early", "late"} <= set(kinds)
+
+    # Every TurnLog line parses; one record per message; only ok/interrupted.
+    records = _turn_records(home)
+    assert len(records) == len(sent) == INTERRUPTS + 1
+    assert {r["status"] for r in records} <= {"ok", "interrupted"}
+    assert records[-1]["status"] == "ok"
+    assert len({r["conversation_id"] for r in records}) == 1
+    for log in (home / "logs").glob("*.jsonl*"):
+        for line in log.read_text().splitlines():
+            json.loads(line)
+
+    # The conversation: every message typed, in order, each followed by the persona's reply.
+    speakers, texts = _parse_transcript(transcript.read_text())
+    assert speakers == ["You", "Astrid"] * len(sent)
+    assert texts[0::2] == sent
+    assert texts[-1] == "Final answer, all in one piece."
+
+    # Every request the model saw was well-formed.
+    main_requests = [r for r in requests if r.model == MID]
+    assert main_requests, "no request reached the model"
+    for request in main_requests:
+        _assert_well_formed(request.body["messages"])
+    summaries = [r for r in requests if r.model == SMALL]
+    assert any(kind == "compaction" for kind in kinds) and summaries
+
+
+# -- one cycle -----------------------------------------------------------------------------
+
+
+def _pick_kind(rng: random.Random, i: int) -> str:
+    if i == 0:
+        return "stream"  # the first turn waits for memory and models to load; keep it plain
+    kinds = ["stream", "tool", "fallback", "early", "late"] + (["compaction"] if i >= 3 else [])
+    return rng.choice(kinds)
+
+
+def _run_cycle(child: pexpect.spawn, server: ScriptedOpenAIServer, rng: random.Random, i: int, kind: str,
+               workspace: Path, sent: list[str]) -> None:
+    server.clear()
+    # From the third turn on, every turn first asks the small tier for a summary.
+    summary = SlowFirstByte(30.0, Text("too late")) if kind == "compaction" else Text(f"Summary {i}.")
+    server.enqueue(summary, model=SMALL)
+    if kind == "stream":
+        server.enqueue(Text(STORY, chunk_size=16, delay_s=0.05), model=MID)
+    elif kind == "tool":
+        fifo = workspace / f"pipe-{i}.fifo"
+        os.mkfifo(fifo)
+        server.enqueue(ToolCall("file_read", {"path": fifo.name}, call_id=f"call_{i}", text="Let me read it."), model=MID)
+        server.enqueue(Text("unused"), model=MID)
+    elif kind == "fallback":
+        server.enqueue(Status(429, retry_after=5), model=MID)
+        server.enqueue(Text("After the wait."), model=MID)
+    elif kind in ("early", "late", "compaction"):
+        server.enqueue(Text("A short answer.", chunk_size=4, delay_s=0.02), model=MID)
+    before = len(server.requests)
+    _send(child, f"message {i} ({kind})", sent)
+    if kind != "early":
+        model = SMALL if kind == "compaction" else MID
+        assert server.wait_for_request(model, after=before, timeout=WAIT_S), f"no {model} request"
+    delay = {"stream": 2.0, "tool": 1.0, "fallback": 2.5, "compaction": 1.5, "early": 0.05, "late": 0.4}[kind]
+    time.sleep(rng.uniform(0, delay))  # the random point: this is the test's input, not synchronisation
+    child.sendcontrol("c")
+    child.expect_exact(PROMPT_STARTED)  # the turn is over and the prompt is back
+    if kind == "compaction":
+        assert not [r for r in server.requests[before:] if r.model == MID], "the reply started despite Ctrl-C"
+    if kind == "tool":
+        _release(workspace / f"pipe-{i}.fifo")
+
+
+def _send(child: pexpect.spawn, text: str, sent: list[str]) -> None:
+    child.send(text + "\r")
+    child.expect_exact(PROMPT_ENDED)  # the prompt took the line
+    sent.append(text)
+
+
+def _release(fifo: Path) -> None:
+    """Open the FIFO's write end once so a reader still blocked on it gets EOF and its thread ends."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # nobody reading (ENXIO)
+        pass
+
+
+# -- checks --------------------------------------------------------------------------------
+
+
+def _turn_records(home: Path) -> list[dict]:
+    path = home / "logs" / "turns.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _parse_transcript(text: str) -> tuple[list[str], list[str]]:
+    speakers: list[str] = []
+    bodies: list[list[str]] = []
+    for line in text.splitlines()[1:]:
+        if line in ("**You:**", "**Astrid:**"):
+            speakers.append(line.strip("*:"))
+            bodies.append([])
+        elif bodies:
+            bodies[-1].append(line)
+    return speakers, ["\n".join(b).strip() for b in bodies]
+
+
+def _assert_well_formed(messages: list[dict]) -> None:
+    """System first; then user/assistant alternating from a user; the turn's own tail is either
+    the user message or an assistant tool call followed by exactly its tool results."""
+    roles = [m["role"] for m in messages]
+    i = 0
+    while i < len(roles) and roles[i] == "system":
+        i += 1
+    body = messages[i:]
+    tail_start = next((k for k, m in enumerate(body) if m["role"] == "assistant" and m.get("tool_calls")), len(body))
+    history, tail = body[:tail_start], body[tail_start:]
+    assert history and [m["role"] for m in history] == ["user", "assistant"] * (len(history) // 2) + ["user"], roles
+    for message in history:
+        assert isinstance(message.get("content"), str), message
+    if tail:
+        call_ids = [c["id"] for c in tail[0]["tool_calls"]]
+        results = tail[1:]
+        assert [m["role"] for m in results] == ["tool"] * len(results), roles
+        assert [m["tool_call_id"] for m in results] == call_ids[: len(results)], (call_ids, results)
+
+
+def _spawn(server: ScriptedOpenAIServer, home: Path, cwd: Path, screen: list[str]) -> pexpect.spawn:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
+        "PERSONA_HOME": str(home),
+        "PERSONA_EMBEDDER": "hash",
+        # Summarise on every turn from the third on, so there is a compaction to interrupt.
+        "PERSONA_HISTORY_COMPACT_AFTER": "2", "PERSONA_HISTORY_KEEP_TURNS": "1",
+        "PERSONA_SMALL_PROVIDER": "openai", "PERSONA_SMALL_MODEL": SMALL,
+        "PERSONA_SMALL_API_KEY": "sk-soak-small-0000", "PERSONA_SMALL_BASE_URL": server.base_url,
+        "PERSONA_MID_PROVIDER": "openai", "PERSONA_MID_MODEL": MID,
+        "PERSONA_MID_API_KEY": "sk-soak-mid-0000", "PERSONA_MID_BASE_URL": server.base_url,
+        "TERM": "xterm-256color",
+        "NO_PROXY": "127.0.0.1",
+        "PROMPT_TOOLKIT_NO_CPR": "1",  # pexpect does not answer cursor-position requests
+    }
+    env.pop("NO_COLOR", None)
+    child = pexpect.spawn(
+        sys.executable, ["-m", "persona_cli", "chat", str(REPO / "personas" / "astrid.yaml"), "--tier", "mid"],
+        env=env, cwd=str(cwd), dimensions=(40, 120), encoding="utf-8", timeout=WAIT_S,
+    )
+    child.logfile_read = _Collector(screen)
+    return child
+
+
+class _Collector:
+    def __init__(self, sink: list[str]) -> None:
+        self.sink = sink
+
+    def write(self, data: str) -> None:
+        self.sink.append(data)
+
+    def flush(self) -> None:
+        pass
