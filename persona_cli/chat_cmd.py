@@ -218,8 +218,12 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
             text = ctx.retry_text or ""
             if not text:
                 continue
+        # Only the first turn waits (as a foreground task, so Ctrl-C can stop the wait); later
+        # turns must not pass through a task of their own that a Ctrl-C could cancel unrecorded.
+        loop = session.built_loop
         try:
-            loop = await foreground.run(_await_loop(session, info))
+            if loop is None:
+                loop = await foreground.run(_await_loop(session, info))
         except asyncio.CancelledError:
             if _being_cancelled():
                 raise
@@ -235,8 +239,8 @@ async def _await_loop(session: Session, info: Console) -> Any:
 
     from persona_cli.render import render_notice
 
-    if session._loop is not None:
-        return session._loop
+    if session.built_loop is not None:
+        return session.built_loop
     task = asyncio.ensure_future(session.loop())
     done, _ = await asyncio.wait({task}, timeout=0.3)
     if not done:

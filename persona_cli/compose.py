@@ -173,6 +173,11 @@ class Session:
         except BaseException as exc:  # noqa: BLE001 - delivered to whoever awaits the session
             self._heavy.set_exception(exc)
 
+    @property
+    def built_loop(self) -> ConversationLoop | None:
+        """The ConversationLoop if it is built already (no waiting), else None."""
+        return self._loop
+
     async def loop(self) -> ConversationLoop:
         """The ConversationLoop, built on first use (waits for the background load)."""
         if self._loop is not None:

@@ -101,7 +101,7 @@ async def _cost(ctx: SlashContext, _arg: str) -> None:
 async def _tools(ctx: SlashContext, _arg: str) -> None:
     from persona_runtime.tooling import SIDE_EFFECT_TOOLS
 
-    loop = ctx.session._loop
+    loop = ctx.session.built_loop
     toolbox = getattr(loop, "toolbox", None) if loop is not None else None
     names = sorted(toolbox.names()) if toolbox is not None else sorted(ctx.session.persona.tools)
     if not names:

@@ -24,7 +24,7 @@ def context(tmp_path) -> tuple[SlashContext, io.StringIO]:
         identity=SimpleNamespace(name="Astrid", role="adviser"), tools=["calculator", "file_write"], persona_id="astrid"
     )
     session = SimpleNamespace(
-        persona=persona, persona_id="astrid", tiers=tier_registry_from_env({}), _loop=None,
+        persona=persona, persona_id="astrid", tiers=tier_registry_from_env({}), built_loop=None,
         paths=SimpleNamespace(turn_log=tmp_path / "turns.jsonl"),
     )
     conv = Conversation(conversation_id="c", persona_id="astrid")
