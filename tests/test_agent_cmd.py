@@ -16,6 +16,7 @@ from persona_cli.agent_cmd import PROCEED_ANSWER
 from persona_cli.app import app
 from persona_cli.exit_codes import CliError
 from tests.support.openai_server import ScriptedOpenAIServer, Status, Text, ToolCall
+from tests.support.screen import ScreenCollector
 
 REPO = Path(__file__).resolve().parent.parent
 KAI = REPO / "personas" / "kai.yaml"
@@ -256,7 +257,7 @@ def _spawn(args: list[str], env: dict[str, str], cwd: Path, log: list[str]) -> p
         sys.executable, ["-m", "persona_cli", *args], env=env, cwd=str(cwd), dimensions=(40, 120),
         encoding="utf-8", timeout=90,
     )
-    child.logfile_read = _Collector(log)
+    child.logfile_read = ScreenCollector(log)
     return child
 
 
@@ -308,14 +309,3 @@ def test_pty_ctrl_c_cancels_the_run_and_saves_it(tmp_path) -> None:
     [saved] = runs(home)
     assert saved["status"] == "cancelled" and saved["steps"][0]["type"] == "cancelled"
     assert turn_log(home)[0]["status"] == "interrupted"
-
-
-class _Collector:
-    def __init__(self, sink: list[str]) -> None:
-        self.sink = sink
-
-    def write(self, data: str) -> None:
-        self.sink.append(data)
-
-    def flush(self) -> None:
-        pass

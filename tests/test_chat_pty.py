@@ -11,6 +11,7 @@ import pexpect
 import pytest
 
 from tests.support.openai_server import ScriptedOpenAIServer, Text
+from tests.support.screen import ScreenCollector
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "›"  # the prompt glyph (styled, so followed by escape codes)
@@ -39,7 +40,7 @@ def test_ctrl_c_cancels_a_streaming_reply_and_the_session_lives_on(tmp_path) -> 
             env=env, cwd=str(tmp_path), dimensions=(40, 120), encoding="utf-8", timeout=60,
         )
         log = []
-        child.logfile_read = _Collector(log)
+        child.logfile_read = ScreenCollector(log)
         try:
             child.expect_exact(PROMPT)
             child.send("Tell me a long story\r")
@@ -67,14 +68,3 @@ def test_ctrl_c_cancels_a_streaming_reply_and_the_session_lives_on(tmp_path) -> 
     assert second[1]["content"] == "Tell me a long story"
     assert second[2]["role"] == "assistant" and second[2]["content"].startswith("Once upon a time")
     assert second[2]["content"].endswith("[reply interrupted by the user]")
-
-
-class _Collector:
-    def __init__(self, sink: list[str]) -> None:
-        self.sink = sink
-
-    def write(self, data: str) -> None:
-        self.sink.append(data)
-
-    def flush(self) -> None:
-        pass

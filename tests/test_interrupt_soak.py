@@ -35,6 +35,7 @@ import pexpect
 import pytest
 
 from tests.support.openai_server import ScriptedOpenAIServer, SlowFirstByte, Status, Text, ToolCall
+from tests.support.screen import ScreenCollector
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT_STARTED = "\x1b[?2004h"  # prompt-toolkit enables bracketed paste as a prompt starts...
@@ -238,16 +239,5 @@ def _spawn(server: ScriptedOpenAIServer, home: Path, cwd: Path, screen: list[str
         sys.executable, ["-m", "persona_cli", "chat", str(REPO / "personas" / "astrid.yaml"), "--tier", "mid"],
         env=env, cwd=str(cwd), dimensions=(40, 120), encoding="utf-8", timeout=WAIT_S,
     )
-    child.logfile_read = _Collector(screen)
+    child.logfile_read = ScreenCollector(screen)
     return child
-
-
-class _Collector:
-    def __init__(self, sink: list[str]) -> None:
-        self.sink = sink
-
-    def write(self, data: str) -> None:
-        self.sink.append(data)
-
-    def flush(self) -> None:
-        pass
