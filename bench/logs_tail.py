@@ -2,10 +2,12 @@
 
 Side by side per log size: `persona --help`, `persona logs tail -n 20` (PERSONA_HOME at the log)
 and coreutils `tail -n 20 FILE`; medians, and tail's overhead over `--help` (goal <= 0.1 s).
-hyperfine is used when installed (`apt-get install -y hyperfine`), else an alternating loop.
+The commands alternate run by run (the machines are shared and noisy); `--hyperfine` uses
+hyperfine instead when installed (`apt-get install -y hyperfine`), which is more precise per
+command but runs each command's runs back to back.
 The logs are built once from realistic TurnLog records and cached (default: $TMPDIR/persona-bench-logs).
 
-    uv run python bench/logs_tail.py [--sizes 10M,100M,1G] [--runs 15] [--stats-records 1000000]
+    uv run python bench/logs_tail.py [--sizes 10M,100M,1G] [--runs 15] [--stats-records 1000000] [--hyperfine]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -111,62 +114,82 @@ def build_log(path: Path, *, size: int | None = None, records: int | None = None
     return path
 
 
-def hyperfine(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[float, float]]:
-    """name -> (median wall s, mean user+sys s)."""
+# A command: argv and extra environment variables.
+Command = tuple[list[str], dict[str, str]]
+# name -> (median wall s, mean CPU user+sys s, wall samples)
+Timings = dict[str, tuple[float, float, list[float]]]
+
+
+def hyperfine(commands: dict[str, Command], runs: int) -> Timings:
     with tempfile.NamedTemporaryFile(suffix=".json") as export:
         cmd = ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--export-json", export.name, "--style", "none"]
-        for name, argv in commands.items():
-            cmd += ["-n", name, " ".join(argv)]
+        for name, (argv, extra) in commands.items():
+            prefix = ["env", *(f"{k}={v}" for k, v in extra.items())] if extra else []
+            cmd += ["-n", name, " ".join([*prefix, *argv])]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         results = json.loads(Path(export.name).read_text())["results"]
-    return {r["command"]: (r["median"], r["user"] + r["system"]) for r in results}
+    return {r["command"]: (r["median"], r["user"] + r["system"], r["times"]) for r in results}
 
 
-def loop(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[float, float]]:
+def loop(commands: dict[str, Command], runs: int) -> Timings:
     walls: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
+    names = list(commands)
     for i in range(runs + 2):  # two warm-up rounds
-        for name, argv in commands.items():
+        for name in names[i % len(names):] + names[: i % len(names)]:  # the order rotates too
+            argv, extra = commands[name]
             before = os.times()
             started = time.perf_counter()
-            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | extra, check=False)
             wall = time.perf_counter() - started
             after = os.times()
             if i >= 2:
                 walls[name].append(wall)
                 cpus[name].append(after.children_user - before.children_user + after.children_system - before.children_system)
-    return {name: (statistics.median(walls[name]), statistics.mean(cpus[name])) for name in commands}
+    return {name: (statistics.median(walls[name]), statistics.mean(cpus[name]), walls[name]) for name in commands}
 
 
-def bench_tail(cache: Path, sizes: list[str], runs: int) -> None:
-    timer = hyperfine if shutil.which("hyperfine") else loop
-    print(f"persona logs tail -n 20 ({timer.__name__}, {runs} runs; median wall, mean CPU user+sys)")
+def bench_tail(cache: Path, sizes: list[str], runs: int, *, use_hyperfine: bool = False) -> dict[str, Any]:
+    """size label -> {"bytes", "timer", "results": {command: {"wall_s", "cpu_s", "walls"}}}."""
+    timer = hyperfine if use_hyperfine and shutil.which("hyperfine") else loop
+    script = cache / "fast_tail.py"
+    out: dict[str, Any] = {}
     for label in sizes:
         home = cache / f"tail-{label}"
         log = build_log(home / "logs" / "turns.jsonl", size=parse_size(label))
-        env = ["env", f"PERSONA_HOME={home}"]
-        script = cache / "fast_tail.py"
         script.write_text(FAST_PATH)
-        commands = {
-            "persona --help": [PERSONA, "--help"],
-            "persona logs tail -n 20": [*env, PERSONA, "logs", "tail", "-n", "20"],
-            "fast_tail (entry-point fast path)": [*env, sys.executable, str(script), "logs", "tail", "-n", "20"],
-            "tail -n 20 FILE": ["tail", "-n", "20", str(log)],
+        at_log = {"PERSONA_HOME": str(home)}
+        commands: dict[str, Command] = {
+            "persona --help": ([PERSONA, "--help"], {}),
+            "persona logs tail -n 20": ([PERSONA, "logs", "tail", "-n", "20"], at_log),
+            "fast_tail (entry-point fast path)": ([sys.executable, str(script), "logs", "tail", "-n", "20"], at_log),
+            "tail -n 20 FILE": (["tail", "-n", "20", str(log)], {}),
         }
         for name in ("persona logs tail -n 20", "fast_tail (entry-point fast path)"):
-            check = subprocess.run(commands[name], capture_output=True, text=True, check=True)
+            argv, extra = commands[name]
+            check = subprocess.run(argv, capture_output=True, text=True, check=True, env=os.environ | extra)
             assert len(check.stdout.splitlines()) == 20, check.stdout[-500:] + check.stderr
         results = timer(commands, runs)
-        help_wall, help_cpu = results["persona --help"]
-        print(f"  {label:>5} log ({log.stat().st_size / 2**20:,.0f} MiB)")
-        for name, (wall, cpu) in results.items():
-            line = f"    {name:36} {wall:7.3f} s   cpu {cpu:6.3f} s"
+        out[label] = {
+            "bytes": log.stat().st_size, "timer": timer.__name__, "runs": runs,
+            "results": {name: {"wall_s": w, "cpu_s": c, "walls": ws} for name, (w, c, ws) in results.items()},
+        }  # fmt: skip
+    return out
+
+
+def print_tail(result: dict[str, Any]) -> None:
+    for label, size in result.items():
+        print(f"persona logs tail -n 20, {label} log ({size['bytes'] / 2**20:,.0f} MiB; {size['timer']}, {size['runs']} runs;"
+              " median wall, mean CPU user+sys)")
+        help_wall, help_cpu = size["results"]["persona --help"]["wall_s"], size["results"]["persona --help"]["cpu_s"]
+        for name, r in size["results"].items():
+            line = f"    {name:36} {r['wall_s']:7.3f} s   cpu {r['cpu_s']:6.3f} s"
             if name not in ("persona --help", "tail -n 20 FILE"):
-                line += f"   over --help: {wall - help_wall:+.3f} s wall, {cpu - help_cpu:+.3f} s CPU"
+                line += f"   over --help: {r['wall_s'] - help_wall:+.3f} s wall, {r['cpu_s'] - help_cpu:+.3f} s CPU"
             print(line)
 
 
-def bench_stats(cache: Path, records: int, runs: int) -> None:
+def bench_stats(cache: Path, records: int, runs: int) -> dict[str, Any]:
     home = cache / f"stats-{records}"
     log = build_log(home / "logs" / "turns.jsonl", records=records)
     env = {**os.environ, "PERSONA_HOME": str(home)}
@@ -185,10 +208,26 @@ def bench_stats(cache: Path, records: int, runs: int) -> None:
     rows = logread.stats(logread.iter_records(log), "tier", total=True)
     total = time.perf_counter() - started
     assert rows[-1].turns == parsed == records
-    print(f"persona logs stats over {records:,} records ({log.stat().st_size / 2**20:,.0f} MiB), {runs} runs")
-    print(f"    persona logs stats (wall, median)      {statistics.median(walls):7.2f} s")
-    print(f"    in process: read + json.loads          {parse:7.2f} s   ({parse / records * 1e6:.1f} us/record)")
-    print(f"    in process: read + parse + aggregate   {total:7.2f} s")
+    return {"records": records, "bytes": log.stat().st_size, "runs": runs, "walls": walls,
+            "wall_s": statistics.median(walls), "parse_s": parse, "aggregate_s": total}  # fmt: skip
+
+
+def print_stats(r: dict[str, Any]) -> None:
+    print(f"persona logs stats over {r['records']:,} records ({r['bytes'] / 2**20:,.0f} MiB), {r['runs']} runs")
+    print(f"    persona logs stats (wall, median)      {r['wall_s']:7.2f} s")
+    print(f"    in process: read + json.loads          {r['parse_s']:7.2f} s   ({r['parse_s'] / r['records'] * 1e6:.1f} us/record)")
+    print(f"    in process: read + parse + aggregate   {r['aggregate_s']:7.2f} s")
+
+
+def run(
+    sizes: list[str], runs: int = 15, stats_records: int = 1_000_000, stats_runs: int = 3,
+    cache: Path = Path(tempfile.gettempdir()) / "persona-bench-logs", use_hyperfine: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """{"tail": bench_tail(...), "stats": bench_stats(...) or None}."""
+    return {
+        "tail": bench_tail(cache, sizes, runs, use_hyperfine=use_hyperfine) if sizes else {},
+        "stats": bench_stats(cache, stats_records, stats_runs) if stats_records else None,
+    }
 
 
 def main() -> None:
@@ -198,14 +237,15 @@ def main() -> None:
     parser.add_argument("--stats-records", type=int, default=1_000_000)
     parser.add_argument("--stats-runs", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "persona-bench-logs")
+    parser.add_argument("--hyperfine", action="store_true", help="time with hyperfine (not alternating) if installed")
     args = parser.parse_args()
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
         print("note: PYTHONDONTWRITEBYTECODE is set: every run recompiles the project's modules")
     sizes = [s for s in args.sizes.split(",") if s]
-    if sizes:
-        bench_tail(args.cache, sizes, args.runs)
-    if args.stats_records:
-        bench_stats(args.cache, args.stats_records, args.stats_runs)
+    result = run(sizes, args.runs, args.stats_records, args.stats_runs, args.cache, args.hyperfine)
+    print_tail(result["tail"])
+    if result["stats"]:
+        print_stats(result["stats"])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ into a force_terminal Console writing to /dev/null. Three regimes:
 * every delta: both renderers repaint on every delta (the worst case). The naive renderer is
   quadratic here, so it only runs at the smallest size.
 
-Reported numbers are CPU seconds (time.process_time), the median of 3 runs.
+Reported numbers are CPU seconds (time.process_time), the median of 3 runs; the two renderers
+alternate run by run, so both see the same machine state.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -171,13 +173,17 @@ def run_naive(text: str, regime: str) -> int:
     return paints
 
 
-def measure(fn: Callable[[str, str], int], text: str, regime: str) -> tuple[float, int]:
-    times, paints = [], 0
-    for _ in range(RUNS):
-        start = time.process_time()
-        paints = fn(text, regime)
-        times.append(time.process_time() - start)
-    return statistics.median(times), paints
+def measure(fns: dict[str, Callable[[str, str], int]], text: str, regime: str, runs: int = RUNS) -> dict[str, tuple[float, int]]:
+    """name -> (median CPU s, paints); the renderers alternate run by run, order swapping each round."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    paints: dict[str, int] = {}
+    names = list(fns)
+    for i in range(runs):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            start = time.process_time()
+            paints[name] = fns[name](text, regime)
+            times[name].append(time.process_time() - start)
+    return {name: (statistics.median(times[name]), paints[name]) for name in names}
 
 
 REGIMES = {
@@ -187,9 +193,32 @@ REGIMES = {
 }
 
 
+def run(sizes: tuple[int, ...] = SIZES, runs: int = RUNS, every_delta_max: int | None = None) -> dict[str, Any]:
+    """regime -> size -> {"ours_s", "ours_paints", "naive_s", "naive_paints"} (CPU s, medians).
+
+    ``every_delta_max``: sizes above it skip the (slow) every-delta regime entirely."""
+    replies = {n: synthetic_reply(n) for n in sizes}
+    out: dict[str, Any] = {"runs": runs, "sizes": list(sizes), "regimes": {}}
+    for regime in REGIMES:
+        rows: dict[str, dict[str, float | int | None]] = {}
+        for n, text in replies.items():
+            if regime == "every delta" and every_delta_max is not None and n > every_delta_max:
+                continue
+            fns = {"ours": run_ours}
+            if regime != "every delta" or n <= NAIVE_EVERY_DELTA_MAX:
+                fns["naive"] = run_naive
+            got = measure(fns, text, regime, runs)
+            ours, ours_paints = got["ours"]
+            naive, naive_paints = got.get("naive", (None, None))
+            rows[str(n)] = {"chars": len(text), "ours_s": ours, "ours_paints": ours_paints,
+                            "naive_s": naive, "naive_paints": naive_paints}
+        out["regimes"][regime] = rows
+    return out
+
+
 def main() -> None:
-    replies = {n: synthetic_reply(n) for n in SIZES}
-    print(f"CPU seconds, median of {RUNS}; {DELTA_CHARS}-char deltas; width 100, truecolor")
+    result = run()
+    print(f"CPU seconds, median of {result['runs']}; {DELTA_CHARS}-char deltas; width 100, truecolor")
     for regime, title in REGIMES.items():
         print(f"\n{title}")
         print(
@@ -197,17 +226,17 @@ def main() -> None:
             f"{'naive s':>7} {'paints':>6} {'ms/paint':>8} | {'naive/ours':>10}"
         )
         previous: float | None = None
-        for n, text in replies.items():
-            ours, ours_paints = measure(run_ours, text, regime)
+        for n, row in result["regimes"][regime].items():
+            ours, ours_paints = row["ours_s"], row["ours_paints"]
             cols = f"{ours:7.3f} {ours_paints:6d} {ours / ours_paints * 1000:8.2f}"
-            if regime != "every delta" or n <= NAIVE_EVERY_DELTA_MAX:
-                naive, naive_paints = measure(run_naive, text, regime)
+            if row["naive_s"] is not None:
+                naive, naive_paints = row["naive_s"], row["naive_paints"]
                 cols += f" | {naive:7.3f} {naive_paints:6d} {naive / naive_paints * 1000:8.2f}"
                 cols += f" | {naive / ours:9.1f}x"
             else:
                 cols += f" | {'skipped (quadratic)':>24} |"
             growth = f"  ours x{ours / previous:.2f} vs previous size" if previous else ""
-            print(f"{n:7d} {len(text):6d} | {cols}{growth}")
+            print(f"{int(n):7d} {row['chars']:6d} | {cols}{growth}")
             previous = ours
 
 

@@ -17,6 +17,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -105,11 +106,24 @@ def prompt_build_ms(n_messages: int = 200, repeats: int = 30, *, cold: bool = Fa
     return statistics.median(times)
 
 
+def run(runs: int = 40) -> dict[str, Any]:
+    """Raw samples: TTFT seconds ``direct`` and ``loop`` (paired by index), PromptBuilder medians in ms."""
+    direct, through = asyncio.run(measure(runs))
+    return {
+        "runs": runs,
+        "direct": direct,
+        "loop": through,
+        "prompt_build_cold_ms": prompt_build_ms(cold=True),
+        "prompt_build_warm_ms": prompt_build_ms(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
     args = parser.parse_args()
-    direct, through = asyncio.run(measure(args.runs))
+    result = run(args.runs)
+    direct, through = result["direct"], result["loop"]
     d, t = statistics.median(direct) * 1000, statistics.median(through) * 1000
     diffs = sorted((b - a) * 1000 for a, b in zip(direct, through, strict=True))
     print(f"time to first token over loopback, {args.runs} alternating runs")
@@ -117,8 +131,8 @@ def main() -> None:
     print(f"  ConversationLoop      median {t:7.2f} ms")
     print(f"  overhead              median {statistics.median(diffs):7.2f} ms  (ratio {t / d:.2f}x; goal <= 15 ms)")
     print(
-        f"PromptBuilder.build, 200-message history: median {prompt_build_ms(cold=True):.2f} ms cold (every message"
-        f" tokenised), {prompt_build_ms():.2f} ms warm (token counts cached) (goal <= 20 ms)"
+        f"PromptBuilder.build, 200-message history: median {result['prompt_build_cold_ms']:.2f} ms cold (every message"
+        f" tokenised), {result['prompt_build_warm_ms']:.2f} ms warm (token counts cached) (goal <= 20 ms)"
     )
 
 

@@ -87,8 +87,13 @@ class MiniLMEmbedder:
             from persona.stores.embedder import TORCH_MODEL_CONSTRUCTION_LOCK
 
             with TORCH_MODEL_CONSTRUCTION_LOCK, _hub_offline():
+                import torch
                 from sentence_transformers import SentenceTransformer
 
+                # One thread: a few sentences per turn take milliseconds anyway, and torch's
+                # OpenMP pool, left spinning on every core, halved the local model's
+                # generation speed (30 vs 70 tokens/s, bench/local_throughput.py).
+                torch.set_num_threads(1)
                 model = SentenceTransformer(str(path), device="cpu")
             width = model.get_sentence_embedding_dimension()
             if width != MINILM_DIMENSION:

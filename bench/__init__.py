@@ -1,0 +1,6 @@
+"""Benchmarks against the tools people would use instead (issue 8).
+
+`uv run python -m bench` runs every comparison side by side in one run (see ``__main__``); each
+module here also runs on its own (`uv run python bench/startup.py`, ...) and exposes ``run()``
+returning its raw results, which ``__main__`` summarises.
+"""
