@@ -8,13 +8,11 @@ shown in a small Rich ``Live`` region. Total work is therefore linear in the rep
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from asyncio import CancelledError
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 from markdown_it import MarkdownIt
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -37,8 +35,6 @@ _MARGIN_LINE = re.compile(r"\n(?=\S)")
 # The same parser configuration rich.markdown.Markdown uses, so block boundaries agree.
 _PARSER = MarkdownIt().enable("strikethrough").enable("table")
 _BSU, _ESU = "\x1b[?2026h", "\x1b[?2026l"  # DEC 2026 begin/end synchronized update
-
-
 
 
 class _Raw(Control):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from persona_cli.agent_cmd import PROCEED_ANSWER
 from persona_cli.app import app
 from persona_cli.exit_codes import CliError
 from tests.support.openai_server import ScriptedOpenAIServer, Status, Text, ToolCall
-from tests.support.screen import ScreenCollector
+from tests.support.pty import pty_env, spawn_persona
 
 REPO = Path(__file__).resolve().parent.parent
 KAI = REPO / "personas" / "kai.yaml"
@@ -237,28 +236,14 @@ def test_help_lists_the_options() -> None:
 
 
 def _pty_env(server: ScriptedOpenAIServer, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
-        "PERSONA_HOME": str(home),
-        "PERSONA_PROVIDER": "openai",
-        "PERSONA_MODEL": "gpt-4o-mini",
-        "PERSONA_API_KEY": "sk-test-pty-0000",
-        "PERSONA_BASE_URL": server.base_url,
-        "PERSONA_EMBEDDER": "hash",
-        "TERM": "xterm-256color",
-        "NO_PROXY": "127.0.0.1",
-        "PROMPT_TOOLKIT_NO_CPR": "1",  # pexpect does not answer cursor-position requests
-    }
-    env.pop("NO_COLOR", None)
-    return env
+    return pty_env(home, {
+        "PERSONA_PROVIDER": "openai", "PERSONA_MODEL": "gpt-4o-mini",
+        "PERSONA_API_KEY": "sk-test-pty-0000", "PERSONA_BASE_URL": server.base_url,
+    })
 
 
 def _spawn(args: list[str], env: dict[str, str], cwd: Path, log: list[str]) -> pexpect.spawn:
-    child = pexpect.spawn(
-        sys.executable, ["-m", "persona_cli", *args], env=env, cwd=str(cwd), dimensions=(40, 120),
-        encoding="utf-8", timeout=90,
-    )
-    child.logfile_read = ScreenCollector(log)
-    return child
+    return spawn_persona(args, env, cwd, log, timeout=90)
 
 
 @pytest.mark.pty

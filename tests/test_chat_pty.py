@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pexpect
 import pytest
 
 from tests.support.openai_server import ScriptedOpenAIServer, Text
-from tests.support.screen import ScreenCollector
+from tests.support.pty import pty_env, spawn_persona
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "›"  # the prompt glyph (styled, so followed by escape codes)
@@ -23,24 +21,12 @@ def test_ctrl_c_cancels_a_streaming_reply_and_the_session_lives_on(tmp_path) -> 
     with ScriptedOpenAIServer() as server:
         server.enqueue(Text(STORY, chunk_size=12, delay_s=0.25))  # ~30 s if nobody interrupts
         server.enqueue(Text("Second answer, in full."))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
-            "PERSONA_HOME": str(tmp_path),
-            "PERSONA_PROVIDER": "openai",
-            "PERSONA_MODEL": "gpt-4o-mini",
-            "PERSONA_API_KEY": "sk-test-pty-0000",
-            "PERSONA_BASE_URL": server.base_url,
-            "PERSONA_EMBEDDER": "hash",
-            "TERM": "xterm-256color",
-            "NO_PROXY": "127.0.0.1",
-            "PROMPT_TOOLKIT_NO_CPR": "1",  # pexpect does not answer cursor-position requests
-        }
-        env.pop("NO_COLOR", None)
-        child = pexpect.spawn(
-            sys.executable, ["-m", "persona_cli", "chat", str(REPO / "personas" / "astrid.yaml")],
-            env=env, cwd=str(tmp_path), dimensions=(40, 120), encoding="utf-8", timeout=60,
-        )
-        log = []
-        child.logfile_read = ScreenCollector(log)
+        env = pty_env(tmp_path, {
+            "PERSONA_PROVIDER": "openai", "PERSONA_MODEL": "gpt-4o-mini",
+            "PERSONA_API_KEY": "sk-test-pty-0000", "PERSONA_BASE_URL": server.base_url,
+        })
+        log: list[str] = []
+        child = spawn_persona(["chat", str(REPO / "personas" / "astrid.yaml")], env, tmp_path, log)
         try:
             child.expect_exact(PROMPT)
             child.send("Tell me a long story\r")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import pexpect
 import pytest
 
 from tests.support.openai_server import ScriptedOpenAIServer, SlowFirstByte, Status, Text, ToolCall
-from tests.support.screen import ScreenCollector
+from tests.support.pty import pty_env, spawn_persona
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT_STARTED = "\x1b[?2004h"  # prompt-toolkit enables bracketed paste as a prompt starts...
@@ -221,23 +220,13 @@ def _assert_well_formed(messages: list[dict]) -> None:
 
 
 def _spawn(server: ScriptedOpenAIServer, home: Path, cwd: Path, screen: list[str]) -> pexpect.spawn:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
-        "PERSONA_HOME": str(home),
-        "PERSONA_EMBEDDER": "hash",
+    env = pty_env(home, {
         # Summarise on every turn from the third on, so there is a compaction to interrupt.
         "PERSONA_HISTORY_COMPACT_AFTER": "2", "PERSONA_HISTORY_KEEP_TURNS": "1",
         "PERSONA_SMALL_PROVIDER": "openai", "PERSONA_SMALL_MODEL": SMALL,
         "PERSONA_SMALL_API_KEY": "sk-soak-small-0000", "PERSONA_SMALL_BASE_URL": server.base_url,
         "PERSONA_MID_PROVIDER": "openai", "PERSONA_MID_MODEL": MID,
         "PERSONA_MID_API_KEY": "sk-soak-mid-0000", "PERSONA_MID_BASE_URL": server.base_url,
-        "TERM": "xterm-256color",
-        "NO_PROXY": "127.0.0.1",
-        "PROMPT_TOOLKIT_NO_CPR": "1",  # pexpect does not answer cursor-position requests
-    }
-    env.pop("NO_COLOR", None)
-    child = pexpect.spawn(
-        sys.executable, ["-m", "persona_cli", "chat", str(REPO / "personas" / "astrid.yaml"), "--tier", "mid"],
-        env=env, cwd=str(cwd), dimensions=(40, 120), encoding="utf-8", timeout=WAIT_S,
-    )
-    child.logfile_read = ScreenCollector(screen)
-    return child
+    })
+    args = ["chat", str(REPO / "personas" / "astrid.yaml"), "--tier", "mid"]
+    return spawn_persona(args, env, cwd, screen, timeout=WAIT_S)

@@ -48,7 +48,6 @@ from persona_runtime.fallback import (
     AttemptFailed,
     attempt_record,
     failure_message,
-    short_error,
     walk_fallback_chain,
 )
 from persona_runtime.secrets import redact
@@ -77,8 +76,6 @@ CAP_NUDGE = "You have used the maximum number of tool calls for this turn. Answe
 _NATIVE_FORMAT_PROVIDERS = frozenset(
     {"anthropic", "openai", "deepseek", "groq", "together", "nvidia", "openrouter", "cloudflare", "ollama", "local"}
 )
-
-
 
 
 @dataclass
@@ -436,14 +433,6 @@ def _render_skill_index(skills: list[Any]) -> str:
     from persona.skills import render_skill_index
 
     return render_skill_index(skills)
-
-
-
-
-
-
-
-
 
 
 def _finished_event(state: _TurnState, log: TurnLog) -> TurnFinished:

@@ -1,0 +1,45 @@
+"""Running `persona` in a real pseudo-terminal (pexpect): its environment, the spawn, the screen."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+
+
+def pty_env(home: Path, persona_vars: dict[str, str]) -> dict[str, str]:
+    """The caller's environment minus any PERSONA_*, plus ``persona_vars``, for a colour terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
+        "PERSONA_HOME": str(home),
+        "PERSONA_EMBEDDER": "hash",
+        "TERM": "xterm-256color",
+        "NO_PROXY": "127.0.0.1",
+        "PROMPT_TOOLKIT_NO_CPR": "1",  # pexpect does not answer cursor-position requests
+    } | persona_vars
+    env.pop("NO_COLOR", None)
+    return env
+
+
+def spawn_persona(args: list[str], env: dict[str, str], cwd: Path, screen: list[str], *, timeout: float = 60) -> pexpect.spawn:
+    """``python -m persona_cli ARGS`` in a 40x120 pty; everything it writes is appended to ``screen``."""
+    child = pexpect.spawn(
+        sys.executable, ["-m", "persona_cli", *args], env=env, cwd=str(cwd), dimensions=(40, 120),
+        encoding="utf-8", timeout=timeout,
+    )
+    child.logfile_read = ScreenCollector(screen)
+    return child
+
+
+class ScreenCollector:
+    """A file-like sink for ``child.logfile_read``: appends every chunk to ``sink``."""
+
+    def __init__(self, sink: list[str]) -> None:
+        self.sink = sink
+
+    def write(self, data: str) -> None:
+        self.sink.append(data)
+
+    def flush(self) -> None:
+        pass
