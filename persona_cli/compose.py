@@ -142,6 +142,7 @@ class Session:
     persona_path: Path
     paths: DataPaths
     tiers: TierRegistry
+    settings: Settings
     verbose: bool = False
     notices: list[str] = field(default_factory=list)
     _heavy: Future[dict[str, Any]] = field(default_factory=Future)
@@ -197,12 +198,12 @@ class Session:
             toolbox=toolbox,
             skills=heavy["skills"],
             skill_injector=heavy["injector"],
-            turn_log=JSONLTurnLogWriter(self.paths.turn_log, max_bytes=_log_max_bytes()),
-            reply_tokens=_int_env("PERSONA_MAX_REPLY_TOKENS", 1024),
-            tool_timeout_s=float(_int_env("PERSONA_TOOL_TIMEOUT_S", 60)),
+            turn_log=JSONLTurnLogWriter(self.paths.turn_log, max_bytes=self.settings.log_max_bytes),
+            reply_tokens=self.settings.reply_tokens,
+            tool_timeout_s=self.settings.tool_timeout_s,
             history_window=HistoryWindow(
-                compact_after=_int_env("PERSONA_HISTORY_COMPACT_AFTER", 20),
-                keep_recent_turns=_int_env("PERSONA_HISTORY_KEEP_TURNS", 3),
+                compact_after=self.settings.history_compact_after,
+                keep_recent_turns=self.settings.history_keep_turns,
             ),
         )
         return self._loop
@@ -229,11 +230,11 @@ class Session:
             "toolbox": toolbox,
             "skills": heavy["skills"],
             "skill_injector": heavy["injector"],
-            "turn_log": JSONLTurnLogWriter(self.paths.turn_log, max_bytes=_log_max_bytes()),
+            "turn_log": JSONLTurnLogWriter(self.paths.turn_log, max_bytes=self.settings.log_max_bytes),
             "runs_dir": self.paths.runs,
             "persona_path": self.persona_path,
-            "reply_tokens": _int_env("PERSONA_MAX_REPLY_TOKENS", 1024),
-            "tool_timeout_s": float(_int_env("PERSONA_TOOL_TIMEOUT_S", 60)),
+            "reply_tokens": self.settings.reply_tokens,
+            "tool_timeout_s": self.settings.tool_timeout_s,
         }
         options.update(kwargs)
         return AgenticLoop(persona=self.persona, tiers=self.tiers, **options)
@@ -268,7 +269,8 @@ def open_session(persona_path: Path, *, verbose: bool = False, start: bool = Tru
     tiers = load_tiers()
     paths = prepare_data_dir()
     choice = _embedder_choice()
-    session = Session(persona=persona, persona_path=persona_path, paths=paths, tiers=tiers, verbose=verbose)
+    settings = Settings.from_env()
+    session = Session(persona=persona, persona_path=persona_path, paths=paths, tiers=tiers, settings=settings, verbose=verbose)
     if choice.notice:
         session.notices.append(choice.notice)
     session._embedder_choice = choice  # type: ignore[attr-defined]
@@ -358,5 +360,23 @@ def _int_env(name: str, default: int) -> int:
     return value
 
 
-def _log_max_bytes() -> int:
-    return _int_env("PERSONA_LOG_MAX_MB", 64) * 1024 * 1024
+@dataclass(frozen=True)
+class Settings:
+    """The numeric PERSONA_* settings, read and checked at start-up (one-line errors before the
+    first prompt, not at the first turn)."""
+
+    reply_tokens: int
+    tool_timeout_s: float
+    history_compact_after: int
+    history_keep_turns: int
+    log_max_bytes: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            reply_tokens=_int_env("PERSONA_MAX_REPLY_TOKENS", 1024),
+            tool_timeout_s=float(_int_env("PERSONA_TOOL_TIMEOUT_S", 60)),
+            history_compact_after=_int_env("PERSONA_HISTORY_COMPACT_AFTER", 20),
+            history_keep_turns=_int_env("PERSONA_HISTORY_KEEP_TURNS", 3),
+            log_max_bytes=_int_env("PERSONA_LOG_MAX_MB", 64) * 1024 * 1024,
+        )
