@@ -33,7 +33,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.support.openai_server import ScriptedOpenAIServer, SlowFirstByte, Status, Text, ToolCall
+from tests.support.openai_server import BodyPredicate, ScriptedOpenAIServer, SlowFirstByte, Status, Text, ToolCall
 from tests.support.pty import pty_env, spawn_persona
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,8 +72,8 @@ def test_ctrl_c_at_random_points_never_breaks_the_session(tmp_path) -> None:
                     assert records[-1]["status"] == "interrupted", f"cycle {i} ({kind}): {records[-1]}"
             # Still usable: a last message gets its whole reply, and /save sees everything.
             server.clear()
-            server.enqueue(Text("Summary of the talk so far."), model=SMALL)
-            server.enqueue(Text("Final answer, all in one piece."), model=MID)
+            server.enqueue(Text("Summary of the talk so far."), model=SMALL, when=_summary_in_cycle(INTERRUPTS))
+            server.enqueue(Text("Final answer, all in one piece."), model=MID, when=_reply_to("final question"))
             _send(child, "final question", sent)
             child.expect_exact("Final answer, all in one piece.")
             child.expect_exact(PROMPT_STARTED)
@@ -135,34 +135,58 @@ def _pick_kind(rng: random.Random, i: int) -> str:
 def _run_cycle(child: pexpect.spawn, server: ScriptedOpenAIServer, rng: random.Random, i: int, kind: str,
                workspace: Path, sent: list[str]) -> None:
     server.clear()
+    text = f"message {i} ({kind})"
     # From the third turn on, every turn first asks the small tier for a summary.
     summary = SlowFirstByte(30.0, Text("too late")) if kind == "compaction" else Text(f"Summary {i}.")
-    server.enqueue(summary, model=SMALL)
+    server.enqueue(summary, model=SMALL, when=_summary_in_cycle(i))
+    mine = _reply_to(text)
     if kind == "stream":
-        server.enqueue(Text(STORY, chunk_size=16, delay_s=0.05), model=MID)
+        server.enqueue(Text(STORY, chunk_size=16, delay_s=0.05), model=MID, when=mine)
     elif kind == "tool":
         fifo = workspace / f"pipe-{i}.fifo"
         os.mkfifo(fifo)
-        server.enqueue(ToolCall("file_read", {"path": fifo.name}, call_id=f"call_{i}", text="Let me read it."), model=MID)
-        server.enqueue(Text("unused"), model=MID)
+        server.enqueue(ToolCall("file_read", {"path": fifo.name}, call_id=f"call_{i}", text="Let me read it."), model=MID, when=mine)
+        server.enqueue(Text("unused"), model=MID, when=mine)
     elif kind == "fallback":
-        server.enqueue(Status(429, retry_after=5), model=MID)
-        server.enqueue(Text("After the wait."), model=MID)
+        server.enqueue(Status(429, retry_after=5), model=MID, when=mine)
+        server.enqueue(Text("After the wait."), model=MID, when=mine)
     elif kind in ("early", "late", "compaction"):
-        server.enqueue(Text("A short answer.", chunk_size=4, delay_s=0.02), model=MID)
+        server.enqueue(Text("A short answer.", chunk_size=4, delay_s=0.02), model=MID, when=mine)
     before = len(server.requests)
-    _send(child, f"message {i} ({kind})", sent)
+    _send(child, text, sent)
     if kind != "early":
-        model = SMALL if kind == "compaction" else MID
-        assert server.wait_for_request(model, after=before, timeout=WAIT_S), f"no {model} request"
+        model, when = (SMALL, _summary_in_cycle(i)) if kind == "compaction" else (MID, mine)
+        assert server.wait_for_request(model, after=before, timeout=WAIT_S, when=when), f"no {model} request"
     delay = {"stream": 2.0, "tool": 1.0, "fallback": 2.5, "compaction": 1.5, "early": 0.05, "late": 0.4}[kind]
     time.sleep(rng.uniform(0, delay))  # the random point: this is the test's input, not synchronisation
     child.sendcontrol("c")
     child.expect_exact(PROMPT_STARTED)  # the turn is over and the prompt is back
     if kind == "compaction":
-        assert not [r for r in server.requests[before:] if r.model == MID], "the reply started despite Ctrl-C"
+        assert not [r for r in server.requests[before:] if r.model == MID and mine(r.body)], "the reply started despite Ctrl-C"
     if kind == "tool":
         _release(workspace / f"pipe-{i}.fifo")
+
+
+# A turn cancelled just after its request left may still reach the server after the prompt is
+# back and the next cycle has queued its replies. Each reply therefore answers only its own
+# cycle's request, so such a late request gets a 500 nobody reads instead of the next reply.
+
+
+def _reply_to(text: str) -> BodyPredicate:
+    """The main-model request of the turn that sent ``text`` (its last user message)."""
+
+    def match(body: dict) -> bool:
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        return bool(users) and text in str(users[-1].get("content"))
+
+    return match
+
+
+def _summary_in_cycle(i: int) -> BodyPredicate:
+    """The summary request of cycle ``i``: with one turn kept verbatim, it folds up to and
+    including turn ``i - 2`` (a summary cancelled in cycle ``i - 1`` stopped at ``i - 3``)."""
+    folded = f"USER: message {i - 2} ("
+    return lambda body: folded in str(body.get("messages", [{}])[-1].get("content"))
 
 
 def _send(child: pexpect.spawn, text: str, sent: list[str]) -> None:

@@ -163,6 +163,19 @@ def test_per_model_queues(srv: ScriptedOpenAIServer) -> None:
     assert listed == {"gpt-4o", "gpt-4o-mini"}
 
 
+def test_a_reply_with_when_answers_only_the_request_it_accepts(srv: ScriptedOpenAIServer) -> None:
+    """A late request (e.g. from a turn the client abandoned) must not take the reply meant for
+    the next one: it gets the loud 500, and the matching request still gets its reply."""
+    srv.enqueue(Text("for the second question"), when=lambda body: "second" in body["messages"][-1]["content"])
+    late = [ConversationMessage(role="user", content="first question, sent late", created_at=datetime.now(UTC))]
+    with pytest.raises(ProviderError, match="no scripted reply"):
+        asyncio.run(make_backend(srv).chat(late))
+    second = [ConversationMessage(role="user", content="second question", created_at=datetime.now(UTC))]
+    assert asyncio.run(make_backend(srv).chat(second)).content == "for the second question"
+    found = srv.wait_for_request("gpt-4o-mini", when=lambda body: "second" in body["messages"][-1]["content"])
+    assert found is srv.requests[1] and len(srv.unscripted) == 1
+
+
 def test_an_unscripted_call_fails_loudly(srv: ScriptedOpenAIServer) -> None:
     with pytest.raises(ProviderError, match="no scripted reply") as info:
         asyncio.run(make_backend(srv).chat(MESSAGES))

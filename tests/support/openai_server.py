@@ -8,8 +8,10 @@
         assert srv.requests[0].authorization == "Bearer sk-test-123"
 
 ``POST /v1/chat/completions`` pops the next scripted reply: first from the queue of the
-request's model (``enqueue(reply, model=...)``), else from the shared queue. With nothing
-queued it answers 500 ``no scripted reply`` so an unexpected call fails loudly.
+request's model (``enqueue(reply, model=...)``), else from the shared queue; a reply queued
+with ``when=`` only answers a request whose body the predicate accepts (so a stale request
+that arrives late, from a turn the client already abandoned, cannot take the next turn's reply).
+With nothing queued it answers 500 ``no scripted reply`` so an unexpected call fails loudly.
 Both ``stream: true`` (SSE, chunked transfer encoding, a usage chunk when
 ``stream_options.include_usage``, then ``data: [DONE]``) and ``stream: false`` are served.
 Every delay waits on an Event, so :meth:`ScriptedOpenAIServer.close` cuts it short.
@@ -22,11 +24,13 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = [
+    "BodyPredicate",
     "CutStream",
     "EmptyCompletion",
     "MalformedSSE",
@@ -120,6 +124,15 @@ class EmptyCompletion:
 ScriptedReply = Text | ToolCall | ToolCalls | Status | SlowFirstByte | CutStream | MalformedSSE | EmptyCompletion
 
 
+BodyPredicate = Callable[[dict[str, Any]], bool]
+
+
+@dataclass(frozen=True, eq=False)  # identity equality: deque.remove must drop this very entry
+class _Queued:
+    reply: ScriptedReply
+    when: BodyPredicate | None
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """One received ``POST /v1/chat/completions``."""
@@ -183,8 +196,8 @@ class ScriptedOpenAIServer:
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
-        self._shared: deque[ScriptedReply] = deque()
-        self._by_model: dict[str, deque[ScriptedReply]] = {}
+        self._shared: deque[_Queued] = deque()
+        self._by_model: dict[str, deque[_Queued]] = {}
         self._models_seen: list[str] = []
         self._closing = threading.Event()
         self.requests: list[RecordedRequest] = []
@@ -207,13 +220,15 @@ class ScriptedOpenAIServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def enqueue(self, reply: ScriptedReply, *, model: str | None = None) -> None:
-        """Queue the next reply (FIFO), for any model or only for ``model``."""
+    def enqueue(self, reply: ScriptedReply, *, model: str | None = None, when: BodyPredicate | None = None) -> None:
+        """Queue the next reply (FIFO), for any model or only for ``model``; with ``when``, only
+        for a request whose JSON body it accepts (the first matching reply in the queue is taken)."""
+        queued = _Queued(reply, when)
         with self._lock:
             if model is None:
-                self._shared.append(reply)
+                self._shared.append(queued)
             else:
-                self._by_model.setdefault(model, deque()).append(reply)
+                self._by_model.setdefault(model, deque()).append(queued)
                 self._see(model)
 
     def pending(self, model: str | None = None) -> int:
@@ -226,11 +241,14 @@ class ScriptedOpenAIServer:
         with self._lock:
             return self._lock.wait_for(lambda: len(self.requests) >= n, timeout)
 
-    def wait_for_request(self, model: str, *, after: int = 0, timeout: float = 5.0) -> RecordedRequest | None:
-        """Block until a request for ``model`` arrives at index >= ``after`` of :attr:`requests`."""
+    def wait_for_request(self, model: str, *, after: int = 0, timeout: float = 5.0,
+                         when: BodyPredicate | None = None) -> RecordedRequest | None:
+        """Block until a request for ``model`` (whose body ``when`` accepts, if given) arrives at
+        index >= ``after`` of :attr:`requests`."""
 
         def found() -> RecordedRequest | None:
-            return next((r for r in self.requests[after:] if r.model == model), None)
+            return next((r for r in self.requests[after:]
+                         if r.model == model and (when is None or when(r.body))), None)
 
         with self._lock:
             if self._lock.wait_for(lambda: found() is not None, timeout):
@@ -272,11 +290,11 @@ class ScriptedOpenAIServer:
             model = request.model or ""
             if model:
                 self._see(model)
-            queue = self._by_model.get(model)
-            if queue:
-                return queue.popleft()
-            if self._shared:
-                return self._shared.popleft()
+            for queue in (self._by_model.get(model), self._shared):
+                for queued in queue or ():
+                    if queued.when is None or queued.when(request.body):
+                        queue.remove(queued)
+                        return queued.reply
             self.unscripted.append(request)
             return None
 
