@@ -3,7 +3,7 @@
 Exit codes: 0 completed, 4 step limit reached (a best-effort answer may have been given),
 3 the agent asked a question and no answer could be given (the run is saved and can be
 resumed), 130 cancelled (Ctrl-C; saved, resumable), 1 the run failed (or no run has that
-id), 2 usage error.
+id), 2 usage error (also: a run that cannot be resumed, e.g. one running in another process).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def agent(
     ),
     json_out: bool = typer.Option(False, "--json", help="One JSON event per line on stdout; the last has status, usage and cost."),
     resume: str | None = typer.Option(
-        None, "--resume", metavar="RUN_ID", help="Continue a run that stopped (question, Ctrl-C, step limit, error)."
+        None, "--resume", metavar="RUN_ID", help="Continue a run that stopped (question, Ctrl-C, step limit, error) or was killed."
     ),
     list_runs: bool = typer.Option(False, "--list", help="Show recent runs and exit."),
     limit: int = typer.Option(20, "--limit", "-n", help="How many runs --list shows."),
@@ -155,7 +155,7 @@ def _task_from_stdin_or_prompt(stdin_tty: bool) -> str | None:
 
 def _find(run_id: str) -> Run:
     from persona_cli.compose import prepare_data_dir
-    from persona_runtime.agentic import RunNotFoundError, find_run
+    from persona_runtime.agentic import RunNotFoundError, RunStatus, find_run
 
     paths = prepare_data_dir()
     try:
@@ -164,8 +164,13 @@ def _find(run_id: str) -> Run:
         raise CliError(str(exc), exit_codes.RUNTIME_ERROR) from None
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read run {run_id}: {exc}", exit_codes.RUNTIME_ERROR) from None
+    if run.status is RunStatus.RUNNING:
+        raise CliError(f"run {run.id} is running in another process; it can be resumed once that stops", USAGE)
     if not run.status.resumable:
-        raise CliError(f"run {run.id} is {run.status}; only a run that stopped (question, Ctrl-C, step limit, error) can be resumed", USAGE)
+        raise CliError(
+            f"run {run.id} is {run.status}; only a run that stopped (question, Ctrl-C, step limit, error, killed) can be resumed",
+            USAGE,
+        )
     return run
 
 
@@ -212,7 +217,7 @@ async def _run(
     from persona_cli.approval import make_approver
     from persona_cli.console import make_consoles, startup_lines
     from persona_cli.render import render_notice
-    from persona_runtime.agentic import CancelToken
+    from persona_runtime.agentic import CancelToken, RunBusyError
     from persona_runtime.agentic.events import RunFinished
 
     out, info = make_consoles(info_to_stderr=json_out or not sys.stdin.isatty())
@@ -263,6 +268,8 @@ async def _run(
         except asyncio.CancelledError:
             view.interrupted()
             status = "cancelled"
+        except RunBusyError as exc:  # another process took the run between --resume's read and now
+            raise CliError(str(exc), USAGE) from None
         finally:
             if installed:
                 aio.remove_signal_handler(signal.SIGINT)

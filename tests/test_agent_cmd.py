@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,13 @@ from typer.testing import CliRunner
 from persona_cli.agent_cmd import PROCEED_ANSWER
 from persona_cli.app import app
 from persona_cli.exit_codes import CliError
-from tests.support.openai_server import ScriptedOpenAIServer, Status, Text, ToolCall
+from tests.support.openai_server import (
+    ScriptedOpenAIServer,
+    SlowFirstByte,
+    Status,
+    Text,
+    ToolCall,
+)
 from tests.support.pty import pty_env, spawn_persona
 
 REPO = Path(__file__).resolve().parent.parent
@@ -194,6 +203,35 @@ def test_list_shows_recent_runs(server, home) -> None:
     code, result = invoke(["agent", "--list", "--json", "-n", "1"])
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["status"] for r in rows] == ["needs_input"] and rows[0]["question"] == "what?"
+
+
+def test_a_killed_run_lists_as_abandoned_and_resumes(server, home, tmp_path) -> None:
+    """A real `persona agent` process SIGKILLed mid-step: while it lives its run cannot be
+    resumed a second time; once killed, --list says abandoned and --resume finishes it."""
+    server.enqueue(SlowFirstByte(120.0, Text("never sent")))  # step 1 hangs until the kill
+    child = subprocess.Popen(
+        [sys.executable, "-m", "persona_cli", "agent", str(KAI), "Pick a database", "--json"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path,
+    )
+    try:
+        assert server.wait_for_requests(1, timeout=60), "the agent never called the model"
+        [running] = runs(home)
+        assert running["status"] == "running"
+        code, result = invoke(["agent", "--resume", running["id"]])
+        assert code == 2 and "running in another process" in str(result.exception)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    code, result = invoke(["agent", "--list", "--json"])
+    assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["abandoned"]
+    assert "abandoned" in invoke(["agent", "--list"])[1].stdout
+    server.enqueue(Text("[FINAL] Use DuckDB."))
+    code, result = invoke(["agent", "--resume", running["id"][:8]])
+    assert code == 0, result.output
+    [done] = runs(home)
+    assert (done["id"], done["status"], done["output"]) == (running["id"], "completed", "Use DuckDB.")
 
 
 @pytest.mark.parametrize(

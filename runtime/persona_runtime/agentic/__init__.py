@@ -5,6 +5,7 @@ Public names::
     AgenticLoop, CancelToken                      the loop and its cancel token
     Run, Step, StepToolCall, RunStatus, StepType  the saved records
     list_runs, find_run, RunNotFoundError         reading saved runs
+    RunLock, RunBusyError                         one process per run (a killed run reads as abandoned)
     MarkerScanner, MarkerKind, classify           [ASK_USER] / [FINAL] detection
     events (module)                               the typed events; event_to_dict
 
@@ -22,6 +23,8 @@ _EXPORTS = {
     "AGENT_INSTRUCTIONS": "persona_runtime.agentic.loop",
     "CancelToken": "persona_runtime.agentic.cancel",
     "Run": "persona_runtime.agentic.run",
+    "RunBusyError": "persona_runtime.agentic.run",
+    "RunLock": "persona_runtime.agentic.run",
     "RunNotFoundError": "persona_runtime.agentic.run",
     "RunStatus": "persona_runtime.agentic.run",
     "Step": "persona_runtime.agentic.run",
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
     from persona_runtime.agentic.markers import MarkerKind, MarkerScanner, ScanResult, classify
     from persona_runtime.agentic.run import (
         Run,
+        RunBusyError,
+        RunLock,
         RunNotFoundError,
         RunStatus,
         Step,

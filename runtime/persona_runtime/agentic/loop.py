@@ -29,7 +29,8 @@ deltas, and it interrupts a silent stream, a running tool, an approval or a ques
 once. Cancelling the task that consumes ``run()`` works too: the run is saved as
 ``cancelled`` before the cancellation propagates.
 
-Records: the :class:`Run` is saved to ``runs_dir`` after every step; each step writes one
+Records: the :class:`Run` is saved to ``runs_dir`` (and locked there while this process works
+on it, so a killed run reads as ``abandoned``) after every step; each step writes one
 ``TurnLog`` (``kind="agent"``, ``run_id``, ``step``); the outcome goes to episodic memory
 (except for a run paused on a question).
 """
@@ -71,7 +72,7 @@ from persona_runtime.agentic.events import (
     UserAnswered,
 )
 from persona_runtime.agentic.markers import MarkerKind, MarkerScanner, ScanResult
-from persona_runtime.agentic.run import Run, RunStatus, Step, StepToolCall, StepType
+from persona_runtime.agentic.run import Run, RunBusyError, RunLock, RunStatus, Step, StepToolCall, StepType
 from persona_runtime.events import SkillActivated, ToolCallFinished, ToolCallStarted
 from persona_runtime.tooling import ToolApprover, error_result, inject_skill, run_tool_call
 from persona_runtime.fallback import (
@@ -290,9 +291,11 @@ class AgenticLoop:
         ``max_steps`` (default: the loop's) is the number of model steps this call may take;
         on resume it is added to the steps already taken. Raises ``ValueError`` only for a
         bad call (empty task, both or neither of task and resume, a run that cannot resume),
-        before any event.
+        before any event; :class:`RunBusyError` (a ``ValueError``) when another process holds
+        the run. With ``runs_dir`` set, the run is locked (:class:`RunLock`) until it ends.
         """
         st = self._prepare(task, resume, max_steps)
+        lock = self._hold(st.run, resumed=resume is not None)
         done = False
         try:
             yield RunStarted(st.run.id, st.run.task, self.persona_id, st.limit, resumed=st.resumed)
@@ -334,8 +337,27 @@ class AgenticLoop:
                 done = True
                 self._finish_abruptly(st)
             raise
+        finally:
+            if lock is not None:
+                lock.release()  # after the last save: a reader that then gets the lock sees the final status
 
     # -- set-up --------------------------------------------------------------------------
+
+    def _hold(self, run: Run, *, resumed: bool) -> RunLock | None:
+        """Lock the run for this process (see :class:`RunLock`); on resume, make sure the
+        record is still the one that was read, not one another process has since moved on."""
+        if self.runs_dir is None:
+            return None
+        lock = RunLock(self.runs_dir, run.id).acquire()
+        path = run.path_in(self.runs_dir)
+        try:
+            stored = Run.load(path) if resumed and path.is_file() else None
+        except (OSError, ValueError):
+            stored = None
+        if stored is not None and stored.updated_at != run.updated_at:
+            lock.release()
+            raise RunBusyError(f"run {run.id} changed since it was read (another process worked on it); read it again")
+        return lock
 
     def _prepare(self, task: str | None, resume: Run | None, max_steps: int | None) -> _RunState:
         steps_now = max_steps if max_steps is not None else self.max_steps

@@ -5,6 +5,12 @@ A :class:`Run` is frozen; the loop makes a new one after every step and saves it
 so a crash or Ctrl-C never leaves a torn record and ``persona agent --list`` always
 sees the latest state. ``context`` holds the messages the model saw (after compaction),
 so a run that stopped can be resumed exactly where it was.
+
+While a process works on a run it holds an exclusive ``flock`` on ``<runs>/<id>.lock``
+(:class:`RunLock`). The kernel drops that lock when the process dies, however it dies, so
+a record still saying ``running`` with nobody holding its lock was abandoned (SIGKILL, a
+crash, power loss): :func:`list_runs` and :func:`find_run` report it as ``abandoned``, and
+it resumes from its last saved step. The lock also keeps two processes off the same run.
 """
 
 from __future__ import annotations
@@ -15,15 +21,22 @@ import tempfile
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from persona_runtime.paths import ensure_private_dir
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs are never reported abandoned there
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "RUN_SCHEMA_VERSION",
     "Run",
+    "RunBusyError",
+    "RunLock",
     "RunNotFoundError",
     "RunStatus",
     "Step",
@@ -44,10 +57,15 @@ class RunStatus(StrEnum):
     MAX_STEPS_REACHED = "max_steps_reached"
     CANCELLED = "cancelled"
     ERROR = "error"
+    #: Read as ``running`` but no process holds the run (it was killed); never saved, only
+    #: reported by :func:`list_runs` / :func:`find_run`. Resumable from the last saved step.
+    ABANDONED = "abandoned"
 
     @property
     def resumable(self) -> bool:
-        return self in (RunStatus.NEEDS_INPUT, RunStatus.MAX_STEPS_REACHED, RunStatus.CANCELLED, RunStatus.ERROR)
+        return self in (
+            RunStatus.NEEDS_INPUT, RunStatus.MAX_STEPS_REACHED, RunStatus.CANCELLED, RunStatus.ERROR, RunStatus.ABANDONED,
+        )
 
 
 class StepType(StrEnum):
@@ -218,6 +236,99 @@ class RunNotFoundError(LookupError):
     """No run matches the id (or the prefix matches more than one)."""
 
 
+class RunBusyError(ValueError):
+    """Another process is working on this run."""
+
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on ``<runs_dir>/<run_id>.lock`` for as long as a
+    process works on the run. The file holds the owner's pid (for messages only)."""
+
+    def __init__(self, runs_dir: Path, run_id: str) -> None:
+        self.path = Path(runs_dir) / f"{run_id}.lock"
+        self.run_id = run_id
+        self._fd: int | None = None
+
+    def acquire(self) -> Self:
+        """Take the lock or raise :class:`RunBusyError` at once (never waits)."""
+        if fcntl is None or self._fd is not None:
+            return self
+        ensure_private_dir(self.path.parent)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                owner = _read_pid(self.path)
+                raise RunBusyError(
+                    f"run {self.run_id} is being worked on by another process" + (f" (pid {owner})" if owner else "")
+                ) from None
+            # The owner before us may have unlinked the file between our open and our lock:
+            # then we hold a lock nobody else can see; take the file that is there now.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Unlink, then unlock: whoever opens the path next gets a fresh file."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def __enter__(self) -> Self:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_held(runs_dir: Path, run_id: str) -> bool:
+    """Whether some live process holds ``run_id``'s lock (True where flock is unavailable)."""
+    if fcntl is None:
+        return True
+    try:
+        fd = os.open(Path(runs_dir) / f"{run_id}.lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # unreadable: assume the run is alive rather than offer to resume it twice
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also drops the probe's shared lock
+    return False
+
+
+def _read_pid(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return text if text.isdigit() else ""
+
+
+def _as_seen(run: Run, runs_dir: Path) -> Run:
+    """``running`` with no live owner reads as ``abandoned``."""
+    if run.status is RunStatus.RUNNING and not is_held(runs_dir, run.id):
+        return run.model_copy(update={"status": RunStatus.ABANDONED})
+    return run
+
+
 def list_runs(runs_dir: Path, *, limit: int | None = None) -> list[Run]:
     """Runs in ``runs_dir``, most recently updated first; unreadable files are skipped."""
     directory = Path(runs_dir)
@@ -226,7 +337,7 @@ def list_runs(runs_dir: Path, *, limit: int | None = None) -> list[Run]:
     runs: list[Run] = []
     for path in directory.glob("*.json"):
         try:
-            runs.append(Run.load(path))
+            runs.append(_as_seen(Run.load(path), directory))
         except (OSError, ValueError, json.JSONDecodeError):
             continue
     runs.sort(key=lambda r: r.updated_at, reverse=True)
@@ -241,7 +352,7 @@ def find_run(runs_dir: Path, run_id: str) -> Run:
     directory = Path(runs_dir)
     exact = directory / f"{run_id}.json"
     if exact.is_file():
-        return Run.load(exact)
+        return _as_seen(Run.load(exact), directory)
     if len(run_id) < 4:
         raise RunNotFoundError(f"no run {run_id!r} (give at least 4 characters of the id)")
     matches = sorted(p for p in directory.glob(f"{run_id}*.json")) if directory.is_dir() else []
@@ -249,4 +360,4 @@ def find_run(runs_dir: Path, run_id: str) -> Run:
         raise RunNotFoundError(f"no run {run_id!r} in {directory}")
     if len(matches) > 1:
         raise RunNotFoundError(f"run id {run_id!r} is ambiguous ({len(matches)} runs start with it)")
-    return Run.load(matches[0])
+    return _as_seen(Run.load(matches[0]), directory)
