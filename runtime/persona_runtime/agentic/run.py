@@ -253,9 +253,11 @@ class RunLock:
         """Take the lock or raise :class:`RunBusyError` at once (never waits)."""
         if fcntl is None or self._fd is not None:
             return self
-        ensure_private_dir(self.path.parent)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(ensure_private_dir(self.path.parent) / self.path.name, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                return self  # no place for a lock (read-only dir): the run's own save reports that
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
