@@ -1,0 +1,79 @@
+"""The benchmark's report: what it concludes from raw samples, and that the README shows it.
+
+``bench/results/latest.json`` holds every raw sample of the run the README's Performance table
+comes from (``uv run python -m bench --json bench/results/latest.json``). These tests re-derive
+the table from those samples, so the README cannot drift from what was measured, and check that
+the summaries call a missed goal a loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.__main__ import SUMMARISERS, Report, table
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results" / "latest.json"
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict[str, Any]:
+    return json.loads(RESULTS.read_text(encoding="utf-8"))
+
+
+def summarise(data: dict[str, Any]) -> Report:
+    report = Report()
+    for name, result in data["results"].items():
+        SUMMARISERS[name](result, report)
+    return report
+
+
+def test_the_readme_table_is_what_the_recorded_run_measured(recorded) -> None:
+    rows = table(recorded["machine"], summarise(recorded), recorded["quick"]).splitlines()[2:]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Performance"):]
+    section = section[: section.index("\n## ", 1)]
+    lines = section.splitlines()
+    start = lines.index(rows[0])
+    assert lines[start : start + len(rows)] == rows
+    assert len(rows) == 2 + 12 and not recorded["quick"]
+    assert f"commit {recorded['machine']['commit']}" in section
+    assert recorded["machine"]["date"] in section
+
+
+def test_every_loss_in_the_recorded_run_is_explained_in_the_readme(recorded) -> None:
+    report = summarise(recorded)
+    missed = [row[0] for row in report.rows if row[4] is False]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    explained = readme[readme.index("Where we lose, and why:"):]
+    assert missed, "the recorded run meets every goal: drop the 'where we lose' section"
+    for what in missed:
+        assert what in readme
+    assert report.losses and "**Tokens/s" in explained and "**Memory:**" in explained
+
+
+def test_a_slow_help_is_a_missed_goal_and_a_listed_loss(recorded) -> None:
+    data = copy.deepcopy(recorded)
+    help_runs = data["results"]["startup"]["help"]
+    help_runs["persona --help"] = [2.0] * len(help_runs["persona --help"])
+    report = summarise(data)
+    [row] = [r for r in report.rows if r[0] == "`--help` wall time"]
+    assert row[1] == "`persona --help` 2.00 s" and row[4] is False
+    assert any("`persona --help` takes 2.00 s" in loss for loss in report.losses)
+    assert any("`llm --help` (1.47 s) starts faster" in loss for loss in report.losses)
+
+
+def test_a_renderer_slower_than_the_naive_one_is_a_listed_loss(recorded) -> None:
+    data = copy.deepcopy(recorded)
+    burst = data["results"]["renderer"]["regimes"]["burst"]
+    burst["5000"]["ours_s"] = 0.75
+    report = summarise(data)
+    [row] = [r for r in report.rows if r[0].startswith("streaming renderer CPU")]
+    assert "0.75" in row[1] and row[4] is False
+    assert any("fed at once, 5k tokens: ours 0.75 s CPU, naive 0.34 s" in loss for loss in report.losses)
+    assert any("costs 0.75 s CPU (goal ≤ 0.5 s)" in loss for loss in report.losses)
