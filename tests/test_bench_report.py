@@ -60,20 +60,22 @@ def test_every_loss_in_the_recorded_run_is_explained_in_the_readme(recorded) -> 
 def test_a_slow_help_is_a_missed_goal_and_a_listed_loss(recorded) -> None:
     data = copy.deepcopy(recorded)
     help_runs = data["results"]["startup"]["help"]
-    help_runs["persona --help"] = [2.0] * len(help_runs["persona --help"])
+    help_runs["persona --help"] = [9.0] * len(help_runs["persona --help"])  # slower than llm and persona-core
     report = summarise(data)
     [row] = [r for r in report.rows if r[0] == "`--help` wall time"]
-    assert row[1] == "`persona --help` 2.00 s" and row[4] is False
-    assert any("`persona --help` takes 2.00 s" in loss for loss in report.losses)
-    assert any("`llm --help` (1.47 s) starts faster" in loss for loss in report.losses)
+    assert row[1] == "`persona --help` 9.00 s" and row[4] is False
+    assert any("`persona --help` takes 9.00 s" in loss for loss in report.losses)
+    assert any(loss.startswith("`llm --help` (") and "starts faster" in loss for loss in report.losses)
+    assert not any("starts faster" in loss for loss in summarise(recorded).losses)
 
 
 def test_a_renderer_slower_than_the_naive_one_is_a_listed_loss(recorded) -> None:
     data = copy.deepcopy(recorded)
-    burst = data["results"]["renderer"]["regimes"]["burst"]
-    burst["5000"]["ours_s"] = 0.75
+    burst = data["results"]["renderer"]["regimes"]["burst"]["5000"]
+    burst["ours_s"] = burst["naive_s"] + 0.5  # over the goal, and slower than the naive renderer
     report = summarise(data)
     [row] = [r for r in report.rows if r[0].startswith("streaming renderer CPU")]
-    assert "0.75" in row[1] and row[4] is False
-    assert any("fed at once, 5k tokens: ours 0.75 s CPU, naive 0.34 s" in loss for loss in report.losses)
-    assert any("costs 0.75 s CPU (goal ≤ 0.5 s)" in loss for loss in report.losses)
+    assert f"{burst['ours_s']:.2f}" in row[1] and row[4] is False
+    assert any(f"fed at once, 5k tokens: ours {burst['ours_s']:.2f} s CPU, naive {burst['naive_s']:.2f} s" in loss
+               for loss in report.losses)
+    assert any(f"costs {burst['ours_s']:.2f} s CPU (goal ≤ 0.5 s)" in loss for loss in report.losses)
