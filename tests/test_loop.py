@@ -328,10 +328,11 @@ def test_episodic_write_back_and_recall_with_real_chroma(tmp_path) -> None:
     run(collect(loop, conv, "my cat is called Pus", tier="mid"))
     stored = memory.stores["episodic"].get_all("tester")
     assert len(stored) == 1 and "USER: my cat is called Pus" in stored[0].text
-    # The next turn retrieves it into the system prompt.
+    # The next turn recalls it, in front of the person's message.
     run(collect(loop, new_conversation(), "what is my cat called?", tier="mid"))
-    assert "my cat is called Pus" in backend.calls[1].messages[0].content
-    assert "Relevant facts about yourself:" in backend.calls[1].messages[0].content
+    assert "my cat is called Pus" in backend.calls[1].messages[-1].content
+    assert "Relevant facts about yourself:" in backend.calls[1].messages[-1].content
+    assert backend.calls[1].messages[-1].content.endswith("what is my cat called?")
 
 
 def test_interrupted_turn_writes_no_episodic_memory(tmp_path) -> None:

@@ -1,4 +1,5 @@
-"""PromptBuilder: section order, epistemic tags, and the budget reducer's drop order."""
+"""PromptBuilder: what goes where, epistemic tags, the stable system message, and the budget
+reducer's drop order."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from datetime import UTC, datetime
 from persona.schema.chunks import PersonaChunk
 from persona.schema.conversation import ConversationMessage
 from persona.schema.persona import Persona
-
-from persona_runtime.prompt import INTERRUPTED_NOTE, PromptBuilder, RetrievedContext, count_tokens
+from persona_runtime.prompt import (
+    INTERRUPTED_NOTE,
+    MESSAGE_HEADER,
+    RECALLED_HEADER,
+    PromptBuilder,
+    RetrievedContext,
+    count_tokens,
+)
 
 NOW = datetime.now(UTC)
 ASTRID_LIKE = Persona.model_validate(
@@ -37,23 +44,41 @@ def msg(role: str, text: str, **meta: str) -> ConversationMessage:
     return ConversationMessage(role=role, content=text, created_at=NOW, metadata=meta)
 
 
-def test_sections_in_order_with_epistemic_tags() -> None:
+def test_identity_in_the_system_message_and_recalled_memory_in_front_of_the_message() -> None:
     built = PromptBuilder().build(ASTRID_LIKE, CONTEXT, [], "Hei", max_tokens=10_000, skill_index="Available skills:\n- x")
-    system = built.messages[0].content
+    system, user = built.messages[0].content, built.messages[-1].content
     order = [
         "You are Astrid, tenancy adviser.", "Answer in Norwegian Bokmål", "Rules you must never break:\n1. Never invent paragraphs.",
-        "Relevant facts about yourself:\n- I answer in Norwegian.", "Your views:\n- Deposits are capped at six months. (fact)",
-        "- Calm letters work. (belief)", "From earlier conversations:", "Available skills:", "Stay in character.",
+        "Available skills:", "Stay in character.",
     ]
     positions = [system.index(part) for part in order]
     assert positions == sorted(positions)
-    assert built.messages[-1].role == "user" and built.messages[-1].content == "Hei"
+    assert "Relevant facts" not in system and "Your views" not in system and "From earlier" not in system
+    assert built.messages[-1].role == "user"
+    order = [
+        RECALLED_HEADER, "Relevant facts about yourself:\n- I answer in Norwegian.", "Your views:\n- Deposits are capped at six months. (fact)",
+        "- Calm letters work. (belief)", "From earlier conversations:", MESSAGE_HEADER,
+    ]
+    positions = [user.index(part) for part in order]
+    assert positions == sorted(positions) and positions[0] == 0
+    assert user.endswith(f"{MESSAGE_HEADER}\nHei")
     assert built.dropped == ()
 
 
-def test_empty_sections_are_omitted() -> None:
-    system = PromptBuilder().build(ASTRID_LIKE, RetrievedContext(), [], "Hei", max_tokens=10_000).messages[0].content
-    assert "Relevant facts" not in system and "Your views" not in system and "From earlier" not in system
+def test_the_system_message_stays_the_same_from_turn_to_turn() -> None:
+    """Only the end of the prompt changes between turns, so a prompt/KV cache can reuse the rest."""
+    builder = PromptBuilder()
+    first = builder.build(ASTRID_LIKE, CONTEXT, [], "Hei", max_tokens=10_000)
+    history = [msg("user", "Hei"), msg("assistant", "Hei! Hva lurer du på?")]
+    second = builder.build(ASTRID_LIKE, RetrievedContext(episodic=CONTEXT.episodic), history, "Depositum?", max_tokens=10_000)
+    assert second.messages[0].content == first.messages[0].content
+    assert [m.content for m in second.messages[1:3]] == ["Hei", "Hei! Hva lurer du på?"]  # history as it was typed
+
+
+def test_without_recalled_memory_the_message_is_sent_as_typed() -> None:
+    built = PromptBuilder().build(ASTRID_LIKE, RetrievedContext(), [], "Hei", max_tokens=10_000)
+    assert built.messages[-1].content == "Hei"
+    assert RECALLED_HEADER not in built.messages[0].content
 
 
 def test_reducer_drops_episodic_then_worldview_then_self_facts_then_oldest_history() -> None:
@@ -62,8 +87,8 @@ def test_reducer_drops_episodic_then_worldview_then_self_facts_then_oldest_histo
     full = builder.build(ASTRID_LIKE, CONTEXT, history, "Hei", max_tokens=100_000)
     without_episodic = builder.build(ASTRID_LIKE, CONTEXT, history, "Hei", max_tokens=full.tokens - 1)
     assert without_episodic.dropped == ("episodic",)
-    assert "From earlier conversations" not in without_episodic.messages[0].content
-    assert "Your views" in without_episodic.messages[0].content
+    assert "From earlier conversations" not in without_episodic.messages[-1].content
+    assert "Your views" in without_episodic.messages[-1].content
 
     identity_only = builder.build(ASTRID_LIKE, RetrievedContext(), [], "Hei", max_tokens=100_000).tokens
     tight = builder.build(ASTRID_LIKE, CONTEXT, history, "Hei", max_tokens=identity_only + 100)

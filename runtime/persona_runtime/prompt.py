@@ -1,11 +1,15 @@
-"""PromptBuilder + RetrievedContext: the system prompt and a token-budget reducer.
+"""PromptBuilder + RetrievedContext: the prompt for one turn, and a token-budget reducer.
 
-The system prompt is built from the persona's identity and constraints (from the
-persona object, never dropped), the retrieved typed-memory chunks (views tagged with
-their epistemic status), the skill index and any activated skill. When the whole
-prompt exceeds the budget, whole sections are dropped in this order: episodic,
-then worldview, then self facts; then the oldest history messages one by one.
-Identity, constraints, the skill index and the current message always stay.
+The system message holds what stays the same for a whole conversation: the persona's
+identity and constraints (never dropped), the skill index, any activated skill and the
+footer. What memory recalled for *this* message (self facts, views tagged with their
+epistemic status, earlier conversations) goes in front of the person's message, in the
+last user message, clearly labelled. So from one turn to the next the prompt only grows at
+the end: a model server's prompt cache, or llama.cpp's KV cache for the bundled model,
+reuses everything up to the previous turn instead of re-reading the whole history because
+the system message changed. When the prompt exceeds the budget, whole memory sections are
+dropped in this order: episodic, then worldview, then self facts; then the oldest history
+messages one by one. Identity, constraints, the skill index and the current message stay.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["BuiltPrompt", "PromptBuilder", "RetrievedContext", "count_tokens"]
 
 FOOTER = "Stay in character. Cite sources when using tool results."
+# Frames what memory recalled for this message, in front of it, so it is not read as the person's words.
+RECALLED_HEADER = "[Recalled from your memory for this message; the person did not write this part.]"
+MESSAGE_HEADER = "[The person's message:]"
 INTERRUPTED_NOTE = " [reply interrupted by the user]"
 _LANGUAGES = {
     "nb": "Norwegian Bokmål", "nn": "Norwegian Nynorsk", "no": "Norwegian", "sv": "Swedish",
@@ -98,30 +105,30 @@ class PromptBuilder:
             ),
             "episodic": _bullets("From earlier conversations:", [c.text for c in context.episodic]),
         }
-        fixed_head = [_identity_block(persona)]
-        fixed_tail = [skill_index.strip(), (skill_content or "").strip(), (extra_system or "").strip(), self._footer]
+        fixed = [_identity_block(persona), skill_index.strip(), (skill_content or "").strip(), (extra_system or "").strip(), self._footer]
+        system_text = "\n\n".join(p for p in fixed if p)
         history = [_render_history_message(m) for m in history]
         now = datetime.now(UTC)
-        user = ConversationMessage(role="user", content=user_message, created_at=now)
+        system = ConversationMessage(role="system", content=system_text, created_at=now)
 
         dropped: list[str] = []
         droppable = ["episodic", "worldview", "self_facts"]
 
         def assemble() -> tuple[ConversationMessage, int]:
-            parts = [*fixed_head, *(sections[k] for k in ("self_facts", "worldview", "episodic")), *fixed_tail]
-            text = "\n\n".join(p for p in parts if p)
-            system = ConversationMessage(role="system", content=text, created_at=now)
-            total = self._tokens(text) + self._tokens(user_message)
+            recalled = "\n\n".join(p for p in (sections[k] for k in ("self_facts", "worldview", "episodic")) if p)
+            content = f"{RECALLED_HEADER}\n{recalled}\n\n{MESSAGE_HEADER}\n{user_message}" if recalled else user_message
+            user = ConversationMessage(role="user", content=content, created_at=now)
+            total = self._tokens(system_text) + self._tokens(content)
             total += sum(self._tokens(_text_of(m)) for m in history)
-            return system, total
+            return user, total
 
-        system, total = assemble()
+        user, total = assemble()
         while total > max_tokens and droppable:
             kind = droppable.pop(0)
             if sections[kind]:
                 sections[kind] = ""
                 dropped.append(kind)
-                system, total = assemble()
+                user, total = assemble()
         dropped_history = 0
         while total > max_tokens and history:
             # Oldest first; a compacted summary (a system message) goes last of all.
