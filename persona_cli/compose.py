@@ -173,6 +173,14 @@ class Session:
             self._heavy.set_result(_build_heavy(self))
         except BaseException as exc:  # noqa: BLE001 - delivered to whoever awaits the session
             self._heavy.set_exception(exc)
+            return
+        # While the person types: a local model reads the system message now, not at the first turn.
+        try:
+            from persona_runtime.loop import prefill_local_models
+
+            prefill_local_models(self.persona, self.tiers)
+        except Exception:  # noqa: BLE001, S110 - only a head start; the first turn reads it anyway
+            pass
 
     @property
     def built_loop(self) -> ConversationLoop | None:

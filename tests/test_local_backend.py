@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -240,3 +241,76 @@ def test_a_corrupt_gguf_fails_on_use_with_a_provider_error(tmp_path: Path) -> No
     with pytest.raises(ProviderError) as info:
         asyncio.run(b.chat(QUESTION, max_tokens=8))
     assert str(broken) in str(info.value)
+
+
+# -- prefill: the system message read ahead of the first turn ----------------------------
+
+
+@pytest.fixture
+def cached_prefixes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(prompt tokens, of which already in the KV cache) for every llama.cpp generation: an
+    observer around the real ``Llama.generate``, which does the reuse itself."""
+    import llama_cpp
+
+    seen: list[tuple[int, int]] = []
+    real = llama_cpp.Llama.generate
+
+    def observed(self: llama_cpp.Llama, tokens: list[int], *args: object, **kwargs: object) -> object:
+        cached = self.input_ids[: self.n_tokens].tolist()
+        common = next((i for i, (a, b) in enumerate(zip(cached, tokens, strict=False)) if a != b), min(len(cached), len(tokens)))
+        seen.append((len(tokens), common))
+        return real(self, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(llama_cpp.Llama, "generate", observed)
+    return seen
+
+
+@pytest.mark.slow
+def test_prefill_reads_the_shared_start_once_and_the_next_request_reuses_it(
+    backend: LlamaCppBackend, cached_prefixes: list[tuple[int, int]]
+) -> None:
+    system = _msg("system", "You are Tess, a patient tutor. " * 20)
+    backend.prefill([])  # waits for the load
+    assert backend._llm is not None
+    backend._llm.reset()  # an empty cache, so every prefix token is read here
+    read = backend.prefill([system])
+    assert read > 100
+    assert backend.prefill([system]) == 0  # already cached: left alone
+    asyncio.run(backend.chat([system, *QUESTION], max_tokens=8))
+    [(prompt, reused)] = cached_prefixes
+    assert reused == read < prompt  # everything prefilled was reused; only the question was read
+    assert _workers() == []
+
+
+@pytest.mark.slow
+def test_a_request_takes_the_model_over_from_a_running_prefill(backend: LlamaCppBackend) -> None:
+    long_system = _msg("system", "The tenant read every clause of the lease twice, then wrote to the landlord. " * 150)
+    llm = backend._llm
+    assert llm is not None
+    llm.reset()
+    outcome: dict[str, int] = {}
+    prefill = threading.Thread(target=lambda: outcome.update(read=backend.prefill([long_system])), name="prefill-test")
+    prefill.start()
+    # Start the request once the prefill is under way (its first chunk is in the cache).
+    deadline = time.monotonic() + 120
+    while llm.n_tokens == 0 and prefill.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert llm.n_tokens > 0
+    reply = asyncio.run(backend.chat(QUESTION, max_tokens=8))
+    prefill.join(timeout=120)
+    assert not prefill.is_alive()
+    total = len(backend._shared_prefix(llm, [long_system]))
+    assert 0 < outcome["read"] < total  # it stopped at a chunk boundary, well short of ~1,700 tokens
+    assert reply.usage.completion_tokens > 0
+
+
+def test_prefill_local_models_skips_remote_tiers() -> None:
+    from persona.schema.persona import Persona
+
+    from persona_runtime.loop import prefill_local_models
+    from persona_runtime.testing import ScriptedBackend
+    from persona_runtime.tier import TierConfig, TierRegistry
+
+    persona = Persona.model_validate({"persona_id": "p", "identity": {"name": "P", "role": "r", "background": "b"}})
+    tiers = TierRegistry([TierConfig.from_backend("mid", ScriptedBackend(["hi"]))])
+    assert prefill_local_models(persona, tiers) == 0

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from persona_runtime.memory import PersonaMemory
     from persona_runtime.tier import ModelSlot, TierRegistry
 
-__all__ = ["SIDE_EFFECT_TOOLS", "ConversationLoop", "ToolApprover"]
+__all__ = ["SIDE_EFFECT_TOOLS", "ConversationLoop", "ToolApprover", "prefill_local_models"]
 
 
 SUMMARY_INSTRUCTIONS = (
@@ -425,6 +425,28 @@ class ConversationLoop:
 def _sendable(messages: list[ConversationMessage]) -> list[ConversationMessage]:
     """History as the model sees it: failed user messages (kept for /retry) are not sent."""
     return [m for m in messages if not (m.role == "user" and m.metadata.get("status") == "error")]
+
+
+def prefill_local_models(persona: Persona, tiers: TierRegistry, prompt_builder: PromptBuilder | None = None) -> int:
+    """Read the system message every turn will start with into each local model a tier uses
+    (:meth:`LlamaCppBackend.prefill`), so the first reply does not wait for it. Local tiers get
+    no tools, hence no skill index: exactly what :meth:`ConversationLoop.turn` sends them.
+    Blocking; run it on a thread of its own once the models are loading. Returns tokens read."""
+    system = (prompt_builder or PromptBuilder()).system_message(persona)
+    seen: set[int] = set()
+    read = 0
+    for _name, _serving, slot in tiers.describe():
+        if slot.provider != "gguf":
+            continue
+        try:
+            backend = tiers.backend_for(slot)
+        except Exception:  # noqa: BLE001 - a model that cannot load is reported by the turn that needs it
+            continue
+        prefill = getattr(backend, "prefill", None)
+        if prefill is not None and id(backend) not in seen:
+            seen.add(id(backend))
+            read += prefill([system])
+    return read
 
 
 def _render_skill_index(skills: list[Any]) -> str:

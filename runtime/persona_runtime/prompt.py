@@ -105,11 +105,10 @@ class PromptBuilder:
             ),
             "episodic": _bullets("From earlier conversations:", [c.text for c in context.episodic]),
         }
-        fixed = [_identity_block(persona), skill_index.strip(), (skill_content or "").strip(), (extra_system or "").strip(), self._footer]
-        system_text = "\n\n".join(p for p in fixed if p)
+        system = self.system_message(persona, skill_index=skill_index, skill_content=skill_content, extra_system=extra_system)
+        system_text = system.content
         history = [_render_history_message(m) for m in history]
-        now = datetime.now(UTC)
-        system = ConversationMessage(role="system", content=system_text, created_at=now)
+        now = system.created_at
 
         dropped: list[str] = []
         droppable = ["episodic", "worldview", "self_facts"]
@@ -144,6 +143,17 @@ class PromptBuilder:
             dropped=tuple(dropped),
             budget=max_tokens,
         )
+
+    def system_message(
+        self, persona: Persona, *, skill_index: str = "", skill_content: str | None = None, extra_system: str | None = None
+    ) -> ConversationMessage:
+        """The system message :meth:`build` starts with: the same for every turn of a conversation
+        (given the same skill index), which is what lets a local model read it ahead of time."""
+        from persona.schema.conversation import ConversationMessage
+
+        fixed = [_identity_block(persona), skill_index.strip(), (skill_content or "").strip(), (extra_system or "").strip(), self._footer]
+        text = "\n\n".join(p for p in fixed if p)
+        return ConversationMessage(role="system", content=text, created_at=datetime.now(UTC))
 
     def _tokens(self, text: str) -> int:
         return self._count(text) + _MESSAGE_OVERHEAD
