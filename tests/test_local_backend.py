@@ -17,7 +17,6 @@ from persona.backends.types import ChatResponse, StreamChunk, ToolSpec
 from persona.schema.content import ImageContent, TextContent
 from persona.schema.conversation import ConversationMessage
 from persona.schema.tools import ToolCall
-
 from persona_runtime.errors import ConfigError
 from persona_runtime.local_backend import (
     DEFAULT_REPEAT_PENALTY,
@@ -306,7 +305,6 @@ def test_a_request_takes_the_model_over_from_a_running_prefill(backend: LlamaCpp
 
 def test_prefill_local_models_skips_remote_tiers() -> None:
     from persona.schema.persona import Persona
-
     from persona_runtime.loop import prefill_local_models
     from persona_runtime.testing import ScriptedBackend
     from persona_runtime.tier import TierConfig, TierRegistry

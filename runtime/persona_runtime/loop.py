@@ -440,7 +440,7 @@ def prefill_local_models(persona: Persona, tiers: TierRegistry, prompt_builder: 
             continue
         try:
             backend = tiers.backend_for(slot)
-        except Exception:  # noqa: BLE001 - a model that cannot load is reported by the turn that needs it
+        except Exception:  # noqa: BLE001, S112 - a model that cannot load is reported by the turn that needs it
             continue
         prefill = getattr(backend, "prefill", None)
         if prefill is not None and id(backend) not in seen:
