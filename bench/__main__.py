@@ -293,6 +293,16 @@ def sum_memory(r: dict[str, Any], rep: Report) -> None:
             f"{idle['persona']:.0f} / {turn['persona']:.0f} MiB (MiniLM embedder); "
             f"{idle['persona-hash']:.0f} / {turn['persona-hash']:.0f} MiB with `PERSONA_EMBEDDER=hash`",
             f"`llm chat -m SmolLM2` {idle['llm']:.0f} / {turn['llm']:.0f} MiB", "report", None)  # fmt: skip
+    if all("reply_s" in s for n in idle for s in r[n]["sessions"]):
+        reply = {n: median_of(r, n, "reply_s") for n in idle}
+        rep.say(f"  first reply, Enter to the prompt back: ours {secs(reply['persona'])} (hash embedder "
+                f"{secs(reply['persona-hash'])}), llm chat {secs(reply['llm'])}")
+        rep.row("first reply in the REPL, Enter to the prompt back (the app idle at its prompt before)",
+                f"`persona chat` {secs(reply['persona'])} ({secs(reply['persona-hash'])} with hash embedder); "
+                "Astrid, with memory recall", f"`llm chat -m SmolLM2` {secs(reply['llm'])}, no system prompt", "report", None)
+        if reply["persona"] > reply["llm"]:
+            rep.lose(f"first reply in the REPL: `persona chat` {secs(reply['persona'])} vs `llm chat` {secs(reply['llm'])}, "
+                     "which sends the bare message (ours: Astrid's persona and what memory recalled, several hundred tokens).")
     if turn["persona"] > turn["llm"]:
         rep.lose(f"memory: `persona chat` peaks at {turn['persona']:.0f} MiB after one turn, {turn['persona'] / turn['llm']:.1f}× "
                  f"`llm chat`'s {turn['llm']:.0f} MiB. The MiniLM embedder accounts for "

@@ -6,7 +6,9 @@ Each contender runs in a pty (pexpect), the way a person uses it:
   SETTLE_S (cap MAX_SETTLE_S). This matters for persona: the REPL draws its prompt first and
   loads memory (the MiniLM embedder) and the model in the background, so the prompt
   moment alone would flatter it. llm loads its model only on the first message.
-* one turn: send one message, wait for the reply to end and the prompt to return.
+* one turn: send one message, wait for the reply to end and the prompt to return. The time
+  from Enter to the prompt coming back is kept too: the first reply as a person who has just
+  typed it waits for it (llm loads its model only now; ours loaded while the prompt was idle).
 
 Peak = the process's VmHWM (the kernel's own high-water mark, exact) plus the peak summed RSS of
 any child processes, polled every POLL_S (none were seen on the project machine; polled
@@ -126,16 +128,21 @@ def session(c: Contender) -> dict[str, float]:
         child.expect(c.ready)
         settle = _settle(child.pid)
         idle = _status_kb(child.pid, "VmHWM") + poller.peak_kb
+        sent = time.monotonic()
         child.send(MESSAGE + "\r")  # \r is Enter; \n would be Ctrl-J, a newline in our REPL
         for pattern in c.turn_done:
             child.expect(pattern)
+        reply = time.monotonic() - sent
         turn = _status_kb(child.pid, "VmHWM") + poller.peak_kb
         child.send(c.quit)
         child.expect(pexpect.EOF)
     finally:
         poller.stop()
         child.close(force=True)
-    return {"idle_mib": idle / 1024, "turn_mib": turn / 1024, "settle_s": settle, "children": float(len(poller.seen))}
+    return {
+        "idle_mib": idle / 1024, "turn_mib": turn / 1024, "settle_s": settle, "children": float(len(poller.seen)),
+        "reply_s": reply,  # Enter to the prompt back: the first reply as a person at the keyboard waits for it
+    }
 
 
 def contenders(scratch: Path) -> dict[str, Contender]:
@@ -208,12 +215,12 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.rounds)
     print(f"peak RSS (MiB), median of {args.rounds} alternating rounds")
-    print(f"  {'':38}{'idle':>8}{'one turn':>10}{'settle':>8}")
+    print(f"  {'':38}{'idle':>8}{'one turn':>10}{'settle':>8}{'reply':>8}")
     for name, r in result.items():
         if name == "kv_cache_mib":
             continue
         print(f"  {r['label']:38}{median_of(result, name, 'idle_mib'):8.0f}{median_of(result, name, 'turn_mib'):10.0f}"
-              f"{median_of(result, name, 'settle_s'):7.1f}s")
+              f"{median_of(result, name, 'settle_s'):7.1f}s{median_of(result, name, 'reply_s'):7.1f}s")
     kv = result["kv_cache_mib"]
     print(f"  KV cache allocated: ours {kv['ours']:.0f} MiB (8192-token context), llm's plugin {kv['llm']:.0f} MiB (512)")
 
