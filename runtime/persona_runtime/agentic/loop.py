@@ -135,8 +135,6 @@ class _Cancelled(Exception):
     """Internal: the cancel token fired."""
 
 
-
-
 class _StepFailed(Exception):
     """Internal: every model in the chain failed for a step."""
 
