@@ -6,9 +6,9 @@ import asyncio
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from persona.backends.errors import ProviderError
@@ -25,6 +25,7 @@ from persona_runtime.local_backend import (
     bundled_model_path,
     to_llama_messages,
 )
+from persona_runtime.testing import ScriptedBackend
 
 
 def _msg(role: str, content: object, **kw: object) -> ConversationMessage:
@@ -282,33 +283,63 @@ def test_prefill_reads_the_shared_start_once_and_the_next_request_reuses_it(
 
 
 @pytest.mark.slow
-def test_a_request_takes_the_model_over_from_a_running_prefill(backend: LlamaCppBackend) -> None:
+def test_a_request_takes_the_model_over_from_a_running_prefill(
+    backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     long_system = _msg("system", "The tenant read every clause of the lease twice, then wrote to the landlord. " * 150)
+    backend.prefill([])  # waits for the load
     llm = backend._llm
     assert llm is not None
     llm.reset()
+    # Hold the prefill after its first chunk until the request below is waiting for the model,
+    # so the hand-over happens mid-prefill on any machine (each wait bounded).
+    first_chunk_read = threading.Event()
+    real_eval = llm.eval
+
+    def eval_then_hold(tokens: list[int]) -> None:
+        real_eval(tokens)
+        if not first_chunk_read.is_set():
+            first_chunk_read.set()
+            assert backend._request_waiting.wait(60), "the request never asked for the model"
+
+    monkeypatch.setattr(llm, "eval", eval_then_hold)
     outcome: dict[str, int] = {}
     prefill = threading.Thread(target=lambda: outcome.update(read=backend.prefill([long_system])), name="prefill-test")
     prefill.start()
-    # Start the request once the prefill is under way (its first chunk is in the cache).
-    deadline = time.monotonic() + 120
-    while llm.n_tokens == 0 and prefill.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert llm.n_tokens > 0
+    assert first_chunk_read.wait(60)
     reply = asyncio.run(backend.chat(QUESTION, max_tokens=8))
-    prefill.join(timeout=120)
+    prefill.join(timeout=60)
     assert not prefill.is_alive()
-    total = len(backend._shared_prefix(llm, [long_system]))
-    assert 0 < outcome["read"] < total  # it stopped at a chunk boundary, well short of ~1,700 tokens
+    assert outcome["read"] == 64  # one chunk, then it yielded: not the ~1,700 tokens it was asked for
+    assert len(backend._shared_prefix(llm, [long_system])) > 1000
     assert reply.usage.completion_tokens > 0
 
 
-def test_prefill_local_models_skips_remote_tiers() -> None:
+class _PrefillRecorder(ScriptedBackend):
+    """A scripted backend that records what it was asked to prefill."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(["hi"], provider_name=provider)
+        self.prefilled: list[list[Any]] = []
+
+    def prefill(self, messages: list[ConversationMessage]) -> int:
+        self.prefilled.append([m.content for m in messages])
+        return 7
+
+
+def test_prefill_local_models_reads_the_turns_system_message_into_each_local_model_once() -> None:
     from persona.schema.persona import Persona
+
     from persona_runtime.loop import prefill_local_models
-    from persona_runtime.testing import ScriptedBackend
+    from persona_runtime.prompt import PromptBuilder
     from persona_runtime.tier import TierConfig, TierRegistry
 
     persona = Persona.model_validate({"persona_id": "p", "identity": {"name": "P", "role": "r", "background": "b"}})
-    tiers = TierRegistry([TierConfig.from_backend("mid", ScriptedBackend(["hi"]))])
-    assert prefill_local_models(persona, tiers) == 0
+    local, remote = _PrefillRecorder("gguf"), _PrefillRecorder("openai")
+    tiers = TierRegistry([
+        TierConfig.from_backend("small", local), TierConfig.from_backend("mid", local),  # one model, two tiers
+        TierConfig.from_backend("frontier", remote),
+    ])
+    assert prefill_local_models(persona, tiers) == 7
+    assert local.prefilled == [[PromptBuilder().system_message(persona).content]]
+    assert remote.prefilled == []  # a remote tier has its own prompt cache; nothing to read ahead
