@@ -212,7 +212,8 @@ def test_a_killed_run_lists_as_abandoned_and_resumes(server, home, tmp_path) -> 
     server.enqueue(SlowFirstByte(120.0, Text("never sent")))  # step 1 hangs until the kill
     child = subprocess.Popen(
         [sys.executable, "-m", "persona_cli", "agent", str(KAI), "Pick a database", "--json"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+        env=os.environ | {"PERSONA_REQUEST_TIMEOUT_S": "600"},  # the step must still be waiting when it is killed
     )
     try:
         assert server.wait_for_requests(1, timeout=60), "the agent never called the model"

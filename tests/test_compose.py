@@ -62,10 +62,11 @@ def test_ctrl_c_while_the_first_turn_waits_for_loading_does_not_break_the_sessio
 
     monkeypatch.setenv("PERSONA_HOME", str(tmp_path))
     monkeypatch.setenv("PERSONA_EMBEDDER", "hash")
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
     real_build = compose._build_heavy
 
     def slow_build(session):  # the loader thread waits until the test has cancelled the first wait
+        entered.set()
         assert release.wait(60)
         return real_build(session)
 
@@ -74,8 +75,9 @@ def test_ctrl_c_while_the_first_turn_waits_for_loading_does_not_break_the_sessio
 
     async def main() -> object:
         first = asyncio.ensure_future(session.loop())
-        done, _ = await asyncio.wait({first}, timeout=0.2)
-        assert not done  # still loading
+        # Once the loader runs, ``first`` (which started it) is awaiting the shared load.
+        assert await asyncio.to_thread(entered.wait, 60)
+        assert not first.done()  # still loading
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first

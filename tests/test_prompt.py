@@ -78,7 +78,6 @@ def test_the_system_message_stays_the_same_from_turn_to_turn() -> None:
 def test_without_recalled_memory_the_message_is_sent_as_typed() -> None:
     built = PromptBuilder().build(ASTRID_LIKE, RetrievedContext(), [], "Hei", max_tokens=10_000)
     assert built.messages[-1].content == "Hei"
-    assert RECALLED_HEADER not in built.messages[0].content
 
 
 def test_reducer_drops_episodic_then_worldview_then_self_facts_then_oldest_history() -> None:
