@@ -11,12 +11,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from persona_runtime.agentic import CancelToken, Run, RunBusyError, RunLock, RunStatus, find_run, list_runs
+from persona_runtime.agentic import (
+    CancelToken,
+    Run,
+    RunBusyError,
+    RunLock,
+    RunStatus,
+    find_run,
+    list_runs,
+)
 from persona_runtime.agentic import events as ev
 from persona_runtime.agentic.run import is_held
 from persona_runtime.testing import Hang, ScriptedBackend
-from tests.test_agentic_loop import collect, final_run, make_loop, tiers
+
+from tests.support.agentic import collect, final_run, make_loop, tiers
 
 # A stand-in for a `persona agent` process: saves a running run, holds its lock, says so, waits.
 OWNER = textwrap.dedent(
@@ -53,7 +61,6 @@ def test_a_run_held_by_a_live_process_reads_as_running_and_cannot_be_taken(owner
     assert is_held(runs, "run-owned-1")
     assert find_run(runs, "run-owned-1").status is RunStatus.RUNNING
     assert [r.status for r in list_runs(runs)] == [RunStatus.RUNNING]
-    assert not RunStatus.RUNNING.resumable
     with pytest.raises(RunBusyError, match=f"another process \\(pid {proc.pid}\\)"):
         RunLock(runs, "run-owned-1").acquire()
 
