@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +23,8 @@ from persona_runtime.loop import ConversationLoop
 from persona_runtime.testing import Reply, ScriptedBackend, ScriptedToolCall
 from persona_runtime.tier import TierConfig, TierRegistry
 from persona_runtime.turnlog import MemoryTurnLogWriter
+
+from tests.support.fifo import release_fifo
 
 BOUND_S = 20
 
@@ -238,7 +239,7 @@ def test_a_local_tool_that_blocks_the_thread_is_still_cut_off_by_the_timeout(san
         assert sent.endswith(done.content)
         assert events[-1].status == "ok" and log.logs[0].tool_calls[0].ok is False
     finally:
-        _release_fifo(fifo)
+        release_fifo(fifo)
 
 
 def test_a_blocked_local_tool_can_be_cancelled(sandbox) -> None:
@@ -274,15 +275,7 @@ def test_a_blocked_local_tool_can_be_cancelled(sandbox) -> None:
     try:
         seen = asyncio.run(main())
     finally:
-        _release_fifo(fifo)
+        release_fifo(fifo)
     assert not finished_calls(seen)
     assert [r.status for r in log.logs] == ["interrupted"]
     assert [m.role for m in conv.messages] == ["user", "assistant"]
-
-
-def _release_fifo(fifo: Path) -> None:
-    """Give the abandoned reader a writer, so its thread ends with the test."""
-    try:
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    except OSError:  # no reader left (ENXIO)
-        pass
