@@ -126,6 +126,9 @@ async def _history(ctx: SlashContext, _arg: str) -> None:
         ctx.info.print(Text(f"  {m.role:<9}{first[:100]}{mark}"))
 
 
+INTERRUPTED_LABEL = "_(reply interrupted)_"
+
+
 async def _save(ctx: SlashContext, arg: str) -> None:
     if not arg:
         render_notice(ctx.info, "usage: /save FILE")
@@ -135,6 +138,8 @@ async def _save(ctx: SlashContext, arg: str) -> None:
     for m in ctx.conversation.messages:
         who = "You" if m.role == "user" else ctx.session.persona.identity.name
         text = m.content if isinstance(m.content, str) else ""
+        if m.role == "assistant" and m.metadata.get("status") == "interrupted":
+            text = f"{text}\n\n{INTERRUPTED_LABEL}".strip()  # a reader must not take a cut reply for a whole one
         lines += [f"**{who}:**", "", text, ""]
     try:
         path.write_text("\n".join(lines), encoding="utf-8")

@@ -33,6 +33,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from persona_cli.slash import INTERRUPTED_LABEL
+from tests.support.fifo import release_fifo
 from tests.support.openai_server import BodyPredicate, ScriptedOpenAIServer, SlowFirstByte, Status, Text, ToolCall
 from tests.support.pty import pty_env, spawn_persona
 
@@ -42,8 +44,8 @@ PROMPT_ENDED = "\x1b[?2004l"  # ...and disables it as the prompt returns the lin
 SMALL, MID = "small-soak", "mid-soak"
 INTERRUPTS = int(os.environ.get("PERSONA_SOAK_INTERRUPTS", "100"))
 SEED = int(os.environ.get("PERSONA_SOAK_SEED", "20261124"))
-STORY = "The tenant read every clause of the lease twice, then wrote to the landlord. " * 24  # ~5 s at 16 chars / 50 ms
-INTERRUPTED_MARK = "[reply interrupted by the user]"
+# ~15 s at 16 chars / 50 ms: far longer than the random delay before Ctrl-C, even on a loaded machine.
+STORY = "The tenant read every clause of the lease twice, then wrote to the landlord. " * 60
 WAIT_S = 60  # bound on any single wait; a healthy cycle takes about a second
 
 
@@ -89,7 +91,7 @@ def test_ctrl_c_at_random_points_never_breaks_the_session(tmp_path) -> None:
         finally:
             child.close()
             for fifo in workspace.glob("*.fifo"):
-                _release(fifo)
+                release_fifo(fifo)
         requests = list(server.requests)
 
     output = "".join(screen)
@@ -107,11 +109,14 @@ def test_ctrl_c_at_random_points_never_breaks_the_session(tmp_path) -> None:
         for line in log.read_text().splitlines():
             json.loads(line)
 
-    # The conversation: every message typed, in order, each followed by the persona's reply.
+    # The conversation: every message typed, in order, each followed by the persona's reply,
+    # which says so when it was cut short.
     speakers, texts = _parse_transcript(transcript.read_text())
     assert speakers == ["You", "Astrid"] * len(sent)
     assert texts[0::2] == sent
     assert texts[-1] == "Final answer, all in one piece."
+    marked = [reply.endswith(INTERRUPTED_LABEL) for reply in texts[1::2]]
+    assert marked == [r["status"] == "interrupted" for r in records]
 
     # Every request the model saw was well-formed.
     main_requests = [r for r in requests if r.model == MID]
@@ -148,7 +153,7 @@ def _run_cycle(child: pexpect.spawn, server: ScriptedOpenAIServer, rng: random.R
         server.enqueue(ToolCall("file_read", {"path": fifo.name}, call_id=f"call_{i}", text="Let me read it."), model=MID, when=mine)
         server.enqueue(Text("unused"), model=MID, when=mine)
     elif kind == "fallback":
-        server.enqueue(Status(429, retry_after=5), model=MID, when=mine)
+        server.enqueue(Status(429, retry_after=10), model=MID, when=mine)  # the longest wait the app sits out
         server.enqueue(Text("After the wait."), model=MID, when=mine)
     elif kind in ("early", "late", "compaction"):
         server.enqueue(Text("A short answer.", chunk_size=4, delay_s=0.02), model=MID, when=mine)
@@ -164,7 +169,7 @@ def _run_cycle(child: pexpect.spawn, server: ScriptedOpenAIServer, rng: random.R
     if kind == "compaction":
         assert not [r for r in server.requests[before:] if r.model == MID and mine(r.body)], "the reply started despite Ctrl-C"
     if kind == "tool":
-        _release(workspace / f"pipe-{i}.fifo")
+        release_fifo(workspace / f"pipe-{i}.fifo")
 
 
 # A turn cancelled just after its request left may still reach the server after the prompt is
@@ -193,14 +198,6 @@ def _send(child: pexpect.spawn, text: str, sent: list[str]) -> None:
     child.send(text + "\r")
     child.expect_exact(PROMPT_ENDED)  # the prompt took the line
     sent.append(text)
-
-
-def _release(fifo: Path) -> None:
-    """Open the FIFO's write end once so a reader still blocked on it gets EOF and its thread ends."""
-    try:
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    except OSError:  # nobody reading (ENXIO)
-        pass
 
 
 # -- checks --------------------------------------------------------------------------------

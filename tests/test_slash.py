@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from persona.schema.conversation import Conversation, ConversationMessage
 from rich.console import Console
 
-from persona_cli.slash import SlashContext, handle_slash
+from persona_cli.slash import INTERRUPTED_LABEL, SlashContext, handle_slash
 from persona_cli.turn_view import SessionTotals
 from persona_runtime.tier import tier_registry_from_env
 
@@ -73,3 +73,17 @@ def test_reset_save_history_tools_model_and_unknown(tmp_path) -> None:
     say(ctx, "/reset")
     assert ctx.conversation.conversation_id != old and ctx.conversation.messages == []
     assert say(ctx, "/exit") == "exit"
+
+
+def test_save_marks_a_reply_that_was_cut_short(tmp_path) -> None:
+    ctx, _ = context(tmp_path)
+    ctx.conversation.messages += [
+        ConversationMessage(role="user", content="tell me a story", created_at=NOW),
+        ConversationMessage(role="assistant", content="Once upon", created_at=NOW, metadata={"status": "interrupted"}),
+        ConversationMessage(role="user", content="shorter", created_at=NOW),
+        ConversationMessage(role="assistant", content="The end.", created_at=NOW, metadata={"status": "ok"}),
+    ]
+    say(ctx, "/save " + str(tmp_path / "chat.md"))
+    saved = (tmp_path / "chat.md").read_text()
+    assert f"Once upon\n\n{INTERRUPTED_LABEL}\n" in saved
+    assert "The end.\n" in saved and saved.count(INTERRUPTED_LABEL) == 1
