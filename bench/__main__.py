@@ -14,7 +14,7 @@ Sections (each is a module here that also runs on its own):
 
 Within a section the contenders alternate run by run (the machines are shared and noisy),
 figures are medians, and each comparison is also a ratio. `--quick` is a smoke check of a few
-minutes (few runs, small sizes); the full run takes about 15-20 minutes on 2 vCPUs. Run counts
+minutes (few runs, small sizes); the full run takes about 9 minutes on 2 vCPUs. Run counts
 (`--runs`, full / quick): startup 15/3 (--help runs per tool), prompt 5/2 (launches),
 overhead 40/10, throughput 4/1 (rounds) and tokens 192/128 (max reply tokens), renderer 3/1,
 logs 15/3, stats 3/1 and stats_records 1000000/100000, memory 3/1 (rounds).
@@ -59,7 +59,10 @@ RENDERER_SIZES = ((1_000, 5_000, 10_000), (1_000, 5_000))
 # The repaint-on-every-delta worst case is slow (ours ~17 s CPU at 5k per run, the naive one
 # ~26 s at 1k) and not in the README table, so the suite runs it at 1k only; renderer.py alone
 # runs every size.
-EVERY_DELTA_MAX = (1_000, 1_000)
+EVERY_DELTA_MAX = 1_000
+# Ratios against raw llama.cpp mean nothing on a run where raw itself swung this much, or where
+# a path beat raw by more than this (nothing of ours can make llama.cpp faster).
+NOISY_SPREAD, NOISY_ABOVE_RAW = 1.3, 1.05
 LINEAR_SLACK = 1.5  # "linear": cost per token at the largest size <= 1.5x that at the smallest
 
 
@@ -75,11 +78,6 @@ def secs(x: float) -> str:
 def times_vs(them: float, ours: float) -> str:
     """A time compared with ours: '17× slower' / '1.3× faster' (from their side)."""
     return f"{them / ours:.1f}× slower" if them >= ours else f"{ours / them:.1f}× faster"
-
-
-def rate_vs(them: float, ours: float) -> str:
-    """A rate compared with ours: '1.4× faster' / '2.0× slower' (from their side)."""
-    return f"{them / ours:.1f}× faster" if them >= ours else f"{ours / them:.1f}× slower"
 
 
 def med(values: list[float]) -> float:
@@ -132,7 +130,7 @@ def sum_startup(r: dict[str, Any], rep: Report) -> None:
     if llm < ours:
         rep.lose(f"`llm --help` ({secs(llm)}) starts faster than `persona --help` ({secs(ours)}).")
     if ours > GOAL_HELP_S or core / ours < GOAL_CORE_RATIO:
-        rep.lose(f"`persona --help` takes {secs(ours)} ({core / ours:.1f}× faster than persona-core's): goal missed.")
+        rep.lose(f"`persona --help` takes {secs(ours)} (persona-core's is {times_vs(core, ours)}): goal missed.")
     if prompt > GOAL_PROMPT_S:
         rep.lose(f"launch to the chat prompt takes {secs(prompt)} (goal ≤ {GOAL_PROMPT_S} s).")
 
@@ -168,42 +166,49 @@ def sum_throughput(r: dict[str, Any], rep: Report) -> None:
                 f"   {med(p['tokens']):4.0f} tok   runs: " + " ".join(f"{x:.0f}" for x in p["tok_s"]))
     rep.say(f"  ratios are against the fastest raw path: {paths[r['base']]['label']}")
     raw_runs = paths[r["base"]]["tok_s"]
-    noisy = max(raw_runs) > 2 * min(raw_runs)
-    if noisy:
-        rep.say(f"  NOISY: raw runs ranged {min(raw_runs):.0f}-{max(raw_runs):.0f} tok/s. llama.cpp on {r['threads']} threads"
-                " stalls whenever another process takes a CPU; rerun on a quieter machine before quoting ratios.")
     chat, llm = rate["persona-chat"], rate["llm"]
     backend, loop = rate["ours"] / base, rate["loop"] / base
+    spread = max(raw_runs) / min(raw_runs)
+    noisy = spread > NOISY_SPREAD or max(backend, loop, chat / base) > NOISY_ABOVE_RAW
+    noise = f"raw ran {min(raw_runs):.0f}-{max(raw_runs):.0f} tok/s across rounds"
+    if noisy:
+        rep.say(f"  NOISY: {noise}, best path {max(backend, loop, chat / base):.2f}x raw. llama.cpp on {r['threads']} threads"
+                " stalls whenever another process takes a CPU; the ratio goal is not judged on this run.")
     chat_first, llm_first = med(paths["persona-chat"]["first_s"]), med(paths["llm"]["first_s"])
     hash_rate, hash_first = rate["persona-chat-hash"], med(paths["persona-chat-hash"]["first_s"])
-    rep.row("tokens/s on the bundled model, in process", f"backend {backend:.2f}×, `ConversationLoop` {loop:.2f}× raw",
-            f"raw `llama-cpp-python` {base:.0f} tok/s, same prompt and sampling", f"≥ {GOAL}×", min(backend, loop) >= GOAL)
+    noted = f" (noisy: {noise})" if noisy else ""
+    rep.row("tokens/s on the bundled model, in process", f"backend {backend:.2f}×, `ConversationLoop` {loop:.2f}× raw{noted}",
+            f"raw `llama-cpp-python` {base:.0f} tok/s, same prompt and sampling", f"≥ {GOAL}×",
+            None if noisy else min(backend, loop) >= GOAL)
     rep.row("tokens/s delivered by `persona chat`, piped (after the first token)",
             f"{chat:.0f} tok/s = {chat / base:.2f}× raw; {hash_rate:.0f} tok/s ({hash_rate / base:.2f}×) with `PERSONA_EMBEDDER=hash`",
-            f"raw {base:.0f} tok/s; `llm -m SmolLM2`, same GGUF, {llm:.0f} tok/s ({llm / base:.2f}× raw)",
-            f"≥ {GOAL}× raw; ahead of `llm`", chat / base >= GOAL and chat > llm)
+            f"raw {base:.0f} tok/s on {r['threads']} threads; `llm -m SmolLM2`, same GGUF, {llm:.0f} tok/s ({llm / base:.2f}× raw) "
+            f"on {r['default_threads']} thread(s), llama-cpp-python's default",
+            f"≥ {GOAL}× raw; ahead of `llm`", None if noisy else chat / base >= GOAL and chat > llm)
+    if noisy:
+        rep.lose(f"tokens/s: the ≥ {GOAL}× goal cannot be judged on this run ({noise}; backend {backend:.2f}×, loop {loop:.2f}×,"
+                 f" piped chat {chat / base:.2f}× raw).")
     rep.row("time to the first reply byte, piped, from launch (fresh data directory)", f"`persona chat` {secs(chat_first)} ({secs(hash_first)} with hash embedder)",
             f"`llm -m SmolLM2` {secs(llm_first)}", "report", None)  # fmt: skip
     for name, value in (("LlamaCppBackend", backend), ("ConversationLoop", loop)):
-        if value < GOAL:
-            rep.lose(f"{name} delivers {value:.2f}× raw llama-cpp-python's tokens/s in process (goal ≥ {GOAL}×)"
-                     + (" on a noisy run (see the runs above)." if noisy else "."))
-    if chat / base < GOAL:
+        if value < GOAL and not noisy:
+            rep.lose(f"{name} delivers {value:.2f}× raw llama-cpp-python's tokens/s in process (goal ≥ {GOAL}×).")
+    if chat / base < GOAL and not noisy:
         text = f"`persona chat` (piped) delivers {chat:.0f} tok/s, {chat / base:.2f}× raw llama-cpp-python ({base:.0f}; goal ≥ {GOAL}×)."
         rep.lose(text)
     if llm > chat:
         text = f"`llm -m SmolLM2` delivers {llm:.0f} tok/s, {llm / chat:.1f}× `persona chat`'s {chat:.0f} (issue goal: ahead of llm)."
         if "raw-default" in rate:
             one, ours_runs = paths["raw-default"]["tok_s"], paths["persona-chat"]["tok_s"]
-            text += (f" llm runs llama.cpp on {r['default_threads']} thread (llama-cpp-python's default: no OpenMP pool to"
-                     f" throttle, no thread to wait for); raw at that setting: {rate['raw-default']:.0f} tok/s, runs"
+            text += (f" llm runs llama.cpp on {r['default_threads']} thread(s) (llama-cpp-python's default); raw at that"
+                     f" setting: {rate['raw-default']:.0f} tok/s, runs"
                      f" {min(one):.0f}-{max(one):.0f} (llm {min(paths['llm']['tok_s']):.0f}-{max(paths['llm']['tok_s']):.0f}),"
                      f" against {min(ours_runs):.0f}-{max(ours_runs):.0f} for `persona chat` on {r['threads']} threads.")
         rep.lose(text)
     if chat_first > llm_first:
         rep.lose(f"first reply byte, piped, from launch: `persona chat` {secs(chat_first)} ({secs(hash_first)} with the hash"
-                 f" embedder) vs `llm` {secs(llm_first)}: before its first turn ours loads persona-core, the memory store and"
-                 " the embedder (memory recall needs it), and llm loads only the model.")
+                 f" embedder) vs `llm` {secs(llm_first)}: before its first turn ours imports persona-core, opens the Chroma"
+                 " stores, loads the embedder and indexes the persona; llm loads only the model.")
 
 
 def _linear(costs: list[tuple[int, float]]) -> bool:
@@ -229,21 +234,21 @@ def sum_renderer(r: dict[str, Any], rep: Report) -> None:
             if naive_s is not None and naive_s < rows[n]["ours_s"]:
                 rep.lose(f"renderer, {title}, {int(n) // 1000}k tokens: ours {rows[n]['ours_s']:.2f} s CPU, naive {naive_s:.2f} s.")
     burst, live = r["regimes"]["burst"], r["regimes"]["arrival"]
-    at5k = burst["5000"]["ours_s"] if "5000" in burst else None
+    at5k = burst["5000"]["ours_s"]  # both size sets include 5k
     burst_linear = _linear([(int(n), burst[n]["ours_s"]) for n in sizes])
     live_linear = _linear([(int(n), live[n]["ours_s"]) for n in sizes])
-    rep.say(f"  goal <= 0.5 s at 5k fed at once: {verdict(at5k is not None and at5k <= 0.5)}; linear (per-token cost at the"
+    rep.say(f"  goal <= 0.5 s at 5k fed at once: {verdict(at5k <= 0.5)}; linear (per-token cost at the"
             f" largest size <= {LINEAR_SLACK}x the smallest's): fed at once {verdict(burst_linear)}, live {verdict(live_linear)}")
     naive = " / ".join(f"{burst[n]['naive_s']:.2f}" for n in sizes)
     rep.row(f"streaming renderer CPU, {label}-token reply fed at once", " / ".join(f"{burst[n]['ours_s']:.2f}" for n in sizes) + " s",
-            f"naive `Live(Markdown(full))` {naive} s", "≤ 0.5 s at 5k, linear", at5k is not None and at5k <= 0.5 and burst_linear)
+            f"naive `Live(Markdown(full))` {naive} s", "≤ 0.5 s at 5k, linear", at5k <= 0.5 and burst_linear)
     ms = " / ".join(f"{live[n]['ours_s'] / live[n]['ours_paints'] * 1000:.0f}" for n in sizes)
     naive_ms = " / ".join(f"{live[n]['naive_s'] / live[n]['naive_paints'] * 1000:.0f}" for n in sizes)
     rep.row("same, streamed live at 100 tokens/s",
             " / ".join(f"{live[n]['ours_s']:.2f}" for n in sizes) + f" s ({ms} ms per repaint)",
             "naive " + " / ".join(f"{live[n]['naive_s']:.2f}" for n in sizes) + f" s ({naive_ms} ms per repaint)",
             "linear", live_linear)  # fmt: skip
-    if at5k is not None and at5k > 0.5:
+    if at5k > 0.5:
         rep.lose(f"renderer: a 5k-token reply fed at once costs {at5k:.2f} s CPU (goal ≤ 0.5 s).")
     if not live_linear:
         rep.lose("renderer, streamed live: the cost per token grows with the reply (each repaint re-renders the open block).")
@@ -264,10 +269,11 @@ def sum_logs(r: dict[str, Any], rep: Report) -> None:
             rep.say(f"  {lb:>5}: persona logs tail {secs(o):>9} ({d:+.3f} s over --help at {secs(help_s)}); "
                     f"tail -n 20 {secs(c):>9}")
         ok = over[-1] <= 0.1
-        note = "" if labels[-1].upper().startswith("1G") else f" (largest size run: {labels[-1]})"
-        rep.say(f"  goal <= 0.1 s over --help at 1 GB{note}: {verdict(ok)}")
+        at_1g = labels[-1].upper().startswith("1G")
+        judged = verdict(ok) if at_1g else f"not judged (largest size run: {labels[-1]})"
+        rep.say(f"  goal <= 0.1 s over --help at 1 GB: {judged}")
         rep.row(f"`logs tail -n 20` on a {sizes} log", " / ".join(secs(o) for o in ours) + f" ({over[-1]:+.2f} s vs `--help` at {labels[-1]})",
-                "`tail -n 20` " + " / ".join(secs(c) for c in coreutils), "≤ 0.1 s over `--help` at 1 GB", ok)  # fmt: skip
+                "`tail -n 20` " + " / ".join(secs(c) for c in coreutils), "≤ 0.1 s over `--help` at 1 GB", ok if at_1g else None)  # fmt: skip
         if not ok:
             rep.lose(f"`logs tail -n 20` at {labels[-1]} takes {over[-1]:+.3f} s over `--help` (goal ≤ 0.1 s).")
         rep.lose(f"`persona logs tail -n 20` ({secs(ours[-1])} at {labels[-1]}) is far slower than coreutils `tail -n 20` "
@@ -280,7 +286,8 @@ def sum_logs(r: dict[str, Any], rep: Report) -> None:
 
 
 def sum_memory(r: dict[str, Any], rep: Report) -> None:
-    from bench.memory import median_of
+    from bench.memory import LLM_PLUGIN_CONTEXT, median_of
+    from persona_runtime.local_backend import DEFAULT_CONTEXT_WINDOW
 
     idle = {n: median_of(r, n, "idle_mib") for n in ("persona", "persona-hash", "llm")}
     turn = {n: median_of(r, n, "turn_mib") for n in ("persona", "persona-hash", "llm")}
@@ -293,22 +300,21 @@ def sum_memory(r: dict[str, Any], rep: Report) -> None:
             f"{idle['persona']:.0f} / {turn['persona']:.0f} MiB (MiniLM embedder); "
             f"{idle['persona-hash']:.0f} / {turn['persona-hash']:.0f} MiB with `PERSONA_EMBEDDER=hash`",
             f"`llm chat -m SmolLM2` {idle['llm']:.0f} / {turn['llm']:.0f} MiB", "report", None)  # fmt: skip
-    if all("reply_s" in s for n in idle for s in r[n]["sessions"]):
-        reply = {n: median_of(r, n, "reply_s") for n in idle}
-        rep.say(f"  first reply, Enter to the prompt back: ours {secs(reply['persona'])} (hash embedder "
-                f"{secs(reply['persona-hash'])}), llm chat {secs(reply['llm'])}")
-        rep.row("first reply in the REPL, Enter to the prompt back (the app idle at its prompt before)",
-                f"`persona chat` {secs(reply['persona'])} ({secs(reply['persona-hash'])} with hash embedder); "
-                "Astrid, with memory recall", f"`llm chat -m SmolLM2` {secs(reply['llm'])}, no system prompt", "report", None)
-        if reply["persona"] > reply["llm"]:
-            rep.lose(f"first reply in the REPL: `persona chat` {secs(reply['persona'])} vs `llm chat` {secs(reply['llm'])}, "
-                     "which sends the bare message (ours: Astrid's persona and what memory recalled, several hundred tokens).")
+    reply = {n: median_of(r, n, "reply_s") for n in idle}
+    rep.say(f"  first reply, Enter to the prompt back: ours {secs(reply['persona'])} (hash embedder "
+            f"{secs(reply['persona-hash'])}), llm chat {secs(reply['llm'])}")
+    rep.row("first reply in the REPL, Enter to the prompt back (the app idle at its prompt before)",
+            f"`persona chat` {secs(reply['persona'])} ({secs(reply['persona-hash'])} with hash embedder); "
+            "Astrid, with memory recall", f"`llm chat -m SmolLM2` {secs(reply['llm'])}, no system prompt", "report", None)
+    if reply["persona"] > reply["llm"]:
+        rep.lose(f"first reply in the REPL: `persona chat` {secs(reply['persona'])} vs `llm chat` {secs(reply['llm'])}, "
+                 "which sends the bare message (ours: Astrid's persona and what memory recalled, several hundred tokens).")
     if turn["persona"] > turn["llm"]:
         rep.lose(f"memory: `persona chat` peaks at {turn['persona']:.0f} MiB after one turn, {turn['persona'] / turn['llm']:.1f}× "
                  f"`llm chat`'s {turn['llm']:.0f} MiB. The MiniLM embedder accounts for "
                  f"{turn['persona'] - turn['persona-hash']:.0f} MiB (hash embedder: {turn['persona-hash']:.0f} MiB); of the rest, "
-                 f"{kv['ours'] - kv['llm']:.0f} MiB is the larger context (we open 8192 tokens, KV cache {kv['ours']:.0f} MiB; the "
-                 f"llm plugin 512, {kv['llm']:.0f} MiB), and the remainder persona-core, Chroma and the UI.")
+                 f"{kv['ours'] - kv['llm']:.0f} MiB is the larger context (we open {DEFAULT_CONTEXT_WINDOW} tokens, KV cache {kv['ours']:.0f} MiB; "
+                 f"the llm plugin {LLM_PLUGIN_CONTEXT}, {kv['llm']:.0f} MiB), and the remainder persona-core, Chroma and the UI.")
 
 
 SUMMARISERS: dict[str, Callable[[dict[str, Any], Report], None]] = {
@@ -361,7 +367,7 @@ def run_section(name: str, n: dict[str, int], quick: bool, log_sizes: str) -> di
     if name == "renderer":
         from bench import renderer
 
-        return renderer.run(RENDERER_SIZES[quick], n["renderer"], every_delta_max=EVERY_DELTA_MAX[quick])
+        return renderer.run(RENDERER_SIZES[quick], n["renderer"], every_delta_max=EVERY_DELTA_MAX)
     if name == "logs":
         from bench import logs_tail
 
