@@ -71,7 +71,9 @@ from persona_runtime.loop import LOCAL_REPLY_TOKENS, ConversationLoop  # noqa: E
 from persona_runtime.prompt import PromptBuilder, RetrievedContext  # noqa: E402
 from persona_runtime.tier import TierConfig, TierRegistry  # noqa: E402
 
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` when run as a script
+from bench import BIN, clean_env, rotations  # noqa: E402
+
 PROMPT = "Write a long story about a dragon who learns to bake bread."
 GOAL = 0.97
 PERSONA_DATA = {"persona_id": "bench", "identity": {"name": "Bard", "role": "storyteller", "background": "Tells stories."}}
@@ -235,9 +237,8 @@ def run(runs: int = 5, max_tokens: int = 256, threads: int | None = None) -> dic
 
     def persona_chat(**extra: str) -> Callable[[], Sample]:
         def go() -> Sample:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
             # A fresh data directory each run: no memory of earlier runs leaks into the prompt.
-            env |= {"PERSONA_HOME": tempfile.mkdtemp(dir=scratch.name), "PERSONA_MAX_REPLY_TOKENS": str(max_tokens)}
+            env = clean_env(PERSONA_HOME=tempfile.mkdtemp(dir=scratch.name), PERSONA_MAX_REPLY_TOKENS=str(max_tokens))
             return _cli([str(BIN / "persona"), "chat", str(persona_file)], env | extra, PROMPT + "\n")
 
         return go
@@ -259,12 +260,10 @@ def run(runs: int = 5, max_tokens: int = 256, threads: int | None = None) -> dic
         "persona-chat-hash": ("persona chat, piped, PERSONA_EMBEDDER=hash", persona_chat(PERSONA_EMBEDDER="hash")),
         "llm": ("llm -m SmolLM2 (same GGUF)", llm_cli),
     }
-    names = list(paths)
-    samples: dict[str, list[Sample]] = {name: [] for name in names}
+    samples: dict[str, list[Sample]] = {name: [] for name in paths}
     try:
-        for i in range(runs):
-            for name in names[i % len(names):] + names[: i % len(names)]:
-                samples[name].append(paths[name][1]())
+        for name in rotations(list(paths), runs):
+            samples[name].append(paths[name][1]())
     finally:
         here.send(None)
         server.join(timeout=30)
@@ -274,7 +273,7 @@ def run(runs: int = 5, max_tokens: int = 256, threads: int | None = None) -> dic
         "runs": runs, "max_tokens": max_tokens, "threads": threads, "default_threads": default_threads,
         "model": str(model), "prompt": PROMPT, "system": system, "paths": {},
     }  # fmt: skip
-    for name in names:
+    for name in paths:
         result["paths"][name] = {
             "label": paths[name][0],
             "tok_s": [rate(llm, s) for s in samples[name]],

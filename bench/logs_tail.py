@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` when run as a script
+from bench import BIN, REPO, rotations  # noqa: E402
+
 PERSONA = str(BIN / "persona")
 # What the entry point would run before Typer: same imports as `persona --help`, then fast_tail.
 FAST_PATH = """import sys
@@ -134,18 +135,16 @@ def hyperfine(commands: dict[str, Command], runs: int) -> Timings:
 def loop(commands: dict[str, Command], runs: int) -> Timings:
     walls: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
-    names = list(commands)
-    for i in range(runs + 2):  # two warm-up rounds
-        for name in names[i % len(names):] + names[: i % len(names)]:  # the order rotates too
-            argv, extra = commands[name]
-            before = os.times()
-            started = time.perf_counter()
-            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | extra, check=False)
-            wall = time.perf_counter() - started
-            after = os.times()
-            if i >= 2:
-                walls[name].append(wall)
-                cpus[name].append(after.children_user - before.children_user + after.children_system - before.children_system)
+    for i, name in enumerate(rotations(list(commands), runs + 2)):  # the first two rounds warm up
+        argv, extra = commands[name]
+        before = os.times()
+        started = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | extra, check=False)
+        wall = time.perf_counter() - started
+        after = os.times()
+        if i >= 2 * len(commands):
+            walls[name].append(wall)
+            cpus[name].append(after.children_user - before.children_user + after.children_system - before.children_system)
     return {name: (statistics.median(walls[name]), statistics.mean(cpus[name]), walls[name]) for name in commands}
 
 

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` when run as a script
+from bench import BIN, REPO, clean_env, rotations  # noqa: E402
+
 MESSAGE = "Hei! Hva er depositum?"  # a question for Astrid; llm gets the same text
 SETTLE_S = 2.0
 MAX_SETTLE_S = 45.0
@@ -148,8 +149,7 @@ def session(c: Contender) -> dict[str, float]:
 def contenders(scratch: Path) -> dict[str, Contender]:
     """The three set-ups; ``scratch`` is a fresh directory per session, so every session is a
     first chat (no memory or history from an earlier round)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
-    base |= {"TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", "LLM_USER_PATH": str(scratch / "llm")}
+    base = clean_env(TERM="xterm-256color", PROMPT_TOOLKIT_NO_CPR="1", LLM_USER_PATH=str(scratch / "llm"))
     persona = [str(BIN / "persona"), "chat", str(REPO / "personas" / "astrid.yaml")]
     # Our prompt glyph; after a turn, the usage line ("… 52 in · 200 out …") and then the prompt.
     ours_done = [r"\S+ in · \S+ out", "›"]
@@ -168,11 +168,9 @@ def run(rounds: int = 3) -> dict[str, Any]:
     and "kv_cache_mib": the KV cache each set-up allocates (ours, llm)."""
     with tempfile.TemporaryDirectory(prefix="persona-bench-mem-") as scratch:
         out: dict[str, Any] = {name: {"label": c.label, "sessions": []} for name, c in contenders(Path(scratch)).items()}
-        names = list(out)
-        for i in range(rounds):
-            for name in names[i % len(names):] + names[: i % len(names)]:
-                fresh = Path(tempfile.mkdtemp(dir=scratch))
-                out[name]["sessions"].append(session(contenders(fresh)[name]))
+        for name in rotations(list(out), rounds):
+            fresh = Path(tempfile.mkdtemp(dir=scratch))
+            out[name]["sessions"].append(session(contenders(fresh)[name]))
     from persona_runtime.local_backend import DEFAULT_CONTEXT_WINDOW
 
     out["kv_cache_mib"] = {"ours": kv_cache_mib(DEFAULT_CONTEXT_WINDOW), "llm": kv_cache_mib(LLM_PLUGIN_CONTEXT)}

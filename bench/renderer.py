@@ -36,6 +36,7 @@ from rich.markdown import Markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import rotations  # noqa: E402
 from persona_cli.render import MarkdownStream  # noqa: E402
 
 TOKENS_PER_SECOND = 100
@@ -177,13 +178,11 @@ def measure(fns: dict[str, Callable[[str, str], int]], text: str, regime: str, r
     """name -> (median CPU s, paints); the renderers alternate run by run, order swapping each round."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     paints: dict[str, int] = {}
-    names = list(fns)
-    for i in range(runs):
-        for name in names[i % len(names):] + names[: i % len(names)]:
-            start = time.process_time()
-            paints[name] = fns[name](text, regime)
-            times[name].append(time.process_time() - start)
-    return {name: (statistics.median(times[name]), paints[name]) for name in names}
+    for name in rotations(list(fns), runs):
+        start = time.process_time()
+        paints[name] = fns[name](text, regime)
+        times[name].append(time.process_time() - start)
+    return {name: (statistics.median(times[name]), paints[name]) for name in fns}
 
 
 REGIMES = {

@@ -17,7 +17,6 @@ set in pyproject because then every `uv run` re-checks ~19k files, about 2 s.)
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -27,8 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` when run as a script
+from bench import BIN, REPO, clean_env, rotations  # noqa: E402
+
 GOAL_HELP_S = 0.25
 GOAL_CORE_RATIO = 10.0
 GOAL_PROMPT_S = 0.8
@@ -42,12 +42,6 @@ def compile_bytecode() -> None:
         # quiet=2: some packages ship deliberately broken test files; not our concern here.
         # One worker: a process pool costs ~15 s even when every .pyc is already up to date.
         compileall.compile_dir(str(folder), quiet=2)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without PERSONA_* (so the bundled model is used), plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
-    return env | extra
 
 
 def wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -69,11 +63,8 @@ def help_times(runs: int) -> dict[str, list[float]]:
         times: dict[str, list[float]] = {name: [] for name in commands}
         for cmd in commands.values():
             wall(cmd, env)  # warm the file cache
-        names = list(commands)
-        for i in range(runs):
-            # Rotate the order too, so no tool always runs right after the same neighbour.
-            for name in names[i % len(names):] + names[: i % len(names)]:
-                times[name].append(wall(commands[name], env))
+        for name in rotations(list(commands), runs):
+            times[name].append(wall(commands[name], env))
     return times
 
 
