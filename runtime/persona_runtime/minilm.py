@@ -5,9 +5,9 @@ normalisation. Running it through sentence-transformers meant importing torch an
 transformers first: 6-8 s before the first turn could recall anything, and 0.8 GB of memory.
 The forward pass itself is a few small matrix products, so this module does it directly from
 the ``model.safetensors`` weights, with the model's own ``tokenizer.json``: loading takes a few
-tenths of a second, and a short sentence encodes in 10-20 ms (compute-bound: ~40 MFLOP a token,
-the same work torch did on its one thread). The vectors match
-sentence-transformers' to float32 rounding (``tests/test_embedders.py`` compares them).
+tenths of a second, and a short sentence encodes in 10-20 ms (it is compute-bound: some 40
+MFLOP a token). The vectors match sentence-transformers' to float32 rounding
+(``tests/test_embedders.py`` compares them).
 """
 
 from __future__ import annotations
