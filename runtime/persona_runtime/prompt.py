@@ -15,7 +15,7 @@ messages one by one. Identity, constraints, the skill index and the current mess
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -73,7 +73,6 @@ class BuiltPrompt:
     #: What the reducer dropped to fit, e.g. ("episodic", "history:2").
     dropped: tuple[str, ...] = ()
     budget: int = 0
-    sections: dict[str, int] = field(default_factory=dict)
 
 
 class PromptBuilder:
