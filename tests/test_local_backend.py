@@ -343,3 +343,31 @@ def test_prefill_local_models_reads_the_turns_system_message_into_each_local_mod
     assert prefill_local_models(persona, tiers) == 7
     assert local.prefilled == [[PromptBuilder().system_message(persona).content]]
     assert remote.prefilled == []  # a remote tier has its own prompt cache; nothing to read ahead
+
+
+def test_what_is_prefilled_is_what_a_local_turn_starts_with() -> None:
+    """prefill_local_models builds the system message on its own (the loop is not built yet when
+    it runs); this pins it to what ConversationLoop actually sends a local tier."""
+    from persona.schema.conversation import Conversation
+    from persona.schema.persona import Persona
+
+    from persona_runtime.loop import ConversationLoop, prefill_local_models
+    from persona_runtime.tier import TierConfig, TierRegistry
+
+    persona = Persona.model_validate({
+        "persona_id": "p", "identity": {"name": "P", "role": "r", "background": "b", "constraints": ["Be kind."]},
+        "tools": ["calculator"],
+    })
+    local = _PrefillRecorder("gguf")
+    tiers = TierRegistry([TierConfig.from_backend("mid", local)])
+    prefill_local_models(persona, tiers)
+    loop = ConversationLoop(persona=persona, tiers=tiers, toolbox=None)
+
+    async def turn() -> None:
+        async for _event in loop.turn(Conversation(conversation_id="c", persona_id="p"), "hello", tier="mid"):
+            pass
+
+    asyncio.run(turn())
+    [[prefilled]] = local.prefilled
+    assert local.calls[0].messages[0].role == "system"
+    assert local.calls[0].messages[0].content == prefilled
