@@ -29,6 +29,29 @@ def test_import_runtime_then_persona_tools_offline(tmp_path) -> None:
     assert proc.stdout.strip() == "2"
 
 
+def test_persona_tools_first_is_offline_too(tmp_path) -> None:
+    """A library user who imports persona-core before persona_runtime (or never imports it)."""
+    proc = run_python(
+        "import sys\n"
+        "import persona.tools\n"
+        "from persona.skills import count_tokens\n"
+        "print(count_tokens('hello world'), 'persona_runtime' in sys.modules)",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "2 True"
+
+
+def test_a_plain_interpreter_start_loads_nothing_of_ours_but_the_finders(tmp_path) -> None:
+    proc = run_python(
+        "import sys\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('persona', 'tiktoken'))))",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['persona_cli', 'persona_cli._entry']"
+
+
 def test_import_runtime_is_cheap(tmp_path) -> None:
     proc = run_python(
         "import sys, persona_runtime\n"

@@ -16,6 +16,9 @@ from persona_runtime import _offline
 
 _offline.install_on_first_persona_import()
 
+#: Register the bundled cl100k and the other offline settings now (idempotent, cheap).
+install_offline = _offline.install
+
 _EXPORTS = {
     "ConversationLoop": "persona_runtime.loop",
     "HistoryWindow": "persona_runtime.history",
@@ -42,7 +45,7 @@ _EXPORTS = {
     "TierNotConfiguredError": "persona_runtime.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "install_offline"])
 
 
 __getattr__, __dir__ = lazy_exports('persona_runtime', _EXPORTS, globals())
