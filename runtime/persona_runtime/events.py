@@ -2,9 +2,13 @@
 
 ``ConversationLoop.turn`` yields these in order: ``RoutingDecided`` (and
 ``HistoryCompacted`` when history was folded), then any mix of ``TextDelta``,
-``ToolCallStarted`` / ``ToolCallFinished``, ``SkillActivated``, ``RetryWaiting``
-and ``FallbackTriggered``; and it always ends with exactly one ``TurnFinished``
+``ThinkingDelta`` (the model's reasoning, when its provider sends it),
+``ToolCallStarted`` / ``ToolCallFinished``, ``LoopGuardTriggered``, ``SkillActivated``, ``RetryWaiting``,
+``FallbackTriggered`` and ``ReplyCut``; and it always ends with exactly one ``TurnFinished``
 (status ok / interrupted / error), preceded by ``TurnFailed`` when it failed.
+
+The text, reasoning, cut, tool, retry and fallback events are shared with agent runs
+(:mod:`persona_runtime.agentic.events`), so both render the same way.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ if TYPE_CHECKING:
 __all__ = [
     "FallbackTriggered",
     "HistoryCompacted",
+    "LoopGuardTriggered",
+    "ReplyCut",
     "RetryWaiting",
     "RoutingDecided",
     "SkillActivated",
     "TextDelta",
+    "ThinkingDelta",
     "ToolCallFinished",
     "ToolCallStarted",
     "TurnEvent",
@@ -51,6 +58,22 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """Model text that is not the answer: reasoning, plans, an agent's text before a marker."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCut:
+    """The reply reached its token budget and stopped there (``limit`` tokens; ``setting`` says
+    which variable raises it)."""
+
+    limit: int
+    setting: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallStarted:
     call_id: str
     name: str
@@ -66,6 +89,15 @@ class ToolCallFinished:
     duration_ms: float
     #: False when the person declined the call; the model was told so.
     approved: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LoopGuardTriggered:
+    """The model repeated an identical tool call; it was not run again (the model was told)."""
+
+    name: str
+    arguments: dict[str, Any]
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +156,11 @@ TurnEvent = (
     RoutingDecided
     | HistoryCompacted
     | TextDelta
+    | ThinkingDelta
+    | ReplyCut
     | ToolCallStarted
     | ToolCallFinished
+    | LoopGuardTriggered
     | SkillActivated
     | RetryWaiting
     | FallbackTriggered

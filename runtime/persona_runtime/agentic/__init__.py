@@ -21,7 +21,7 @@ from persona_runtime._lazy import lazy_exports
 _EXPORTS = {
     "AgenticLoop": "persona_runtime.agentic.loop",
     "AGENT_INSTRUCTIONS": "persona_runtime.agentic.loop",
-    "CancelToken": "persona_runtime.agentic.cancel",
+    "CancelToken": "persona_runtime.cancel",
     "Run": "persona_runtime.agentic.run",
     "RunBusyError": "persona_runtime.agentic.run",
     "RunLock": "persona_runtime.agentic.run",
@@ -46,7 +46,7 @@ __getattr__, __dir__ = lazy_exports('persona_runtime.agentic', _EXPORTS, globals
 
 
 if TYPE_CHECKING:
-    from persona_runtime.agentic.cancel import CancelToken
+    from persona_runtime.cancel import CancelToken
     from persona_runtime.agentic.events import event_to_dict
     from persona_runtime.agentic.loop import AGENT_INSTRUCTIONS, AgenticLoop
     from persona_runtime.agentic.markers import MarkerKind, MarkerScanner, ScanResult, classify

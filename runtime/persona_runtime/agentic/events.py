@@ -16,10 +16,22 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from persona_runtime.events import FallbackTriggered, RetryWaiting, SkillActivated, ToolCallFinished, ToolCallStarted
+from persona_runtime.events import (
+    FallbackTriggered,
+    LoopGuardTriggered,
+    ReplyCut,
+    RetryWaiting,
+    SkillActivated,
+    ThinkingDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
 from persona_runtime.agentic.run import Run, Step
+
+if TYPE_CHECKING:
+    from persona_runtime.turnlog import TurnLog
 
 __all__ = [
     "AgentEvent",
@@ -28,6 +40,7 @@ __all__ = [
     "FallbackTriggered",
     "FinalAnswer",
     "LoopGuardTriggered",
+    "ReplyCut",
     "RetryWaiting",
     "RunFinished",
     "RunStarted",
@@ -65,26 +78,10 @@ class StepStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class ThinkingDelta:
-    """Model text that is not the answer: reasoning, plans, text before a marker."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class AnswerDelta:
     """Streamed text of the final answer (after ``[FINAL]``)."""
 
     text: str
-
-
-@dataclass(frozen=True, slots=True)
-class LoopGuardTriggered:
-    """The model repeated an identical tool call; it was not run again (the model was told)."""
-
-    name: str
-    arguments: dict[str, Any]
-    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +115,8 @@ class FinalAnswer:
 @dataclass(frozen=True, slots=True)
 class StepFinished:
     step: Step
+    #: The step's TurnLog record (written by the TurnLog subscriber); None only in hand-made events.
+    log: TurnLog | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +133,7 @@ AgentEvent = (
     | StepStarted
     | ThinkingDelta
     | AnswerDelta
+    | ReplyCut
     | ToolCallStarted
     | ToolCallFinished
     | LoopGuardTriggered

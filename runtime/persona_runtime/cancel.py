@@ -1,4 +1,4 @@
-"""CancelToken: ask a running agent step to stop, from any thread or a signal handler.
+"""CancelToken: ask a running chat turn or agent step to stop, from any thread or a signal handler.
 
 The loop checks the token before each step, between stream deltas and around each tool
 call, and it registers callbacks (:meth:`CancelToken.on_cancel`) that interrupt whatever

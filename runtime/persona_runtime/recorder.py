@@ -1,0 +1,45 @@
+"""Subscribers to the typed event stream, and the TurnLog as one of them.
+
+A loop publishes every event it yields (and, when its consumer goes away mid-turn, the
+finishing event it can no longer yield) to its subscribers, the way a smolagents monitor
+watches steps. :class:`TurnLogRecorder` writes the record a ``TurnFinished`` or
+``StepFinished`` carries, so the UI and the log read the same stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["EventBus", "Subscriber", "TurnLogRecorder"]
+
+Subscriber = Callable[[Any], None]
+E = TypeVar("E")
+
+
+class EventBus:
+    def __init__(self, subscribers: list[Subscriber] | tuple[Subscriber, ...] = ()) -> None:
+        self._subscribers = list(subscribers)
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add ``subscriber``; returns a function that removes it."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber) if subscriber in self._subscribers else None
+
+    def publish(self, event: E) -> E:
+        for subscriber in self._subscribers:
+            subscriber(event)
+        return event
+
+
+class TurnLogRecorder:
+    """Writes each finished chat turn's and agent step's TurnLog: the events that carry one
+    (``TurnFinished`` and ``StepFinished``) have a ``log``; no other event does."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def __call__(self, event: Any) -> None:
+        log = getattr(event, "log", None)  # cheap for the text deltas that make up most events
+        if log is not None:
+            self.writer.write(log)
