@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from persona_cli.interrupts import Foreground
     from persona_cli.turn_view import SessionTotals
 
-TIERS = ("auto", "small", "mid", "frontier")
-
 
 def chat(
     persona_file: Path = typer.Argument(..., help="The persona YAML, e.g. personas/astrid.yaml.", show_default=False, metavar="PERSONA.yaml"),
@@ -30,8 +28,10 @@ def chat(
     yes: bool = typer.Option(False, "--yes", "-y", help="Run tools that write or send without asking."),
 ) -> None:
     """Chat with a persona. Piped stdin: each line is a message and stdout carries only the replies."""
-    if tier not in TIERS:
-        raise CliError(f"--tier must be one of {', '.join(TIERS)}, not {tier!r}", USAGE)
+    from persona_runtime.routing.types import TIER_CHOICES  # here, not at the top: --help stays fast
+
+    if tier not in TIER_CHOICES:
+        raise CliError(f"--tier must be one of {', '.join(TIER_CHOICES)}, not {tier!r}", USAGE)
     if env_file is not None:
         from persona_cli.app import load_env_file
 

@@ -9,7 +9,8 @@ from typing import Any
 from rich.text import Text
 
 from persona_cli.render import render_notice
-from persona_cli.repl import SLASH_COMMANDS, TIER_CHOICES
+from persona_cli.repl import SLASH_COMMANDS
+from persona_runtime.routing.types import TIER_CHOICES
 
 
 @dataclass
