@@ -11,6 +11,7 @@ import typer
 
 from persona_cli import exit_codes
 from persona_cli.exit_codes import USAGE, CliError
+from persona_cli.term import format_tokens
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -188,8 +189,6 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
             await _repl_turns(ctx, prompt, foreground, approve, out, info)
         finally:
             await session.aclose()
-            from persona_cli.turn_view import format_tokens
-
             render_notice(
                 info,
                 f"{totals.turns} turns · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
@@ -259,7 +258,7 @@ def _toolbar(ctx: Any) -> Any:
         used = f"{100 * totals.last_prompt_tokens / window:.0f}%" if window else "?"
     else:
         where, used = f"{ctx.tier}", "0%"
-    text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {totals.tokens} tokens · {totals.cost_text()} "
+    text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} "
     if ctx.prompt is not None and ctx.prompt.multiline:
         text += "· multiline "
     return FormattedText([("class:bottom-toolbar", text)])

@@ -23,7 +23,8 @@ from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
-from persona_cli.render import _sanitize, is_plain, render_notice
+from persona_cli.render import render_notice
+from persona_cli.term import console_is_plain, sanitize
 
 __all__ = ["MarkdownStream"]
 
@@ -89,7 +90,7 @@ class MarkdownStream:
         self.min_refresh = min_refresh
         self.max_refresh = max_refresh
         self.code_theme = code_theme
-        self.plain = is_plain(console)
+        self.plain = console_is_plain(console)
         self._sync = not console.legacy_windows
         self._clock: Callable[[], float] = time.monotonic
         # Instrumentation (tests and the benchmark read these).
@@ -133,7 +134,7 @@ class MarkdownStream:
             self.console.file.write(delta)
             self.console.file.flush()
             return
-        self._pending.append(_sanitize(delta))
+        self._pending.append(sanitize(delta))
         if self._clock() - self._last_paint >= self._interval:
             self._paint()
 

@@ -13,11 +13,11 @@ from rich.markdown import Markdown
 
 from persona_cli.render import (
     MarkdownStream,
-    is_plain,
     render_notice,
     render_tool_call,
     render_tool_result,
 )
+from persona_cli.term import console_is_plain
 
 WIDTH = 80
 
@@ -354,13 +354,13 @@ def test_plain_mode_adds_no_extra_newline() -> None:
     ids=["dumb", "no-color", "pipe"],
 )
 def test_plain_mode_detection(console: Console) -> None:
-    assert is_plain(console)
+    assert console_is_plain(console)
     stream(console, "**x** `y`\n")
     assert output(console) == "**x** `y`\n"
 
 
 def test_tty_is_not_plain() -> None:
-    assert not is_plain(tty())
+    assert not console_is_plain(tty())
 
 
 # -- finish, interrupt, discard ----------------------------------------------------------------
