@@ -24,7 +24,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from persona_cli.render import render_notice
-from persona_cli.term import console_is_plain, sanitize
+from persona_cli.term import console_is_plain, is_tty, sanitize
 
 __all__ = ["MarkdownStream"]
 
@@ -73,7 +73,8 @@ class _TailView:
 class MarkdownStream:
     """Render a streamed markdown reply: stable lines go to scrollback once, the tail is live.
 
-    On a non-terminal / dumb / NO_COLOR console the raw deltas are written through unchanged.
+    On a non-terminal / dumb / NO_COLOR console the deltas are written through as they come
+    (sanitised when that console is still a terminal, unchanged when piped).
     """
 
     def __init__(
@@ -91,6 +92,9 @@ class MarkdownStream:
         self.max_refresh = max_refresh
         self.code_theme = code_theme
         self.plain = console_is_plain(console)
+        # Plain on a real terminal (NO_COLOR, TERM=dumb) the model still must not drive it;
+        # piped, the reply is data and passes byte for byte.
+        self._plain_filter = sanitize if console.is_terminal or is_tty(console.file) else str
         self._sync = not console.legacy_windows
         self._clock: Callable[[], float] = time.monotonic
         # Instrumentation (tests and the benchmark read these).
@@ -131,7 +135,7 @@ class MarkdownStream:
             return
         self._chunks.append(delta)
         if self.plain:
-            self.console.file.write(delta)
+            self.console.file.write(self._plain_filter(delta))
             self.console.file.flush()
             return
         self._pending.append(sanitize(delta))
