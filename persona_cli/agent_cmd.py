@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from persona_cli.compose import Session
     from persona_runtime.agentic import CancelToken, Run
 
-TIERS = ("auto", "small", "mid", "frontier")
 ON_ASK = ("ask", "fail", "proceed")
 PROCEED_ANSWER = "No answer is available. Proceed with your best judgement and say what you assumed."
 STATUS_CODES = {
@@ -69,8 +68,10 @@ def agent(
         raise CliError(f"--max-steps must be at least 1, got {max_steps}", USAGE)
     if on_ask is not None and on_ask not in ON_ASK:
         raise CliError(f"--on-ask must be one of {', '.join(ON_ASK)}, not {on_ask!r}", USAGE)
-    if tier not in TIERS:
-        raise CliError(f"--tier must be one of {', '.join(TIERS)}, not {tier!r}", USAGE)
+    from persona_runtime.routing.types import TIER_CHOICES  # here, not at the top: --help stays fast
+
+    if tier not in TIER_CHOICES:
+        raise CliError(f"--tier must be one of {', '.join(TIER_CHOICES)}, not {tier!r}", USAGE)
     if list_runs:
         if limit < 1:
             raise CliError(f"--limit must be at least 1, got {limit}", USAGE)

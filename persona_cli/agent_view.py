@@ -16,23 +16,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rich.text import Text
 
 from persona_cli.render import MarkdownStream, render_notice, render_tool_call, render_tool_result
-from persona_cli.turn_view import format_cost, format_tokens
+from persona_cli.term import format_cost, format_tokens, sanitize
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from persona_runtime.agentic.run import Run, Step
 
-# Control characters (other than tab and newline) shown as pictures, never sent to the terminal.
-_CONTROL = {c: 0x2400 + c for c in range(32) if chr(c) not in "\t\n"} | {0x7F: 0x2421}
-
-
-def _clean(text: str) -> str:
-    return text.translate(_CONTROL)
-
 
 def step_title(step: Step, max_steps: int) -> str:
-    """``step 3/8 · mid · 1.2k tok · $0.002 · 1.4 s`` (plus what went wrong, if anything)."""
+    """``step 3/8 · mid · 1.2k tok · $0.0020 · 1.4 s`` (plus what went wrong, if anything)."""
     head = "best effort" if step.best_effort else f"step {step.index}/{max_steps}"
     parts = [head, step.tier or "?"]
     parts.append(f"{format_tokens(step.tokens)} tok")
@@ -82,7 +75,7 @@ class AgentView:
                     render_notice(self.info, "step limit reached: one last call, without tools, for a best-effort answer")
             case ev.ThinkingDelta(text=text):
                 self._end_answer()
-                self.info.print(Text(_clean(text), style="dim"), end="", soft_wrap=True)
+                self.info.print(Text(sanitize(text), style="dim"), end="", soft_wrap=True)
                 self._thinking_open = not text.endswith("\n")
             case ev.AnswerDelta(text=text):
                 self._end_thinking()
@@ -119,7 +112,7 @@ class AgentView:
             case ev.AskUser(question=question):
                 self._end_streams()
                 self.info.bell()
-                self.info.print(Text.assemble(("? ", "bold yellow"), (_clean(question), "bold")))
+                self.info.print(Text.assemble(("? ", "bold yellow"), (sanitize(question), "bold")))
             case ev.UserAnswered():
                 pass  # typed answers are on screen already; the asker notes the others
             case ev.FinalAnswer(text=text):

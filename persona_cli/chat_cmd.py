@@ -11,6 +11,7 @@ import typer
 
 from persona_cli import exit_codes
 from persona_cli.exit_codes import USAGE, CliError
+from persona_cli.term import format_tokens
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
     from persona_cli.compose import Session
     from persona_cli.interrupts import Foreground
     from persona_cli.turn_view import SessionTotals
-
-TIERS = ("auto", "small", "mid", "frontier")
 
 
 def chat(
@@ -30,8 +29,10 @@ def chat(
     yes: bool = typer.Option(False, "--yes", "-y", help="Run tools that write or send without asking."),
 ) -> None:
     """Chat with a persona. Piped stdin: each line is a message and stdout carries only the replies."""
-    if tier not in TIERS:
-        raise CliError(f"--tier must be one of {', '.join(TIERS)}, not {tier!r}", USAGE)
+    from persona_runtime.routing.types import TIER_CHOICES  # here, not at the top: --help stays fast
+
+    if tier not in TIER_CHOICES:
+        raise CliError(f"--tier must be one of {', '.join(TIER_CHOICES)}, not {tier!r}", USAGE)
     if env_file is not None:
         from persona_cli.app import load_env_file
 
@@ -188,8 +189,6 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
             await _repl_turns(ctx, prompt, foreground, approve, out, info)
         finally:
             await session.aclose()
-            from persona_cli.turn_view import format_tokens
-
             render_notice(
                 info,
                 f"{totals.turns} turns · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
@@ -259,7 +258,7 @@ def _toolbar(ctx: Any) -> Any:
         used = f"{100 * totals.last_prompt_tokens / window:.0f}%" if window else "?"
     else:
         where, used = f"{ctx.tier}", "0%"
-    text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {totals.tokens} tokens · {totals.cost_text()} "
+    text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} "
     if ctx.prompt is not None and ctx.prompt.multiline:
         text += "· multiline "
     return FormattedText([("class:bottom-toolbar", text)])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Any
+
+from persona_cli.term import plain_output
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -15,11 +16,6 @@ BUNDLED_NOTE = (
     "model: bundled SmolLM2-135M (local, offline) on every tier: small and fast, not smart. "
     "Set PERSONA_PROVIDER, PERSONA_MODEL and PERSONA_API_KEY (see .env.example) for a real model."
 )
-
-
-def plain_output() -> bool:
-    """Not a terminal, TERM=dumb or NO_COLOR: plain text, no escape codes."""
-    return not sys.stdout.isatty() or os.environ.get("TERM") == "dumb" or "NO_COLOR" in os.environ
 
 
 def make_consoles(*, info_to_stderr: bool) -> tuple[Console, Console]:
@@ -33,7 +29,7 @@ def make_consoles(*, info_to_stderr: bool) -> tuple[Console, Console]:
     out = Console(file=sys.stdout, **common)
     if not (info_to_stderr or plain):
         return out, Console(file=sys.stdout, **common)
-    if not sys.stderr.isatty():
+    if plain_output(sys.stderr):
         common.update(force_terminal=False, no_color=True, color_system=None)
     return out, Console(file=sys.stderr, **common)
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from persona_cli.term import format_cost, format_tokens, plain_output
 from persona_runtime import logread
 from persona_runtime.logread import LogFilter, ReadCounter
 
@@ -105,9 +106,7 @@ def _log_path() -> Path:
 
 
 def _use_color() -> bool:
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        return False
-    return sys.stdout.isatty()
+    return not plain_output()
 
 
 class _Out:
@@ -174,8 +173,7 @@ def _seconds(ms: object) -> str:
 
 
 def _cost(cents: object) -> str:
-    value = _num(cents)
-    return "unpriced" if value is None else f"${value / 100:.4f}"
+    return format_cost(_num(cents))
 
 
 def _when(record: Record, today: date | None = None) -> str:
@@ -198,10 +196,10 @@ def turn_line(record: Record, today: date | None = None) -> Segments:
         segs.append((f" run {run}#{record.get('step', '?')}", "magenta"))
     route = f"{record.get('tier') or '-'} → {record.get('model') or '-'}"
     segs += [("  ", ""), (route.ljust(28), "")]
-    tokens = f"{int(_num(record.get('prompt_tokens')) or 0)}/{int(_num(record.get('completion_tokens')) or 0)}"
+    tokens = "/".join(_compact(int(_num(record.get(key)) or 0)) for key in ("prompt_tokens", "completion_tokens"))
     segs += [("  ", ""), (tokens.rjust(11), "")]
     cost = _cost(record.get("cost_cents"))
-    segs += [("  ", ""), (cost.rjust(9), "yellow" if cost == "unpriced" else "green")]
+    segs += [("  ", ""), (cost.rjust(10), "yellow" if cost == "unpriced" else "green")]
     segs += [("  ", ""), (_seconds(record.get("latency_ms")).rjust(6), "")]
     ttft = record.get("ttft_ms")
     segs += [("  ", ""), ((f"ttft {_seconds(ttft)}" if _num(ttft) is not None else "").ljust(10), "dim")]
@@ -573,11 +571,7 @@ def _render_stats(rows: list[logread.StatsRow], by: str, chart: Chart, skipped: 
 
 
 def _compact(n: int) -> str:
-    if n < 10_000:
-        return f"{n:,}"
-    if n < 1_000_000:
-        return f"{n / 1000:.1f}k"
-    return f"{n / 1_000_000:.2f}M"
+    return format_tokens(n)
 
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"

@@ -23,7 +23,8 @@ from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
-from persona_cli.render import _sanitize, is_plain, render_notice
+from persona_cli.render import render_notice
+from persona_cli.term import console_is_plain, is_tty, sanitize
 
 __all__ = ["MarkdownStream"]
 
@@ -72,7 +73,8 @@ class _TailView:
 class MarkdownStream:
     """Render a streamed markdown reply: stable lines go to scrollback once, the tail is live.
 
-    On a non-terminal / dumb / NO_COLOR console the raw deltas are written through unchanged.
+    On a non-terminal / dumb / NO_COLOR console the deltas are written through as they come
+    (sanitised when that console is still a terminal, unchanged when piped).
     """
 
     def __init__(
@@ -89,7 +91,10 @@ class MarkdownStream:
         self.min_refresh = min_refresh
         self.max_refresh = max_refresh
         self.code_theme = code_theme
-        self.plain = is_plain(console)
+        self.plain = console_is_plain(console)
+        # Plain on a real terminal (NO_COLOR, TERM=dumb) the model still must not drive it;
+        # piped, the reply is data and passes byte for byte.
+        self._plain_filter = sanitize if console.is_terminal or is_tty(console.file) else str
         self._sync = not console.legacy_windows
         self._clock: Callable[[], float] = time.monotonic
         # Instrumentation (tests and the benchmark read these).
@@ -130,10 +135,10 @@ class MarkdownStream:
             return
         self._chunks.append(delta)
         if self.plain:
-            self.console.file.write(delta)
+            self.console.file.write(self._plain_filter(delta))
             self.console.file.flush()
             return
-        self._pending.append(_sanitize(delta))
+        self._pending.append(sanitize(delta))
         if self._clock() - self._last_paint >= self._interval:
             self._paint()
 

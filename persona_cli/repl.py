@@ -20,12 +20,14 @@ from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 
+from persona_runtime.routing.types import TIER_CHOICES
+
 SLASH_COMMANDS: dict[str, str] = {
     "/help": "show commands and keys",
     "/exit": "leave the chat",
     "/reset": "start a new conversation (memory is kept)",
     "/retry": "send your last message again",
-    "/tier": "pick the tier: /tier auto|small|mid|frontier",
+    "/tier": f"pick the tier: /tier {'|'.join(TIER_CHOICES)}",
     "/model": "show which model serves each tier",
     "/cost": "tokens and cost of this session",
     "/tools": "list the persona's tools (✎ asks before running)",
@@ -34,7 +36,6 @@ SLASH_COMMANDS: dict[str, str] = {
     "/log": "where the turn log is, and the last turn's record",
     "/multiline": "toggle multiline mode (Enter inserts a newline)",
 }
-TIER_CHOICES = ("auto", "small", "mid", "frontier")
 EXIT_WINDOW_S = 2.0
 
 

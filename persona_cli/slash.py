@@ -9,7 +9,9 @@ from typing import Any
 from rich.text import Text
 
 from persona_cli.render import render_notice
-from persona_cli.repl import SLASH_COMMANDS, TIER_CHOICES
+from persona_cli.repl import SLASH_COMMANDS
+from persona_cli.term import format_tokens
+from persona_runtime.routing.types import TIER_CHOICES
 
 
 @dataclass
@@ -88,8 +90,6 @@ async def _model(ctx: SlashContext, _arg: str) -> None:
 
 
 async def _cost(ctx: SlashContext, _arg: str) -> None:
-    from persona_cli.turn_view import format_tokens
-
     t = ctx.totals
     ctx.info.print(
         Text(

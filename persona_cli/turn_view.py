@@ -13,25 +13,13 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from persona_cli.render import render_notice, render_tool_call, render_tool_result
+from persona_cli.term import format_cost, format_tokens
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from persona_cli.mdstream import MarkdownStream
     from persona_runtime.events import TurnEvent
-
-
-def format_cost(cents: float | None) -> str:
-    if cents is None:
-        return "unpriced"
-    if cents == 0:
-        return "$0 (local)"
-    dollars = cents / 100
-    return f"${dollars:.4f}" if dollars < 1 else f"${dollars:.2f}"
-
-
-def format_tokens(n: int) -> str:
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
 @dataclass

@@ -130,6 +130,12 @@ def test_tail_lines(log: Path) -> None:
     assert lines[5].endswith("interrupted")
 
 
+def test_tail_uses_the_shared_cost_and_token_formats(log: Path) -> None:
+    write(log, [rec(0, prompt_tokens=12_345, completion_tokens=987, provider="gguf", model="bundled", cost_cents=0)])
+    line = run("tail").stdout.splitlines()[0]
+    assert "12.3k/987" in line and "$0 (local)" in line  # as in chat and agent
+
+
 def test_tail_order_and_n(log: Path) -> None:
     write(log, [rec(i) for i in range(30)])
     assert indexes(run("tail", "--json").stdout) == list(range(10, 30))

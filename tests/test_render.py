@@ -13,11 +13,11 @@ from rich.markdown import Markdown
 
 from persona_cli.render import (
     MarkdownStream,
-    is_plain,
     render_notice,
     render_tool_call,
     render_tool_result,
 )
+from persona_cli.term import console_is_plain
 
 WIDTH = 80
 
@@ -338,6 +338,32 @@ def test_plain_mode_writes_deltas_verbatim() -> None:
     assert s.text == "".join(deltas)
 
 
+class _TtyBuffer(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "console",
+    [
+        Console(file=io.StringIO(), force_terminal=True, _environ={"TERM": "dumb"}),
+        Console(file=io.StringIO(), force_terminal=True, _environ={"NO_COLOR": "1"}),
+        # what make_consoles builds for a NO_COLOR terminal: not a "terminal" to Rich, a TTY all the same
+        Console(file=_TtyBuffer(), force_terminal=False, no_color=True, color_system=None),
+    ],
+    ids=["dumb", "no-color", "made-plain"],
+)
+def test_plain_mode_on_a_terminal_still_neutralises_escapes(console: Console) -> None:
+    stream(console, "evil \x1b[2J\x9b1m clear\r\n", step=100)  # one delta: CRLF not split
+    assert output(console) == "evil ␛[2J\ufffd1m clear\n"
+
+
+def test_plain_mode_piped_passes_the_reply_byte_for_byte() -> None:
+    console = piped()
+    stream(console, "raw \x1b[1m\r\n")
+    assert output(console) == "raw \x1b[1m\r\n"
+
+
 def test_plain_mode_adds_no_extra_newline() -> None:
     console = piped()
     stream(console, "done\n")
@@ -354,13 +380,13 @@ def test_plain_mode_adds_no_extra_newline() -> None:
     ids=["dumb", "no-color", "pipe"],
 )
 def test_plain_mode_detection(console: Console) -> None:
-    assert is_plain(console)
+    assert console_is_plain(console)
     stream(console, "**x** `y`\n")
     assert output(console) == "**x** `y`\n"
 
 
 def test_tty_is_not_plain() -> None:
-    assert not is_plain(tty())
+    assert not console_is_plain(tty())
 
 
 # -- finish, interrupt, discard ----------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from persona_runtime.routing.layer1 import apply_constraint_filter
-from persona_runtime.routing.types import TIER_NAMES, RoutingContext, RoutingDecision
+from persona_runtime.routing.types import AUTO_TIER, TIER_NAMES, RoutingContext, RoutingDecision
 
 if TYPE_CHECKING:
     from persona.schema.persona import Persona
@@ -57,7 +57,7 @@ class HeuristicRouter:
         ``preferred_model`` picks a model, not a tier; the turn loop handles it, so it is ignored here.
         """
         tier = persona.routing.tier_for_generation
-        return cls(tier_registry, fixed_tier=None if tier == "auto" else tier)
+        return cls(tier_registry, fixed_tier=None if tier == AUTO_TIER else tier)
 
     @property
     def rule_tiers(self) -> Mapping[str, str]:

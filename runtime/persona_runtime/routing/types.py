@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["TIER_NAMES", "Profile", "RoutingContext", "RoutingDecision", "TierName"]
+__all__ = ["AUTO_TIER", "TIER_CHOICES", "TIER_NAMES", "Profile", "RoutingContext", "RoutingDecision", "TierName"]
 
 TierName = Literal["frontier", "mid", "small"]
 Profile = Literal["text_default", "voice"]
 #: Canonical order, most capable first.
 TIER_NAMES: tuple[TierName, ...] = ("frontier", "mid", "small")
+#: Not a tier: the router picks one per turn.
+AUTO_TIER = "auto"
+#: What a person may pick (``--tier``, ``/tier``): auto first, then the tiers cheapest first.
+TIER_CHOICES: tuple[str, ...] = (AUTO_TIER, *reversed(TIER_NAMES))
 
 
 @dataclass(frozen=True, slots=True)
