@@ -1,24 +1,24 @@
-"""Renders the runtime's typed turn events. Shared by chat and agent.
+"""Renders a chat turn's typed events (the shared ones through :class:`EventView`).
 
-The reply goes to ``out`` (stdout); everything else (routing, tools, fallbacks,
+The reply goes to ``out`` (stdout); everything else (routing, reasoning, tools, fallbacks,
 usage) goes to ``info`` (stderr when piped, the same terminal otherwise), dim,
 and never as Rich markup: model and tool text is always wrapped in ``Text``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
-from persona_cli.render import render_notice, render_tool_call, render_tool_result
-from persona_cli.term import format_cost, format_tokens
+from persona_cli.event_view import EventView
+from persona_cli.render import render_notice
+from persona_cli.term import format_cost, format_tokens, sanitize
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from persona_cli.mdstream import MarkdownStream
     from persona_runtime.events import TurnEvent
 
 
@@ -56,69 +56,34 @@ class SessionTotals:
 
 
 @dataclass
-class TurnView:
-    """Feeds one turn's events to the screen."""
+class TurnView(EventView):
+    """Feeds one chat turn's events to the screen."""
 
-    out: Console
-    info: Console
     show_routing: bool = True
-    _stream: MarkdownStream | None = None
-    _tool_started: dict[str, float] = field(default_factory=dict)
 
-    def handle(self, event: TurnEvent) -> None:
+    def handle_own(self, event: TurnEvent) -> bool:
         from persona_runtime import events as ev
 
         match event:
             case ev.TextDelta(text=text):
-                if self._stream is None:
-                    from persona_cli.mdstream import MarkdownStream
-
-                    self._stream = MarkdownStream(self.out)
-                self._stream.update(text)
+                self.write_answer(text)
             case ev.RoutingDecided(decision=d):
                 if self.show_routing:
                     model = f" · {d.model}" if d.model else ""
                     render_notice(self.info, f"↳ {d.tier}{model} · {d.rationale}")
             case ev.HistoryCompacted(messages_folded=n, summary_model=m):
                 render_notice(self.info, f"⋯ folded {n} older messages into a summary ({m})")
-            case ev.ToolCallStarted(name=name, arguments=args):
-                self._end_stream()
-                render_tool_call(self.info, name, args)
-            case ev.ToolCallFinished(name=name, content=content, is_error=is_error, duration_ms=ms, approved=approved):
-                if not approved:
-                    render_notice(self.info, f"✗ {name} declined; the model was told")
-                else:
-                    render_tool_result(self.info, name, content, is_error, ms)
-            case ev.SkillActivated(name=name):
-                render_notice(self.info, f"✦ skill activated: {name}")
-            case ev.RetryWaiting(seconds=s, model=m, reason=why):
-                render_notice(self.info, f"⏳ {m} is rate limited ({why}); retrying in {s:g} s")
-            case ev.FallbackTriggered() as f:
-                if f.discarded_text and self._stream is not None:
-                    self._stream.discard()
-                    self._stream = None
-                render_notice(
-                    self.info,
-                    f"↪ {f.failed_provider}/{f.failed_model} failed ({f.error}); trying {f.next_tier} · {f.next_model}",
-                )
             case ev.TurnFailed(message=message):
-                self._end_stream()
-                self.info.print(Text(f"✗ {message}", style="red"))
+                self.end_streams()
+                self.info.print(Text(f"✗ {sanitize(message)}", style="red"))
                 render_notice(self.info, "your message is kept: /retry to send it again")
             case ev.TurnFinished() as done:
-                self._end_stream(interrupted=done.status == "interrupted")
+                self.end_streams(interrupted=done.status == "interrupted")
                 if done.status == "ok":
                     render_notice(self.info, usage_line(done))
             case _:
-                pass
-
-    def interrupted(self) -> None:
-        self._end_stream(interrupted=True)
-
-    def _end_stream(self, *, interrupted: bool = False) -> None:
-        if self._stream is not None:
-            self._stream.finish(interrupted=interrupted)
-            self._stream = None
+                return False
+        return True
 
 
 def usage_line(done: Any) -> str:
