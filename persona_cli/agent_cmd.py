@@ -8,7 +8,6 @@ id), 2 usage error (also: a run that cannot be resumed, e.g. one running in anot
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ AGENT_BUNDLED_NOTE = (
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from persona_cli.compose import Session
+    from persona_runtime.session import Session
     from persona_runtime.agentic import CancelToken, Run
 
 ON_ASK = ("ask", "fail", "proceed")
@@ -103,7 +102,7 @@ def agent(
 
     from persona_cli.compose import open_session
 
-    session = open_session(persona_file, verbose=os.environ.get("PERSONA_VERBOSE") == "1")
+    session = open_session(persona_file)
     if stored is not None and stored.persona_id != session.persona_id:
         raise CliError(f"run {stored.id} belongs to persona {stored.persona_id!r}, not {session.persona_id!r}", USAGE)
     import asyncio

@@ -102,8 +102,9 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         from persona_runtime.secrets import redact
+        from persona_runtime.settings import verbose_from_env
 
-        if os.environ.get("PERSONA_VERBOSE") == "1":
+        if verbose_from_env():
             import traceback
 
             sys.stderr.write(redact(traceback.format_exc()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from persona_cli.term import format_tokens
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from persona_cli.compose import Session
+    from persona_runtime.session import Session
     from persona_cli.interrupts import Foreground
     from persona_cli.turn_view import SessionTotals
 
@@ -39,9 +38,8 @@ def chat(
         load_env_file(env_file)
     from persona_cli.compose import open_session
 
-    verbose = os.environ.get("PERSONA_VERBOSE") == "1"
     interactive = sys.stdin.isatty()
-    session = open_session(persona_file, verbose=verbose, start=not interactive)
+    session = open_session(persona_file, start=not interactive)
     import asyncio
 
     if interactive:
@@ -77,7 +75,7 @@ async def _piped_turns(session: Session, messages: list[str], tier: str, auto_ap
     from persona_cli.interrupts import Foreground
     from persona_cli.turn_view import TurnView
 
-    conversation = _new_conversation(session)
+    conversation = session.new_conversation()
     failed = 0
     approve = make_approver(auto_approve=auto_approve, interactive=False, info=info)
     with Foreground() as foreground:
@@ -145,17 +143,6 @@ def _being_cancelled() -> bool:
     return current is not None and current.cancelling() > 0
 
 
-def _new_conversation(session: Session) -> Any:
-    from datetime import UTC, datetime
-
-    from persona.schema.conversation import Conversation
-
-    from persona_runtime.turnlog import new_id
-
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Conversation(conversation_id=f"chat-{stamp}-{new_id()[:6]}", persona_id=session.persona_id)
-
-
 # -- the REPL ------------------------------------------------------------------------------
 
 
@@ -180,7 +167,7 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
     history_path = session.paths.history / f"{session.persona_id}.txt"
     prompt = ChatPrompt(history_path=history_path, toolbar=lambda: _toolbar(ctx), multiline=multiline)
     ctx.prompt = prompt
-    ctx.conversation = _new_conversation(session)
+    ctx.conversation = session.new_conversation()
     approve = make_approver(auto_approve=auto_approve, interactive=True, info=info)
     # Start loading memory and models once the prompt is on screen (see open_session).
     asyncio.get_running_loop().call_later(0.05, session.start_background)

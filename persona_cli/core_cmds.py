@@ -15,18 +15,20 @@ import typer
 
 def _core_env() -> None:
     """persona-core's config reads PERSONA_*; align it with our data layout and values."""
-    from persona_cli.compose import prepare_data_dir
+    from persona_cli.compose import prepare_data_dir, setup_errors_exit_2
+    from persona_runtime.embedders import store_key_for
+    from persona_runtime.settings import embedder_kind_from_env, verbose_from_env
 
     paths = prepare_data_dir()  # our data dir, created private (umask 077), with a clear error if unwritable
-    embedder = os.environ.get("PERSONA_EMBEDDER", "minilm").strip().lower() or "minilm"
-    key = {"hash": "hash", "sentence-transformers": "bge-small-en-v1.5"}.get(embedder, "minilm-l6-v2")
-    os.environ.setdefault("PERSONA_CHROMA_PATH", str(paths.memory(key)))
+    with setup_errors_exit_2():
+        embedder = embedder_kind_from_env()
+    os.environ.setdefault("PERSONA_CHROMA_PATH", str(paths.memory(store_key_for(embedder))))
     os.environ.setdefault("PERSONA_AUDIT_PATH", str(paths.audit))
     # persona-core only knows these two values; ours adds "minilm".
     os.environ["PERSONA_EMBEDDER"] = "hash" if embedder == "hash" else "sentence-transformers"
     from persona_runtime import _offline
 
-    _offline.configure_core_logging(paths.core_log, verbose=os.environ.get("PERSONA_VERBOSE") == "1")
+    _offline.configure_core_logging(paths.core_log, verbose=verbose_from_env())
 
 
 def register_core_commands(app: typer.Typer) -> None:

@@ -49,9 +49,7 @@ async def _exit(_ctx: SlashContext, _arg: str) -> str:
 
 
 async def _reset(ctx: SlashContext, _arg: str) -> None:
-    from persona_cli.chat_cmd import _new_conversation
-
-    ctx.conversation = _new_conversation(ctx.session)
+    ctx.conversation = ctx.session.new_conversation()
     render_notice(ctx.info, "new conversation (long-term memory is kept)")
 
 

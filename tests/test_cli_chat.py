@@ -133,6 +133,8 @@ def bad_input_cases(tmp: Path) -> list[tuple[str, list[str], dict[str, str], int
         ("bad timeout", ok, home | {"PERSONA_REQUEST_TIMEOUT_S": "soon"}, 2, "PERSONA_REQUEST_TIMEOUT_S"),
         ("non-numeric history setting", ok, home | {"PERSONA_HISTORY_KEEP_TURNS": "zero"}, 2, "PERSONA_HISTORY_KEEP_TURNS"),
         ("zero reply tokens", ok, home | {"PERSONA_MAX_REPLY_TOKENS": "0"}, 2, "PERSONA_MAX_REPLY_TOKENS"),
+        ("negative log keep", ok, home | {"PERSONA_LOG_KEEP": "-1"}, 2, "PERSONA_LOG_KEEP"),
+        ("tiny local context", ok, home | {"PERSONA_LOCAL_CONTEXT": "12"}, 2, "PERSONA_LOCAL_CONTEXT"),
         ("unknown tier", ["chat", str(ASTRID), "--tier", "huge"], home, 2, "--tier"),
         ("unknown option", ["chat", str(ASTRID), "--frobnicate"], home, 2, "No such option"),
         ("missing argument", ["chat"], home, 2, "Missing argument"),

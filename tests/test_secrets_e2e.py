@@ -147,7 +147,7 @@ def test_no_key_anywhere_and_data_is_private(server, setup, tmp_path) -> None:
 
 
 def test_data_written_before_the_umask_is_tightened(tmp_path) -> None:
-    from persona_cli.compose import _tighten
+    from persona_runtime.paths import tighten_private
 
     store = tmp_path / "memory" / "hash" / "segment"
     store.mkdir(parents=True)
@@ -156,7 +156,7 @@ def test_data_written_before_the_umask_is_tightened(tmp_path) -> None:
         path.chmod(0o755)
     (store / "data.bin").chmod(0o644)
     (store / "link").symlink_to(store / "data.bin")
-    _tighten(tmp_path / "memory")
+    tighten_private(tmp_path / "memory")
     modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.lstat().st_mode) for p in tmp_path.rglob("*") if not p.is_symlink()}
     assert modes == {
         "memory": 0o700, "memory/hash": 0o700, "memory/hash/segment": 0o700, "memory/hash/segment/data.bin": 0o600,

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from persona_cli.slash import INTERRUPTED_LABEL, SlashContext, handle_slash
 from persona_cli.turn_view import SessionTotals
+from persona_runtime.session import new_conversation
 from persona_runtime.tier import tier_registry_from_env
 
 NOW = datetime.now(UTC)
@@ -25,7 +26,7 @@ def context(tmp_path) -> tuple[SlashContext, io.StringIO]:
     )
     session = SimpleNamespace(
         persona=persona, persona_id="astrid", tiers=tier_registry_from_env({}), built_loop=None,
-        paths=SimpleNamespace(turn_log=tmp_path / "turns.jsonl"),
+        paths=SimpleNamespace(turn_log=tmp_path / "turns.jsonl"), new_conversation=lambda: new_conversation("astrid"),
     )
     conv = Conversation(conversation_id="c", persona_id="astrid")
     ctx = SlashContext(session=session, tier="auto", totals=SessionTotals(), out=console, info=console, conversation=conv)

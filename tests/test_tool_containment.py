@@ -1,7 +1,7 @@
 """Tool faults are contained: a tool that raises, hangs or floods, and file tools that try to escape.
 
 Each runs through ConversationLoop with a ScriptedBackend model and persona-core's own
-Toolbox / ``@tool`` (or ``build_default_toolbox``, as compose.py builds it). The fault
+Toolbox / ``@tool`` (or ``build_default_toolbox``, as persona_runtime/session.py builds it). The fault
 must reach the model as a tool result (error or truncated) and the person as a
 ``ToolCallFinished`` event, and the turn must finish normally.
 """
@@ -153,7 +153,7 @@ def test_a_hallucinated_tool_is_an_error_result_naming_the_real_ones() -> None:
 
 @pytest.fixture
 def sandbox(tmp_path):
-    """persona-core's file tools, built the way compose.py builds them, rooted at ``workspace``."""
+    """persona-core's file tools, built the way persona_runtime/session.py builds them, rooted at ``workspace``."""
     from persona.config import PersonaCoreConfig
     from persona.tools import build_default_toolbox
 

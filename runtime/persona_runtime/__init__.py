@@ -42,7 +42,13 @@ _EXPORTS = {
     "MemoryTurnLogWriter": "persona_runtime.turnlog",
     "PersonaMemory": "persona_runtime.memory",
     "ConfigError": "persona_runtime.errors",
+    "SetupError": "persona_runtime.errors",
+    "PersonaFileError": "persona_runtime.errors",
     "TierNotConfiguredError": "persona_runtime.errors",
+    "Settings": "persona_runtime.settings",
+    "Session": "persona_runtime.session",
+    "open_session": "persona_runtime.session",
+    "load_persona": "persona_runtime.persona_file",
 }
 
 __all__ = sorted([*_EXPORTS, "install_offline"])
@@ -52,13 +58,16 @@ __getattr__, __dir__ = lazy_exports('persona_runtime', _EXPORTS, globals())
 
 
 if TYPE_CHECKING:
-    from persona_runtime.errors import ConfigError, TierNotConfiguredError
+    from persona_runtime.errors import ConfigError, PersonaFileError, SetupError, TierNotConfiguredError
     from persona_runtime.history import HistoryWindow
     from persona_runtime.loop import ConversationLoop
     from persona_runtime.tooling import SIDE_EFFECT_TOOLS
     from persona_runtime.memory import PersonaMemory
+    from persona_runtime.persona_file import load_persona
     from persona_runtime.prompt import PromptBuilder, RetrievedContext
     from persona_runtime.routing import HeuristicRouter, Router, UnifiedRouter, apply_constraint_filter
     from persona_runtime.routing.types import RoutingContext, RoutingDecision
+    from persona_runtime.session import Session, open_session
+    from persona_runtime.settings import Settings
     from persona_runtime.tier import ModelSlot, TierConfig, TierMetadata, TierRegistry, tier_registry_from_env
     from persona_runtime.turnlog import JSONLTurnLogWriter, MemoryTurnLogWriter, TurnLog, TurnLogWriter

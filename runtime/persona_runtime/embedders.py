@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from persona_runtime.errors import ConfigError
+from persona_runtime.settings import EMBEDDER_VAR, embedder_kind_from_env
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -35,10 +36,14 @@ __all__ = [
     "MINILM_DIMENSION",
     "EmbedderChoice",
     "MiniLMEmbedder",
+    "choose_embedder",
     "embedder_from_env",
+    "store_key_for",
 ]
 
-EMBEDDER_ENV = "PERSONA_EMBEDDER"
+EMBEDDER_ENV = EMBEDDER_VAR
+#: Filesystem-safe name of each embedder kind's vectors: keys its Chroma store path.
+_STORE_KEYS = {"minilm": "minilm-l6-v2", "sentence-transformers": "bge-small-en-v1.5", "hash": "hash"}
 MINILM_DIMENSION = 384
 
 
@@ -119,10 +124,19 @@ class EmbedderChoice:
 
 def embedder_from_env(env: Mapping[str, str] | None = None) -> EmbedderChoice:
     """``PERSONA_EMBEDDER`` = ``minilm`` (default) | ``sentence-transformers`` | ``hash``."""
-    raw = (os.environ if env is None else env).get(EMBEDDER_ENV, "")
-    kind = raw.strip().lower() or "minilm"
+    return choose_embedder(embedder_kind_from_env(env))
+
+
+def store_key_for(kind: str) -> str:
+    """The Chroma store key of an embedder kind (see ``EmbedderChoice.key``)."""
+    return _STORE_KEYS[kind]
+
+
+def choose_embedder(kind: str) -> EmbedderChoice:
+    """The embedder for ``kind`` (one of ``settings.EMBEDDER_KINDS``), not loaded yet.
+    ``sentence-transformers`` without its package is a :class:`ConfigError` saying how to add it."""
     if kind == "minilm":
-        return EmbedderChoice(key="minilm-l6-v2", embedder=MiniLMEmbedder())
+        return EmbedderChoice(key=store_key_for(kind), embedder=MiniLMEmbedder())
     if kind == "sentence-transformers":
         if not _installed("sentence_transformers"):
             raise ConfigError(
@@ -134,7 +148,7 @@ def embedder_from_env(env: Mapping[str, str] | None = None) -> EmbedderChoice:
         from persona.stores.embedder import build_embedder
 
         return EmbedderChoice(
-            key="bge-small-en-v1.5",
+            key=store_key_for(kind),
             embedder=build_embedder("sentence-transformers"),
             notice=(
                 "PERSONA_EMBEDDER=sentence-transformers: bge-small-en-v1.5 is downloaded "
@@ -148,14 +162,11 @@ def embedder_from_env(env: Mapping[str, str] | None = None) -> EmbedderChoice:
         from persona.stores.embedder import HashEmbedder
 
         return EmbedderChoice(
-            key="hash",
+            key=store_key_for(kind),
             embedder=HashEmbedder(),
             notice="PERSONA_EMBEDDER=hash: instant, but memory recall returns arbitrary entries",
         )
-    raise ConfigError(
-        f"{EMBEDDER_ENV} must be one of minilm, sentence-transformers, hash; got {raw!r}",
-        variable=EMBEDDER_ENV,
-    )
+    raise ValueError(f"unknown embedder kind {kind!r}")
 
 
 def _installed(module: str) -> bool:

@@ -27,10 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from persona_runtime.errors import ConfigError
+from persona_runtime.settings import (
+    DEFAULT_LOCAL_CONTEXT,
+    DEFAULT_REPEAT_PENALTY,
+    LOCAL_CONTEXT_VAR,
+    local_context_from_env,
+    local_repeat_penalty_from_env,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from llama_cpp import Llama
     from persona.backends.errors import ProviderError
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTEXT_ENV",
     "DEFAULT_CONTEXT_WINDOW",
+    "DEFAULT_REPEAT_PENALTY",
     "PROVIDER_NAME",
     "WORKER_THREAD_NAME",
     "LlamaCppBackend",
@@ -48,12 +55,10 @@ __all__ = [
 ]
 
 PROVIDER_NAME = "gguf"
-CONTEXT_ENV = "PERSONA_LOCAL_CONTEXT"
-DEFAULT_CONTEXT_WINDOW = 8192  # SmolLM2's trained context
-DEFAULT_REPEAT_PENALTY = 1.3
+CONTEXT_ENV = LOCAL_CONTEXT_VAR
+DEFAULT_CONTEXT_WINDOW = DEFAULT_LOCAL_CONTEXT
 WORKER_THREAD_NAME = "persona-llama-generate"
 _LOADER_THREAD_NAME = "persona-llama-load"
-_MIN_CONTEXT = 256  # llama.cpp pads n_ctx up to a multiple of 256; below that llama-cpp-python breaks
 _GGUF_MAGIC = b"GGUF"
 _MAX_ERROR_CHARS = 200
 _PREFILL_CHUNK = 64  # tokens per llama.cpp call while prefilling: a waiting request gets the model within ~0.3 s
@@ -100,27 +105,6 @@ def _check_gguf(path: Path) -> None:
         raise _provider_error(f"cannot read GGUF model file {path}: {_short(exc)}", path=str(path)) from None
     if magic != _GGUF_MAGIC:
         raise _provider_error(f"not a GGUF model file: {path}", path=str(path))
-
-
-def _repeat_penalty(env: Mapping[str, str] | None = None) -> float:
-    raw = (os.environ if env is None else env).get("PERSONA_LOCAL_REPEAT_PENALTY", "").strip()
-    try:
-        return max(1.0, float(raw)) if raw else DEFAULT_REPEAT_PENALTY
-    except ValueError:
-        return DEFAULT_REPEAT_PENALTY
-
-
-def _context_from_env(env: Mapping[str, str] | None = None) -> int:
-    raw = (os.environ if env is None else env).get(CONTEXT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_CONTEXT_WINDOW
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < _MIN_CONTEXT:
-        raise ConfigError(f"{CONTEXT_ENV} must be a whole number of tokens >= {_MIN_CONTEXT}; got {raw!r}", variable=CONTEXT_ENV)
-    return value
 
 
 def _text_of(message: ConversationMessage) -> str:
@@ -182,11 +166,15 @@ class LlamaCppBackend:
         model_path: str | os.PathLike[str] | None = None,
         *,
         context_window: int | None = None,
+        repeat_penalty: float | None = None,
         n_threads: int | None = None,
     ) -> None:
+        """``context_window`` and ``repeat_penalty`` default to ``PERSONA_LOCAL_CONTEXT`` and
+        ``PERSONA_LOCAL_REPEAT_PENALTY`` (a session passes its ``Settings`` values)."""
         self._path = _resolve(model_path)
         _check_gguf(self._path)
-        self._context = context_window if context_window is not None else _context_from_env()
+        self._context = context_window if context_window is not None else local_context_from_env()
+        self._repeat_penalty = repeat_penalty if repeat_penalty is not None else local_repeat_penalty_from_env()
         self._threads = n_threads or os.cpu_count() or 1
         self._llm: Llama | None = None
         self._formatter: Any = None  # the GGUF chat template, rendered only to count prompt tokens
@@ -203,13 +191,20 @@ class LlamaCppBackend:
         self._exit_hook = False
 
     @classmethod
-    def shared(cls, path: str | os.PathLike[str] | None = None) -> LlamaCppBackend:
-        """One instance per resolved model path (``None`` = the bundled SmolLM2)."""
+    def shared(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        context_window: int | None = None,
+        repeat_penalty: float | None = None,
+    ) -> LlamaCppBackend:
+        """One instance per resolved model path (``None`` = the bundled SmolLM2). The first call
+        for a path creates it (with these settings); later calls return that one."""
         resolved = _resolve(path)
         with cls._instances_lock:
             instance = cls._instances.get(resolved)
             if instance is None:
-                instance = cls(resolved)
+                instance = cls(resolved, context_window=context_window, repeat_penalty=repeat_penalty)
                 cls._instances[resolved] = instance
             return instance
 
@@ -244,6 +239,10 @@ class LlamaCppBackend:
         return self._loaded.is_set() and self._llm is not None
 
     # -- loading ----------------------------------------------------------------------
+
+    def wait_loaded(self) -> None:
+        """Block until the load started by :meth:`preload` has finished (loaded or failed)."""
+        self._loaded.wait()
 
     def preload(self) -> None:
         """Start loading the model on a background thread; idempotent, returns at once."""
@@ -401,7 +400,7 @@ class LlamaCppBackend:
             "stop": list(stop or []),
             # Tiny models loop on one word at temperature 0 ("het het het …"); a mild
             # repetition penalty keeps their replies readable.
-            "repeat_penalty": _repeat_penalty(),
+            "repeat_penalty": self._repeat_penalty,
         }
         if top_p is not None:
             request["top_p"] = top_p

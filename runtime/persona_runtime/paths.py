@@ -9,19 +9,35 @@ records are private to the person running the app.
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["DataPaths", "data_home", "ensure_private_dir"]
+__all__ = [
+    "DataPaths", "data_dir_from_env", "data_home", "ensure_private_dir", "platform_data_dir", "prepare_data_dir",
+    "tighten_private",
+]
 
 APP_NAME = "persona"
 
 
-def data_home(env: dict[str, str] | None = None) -> Path:
-    """The data directory, without creating it."""
-    source = os.environ if env is None else env
-    override = source.get("PERSONA_HOME", "").strip()
-    if override:
-        return Path(override).expanduser()
+def data_home(env: Mapping[str, str] | None = None) -> Path:
+    """The data directory (``PERSONA_HOME``, else the platform's), without creating it."""
+    override = data_dir_from_env(env)
+    return override if override is not None else platform_data_dir()
+
+
+def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path | None:
+    """``PERSONA_HOME``, or None when unset (the platform's user data directory).
+
+    Parsed here, not in :mod:`persona_runtime.settings` (which uses it), so that `persona logs
+    tail` finds the log without importing the settings."""
+    override = (os.environ if env is None else env).get("PERSONA_HOME", "").strip()
+    return Path(override).expanduser() if override else None
+
+
+def platform_data_dir() -> Path:
+    """The platform's user data directory for persona (Linux: ~/.local/share/persona)."""
     import platformdirs  # deferred: only paid by commands that touch data
 
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
@@ -85,3 +101,47 @@ class DataPaths:
         ensure_private_dir(self.root)
         for d in dirs:
             ensure_private_dir(d)
+
+
+def prepare_data_dir(paths: DataPaths | None = None) -> DataPaths:
+    """Create the data directory's folders (private) and prove it is writable.
+
+    Also makes everything this process creates from now on private (see :func:`_private_umask`).
+    An unwritable directory is a one-line :class:`~persona_runtime.errors.DataDirError`."""
+    paths = paths if paths is not None else DataPaths()
+    _private_umask()
+    try:
+        paths.ensure(paths.logs, paths.runs, paths.history, paths.audit, paths.workspace)
+        probe = paths.logs / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        from persona_runtime.errors import DataDirError
+
+        raise DataDirError(
+            f"the data directory {paths.root} is not writable ({exc.strerror or exc}); set PERSONA_HOME to a writable directory"
+        ) from None
+    return paths
+
+
+def _private_umask() -> None:
+    """Everything this process creates is private (files 0600, directories 0700).
+
+    Our own writes already ask for those modes, but Chroma (its sqlite file and vector
+    segments, created lazily as memory grows), persona-core's audit log and loguru's
+    rotated files are created by code we do not control, with the default umask (0644).
+    Adding 077 to the umask covers them all, whenever they are created."""
+    os.umask(os.umask(0o077) | 0o077)
+
+
+def tighten_private(root: Path) -> None:
+    """Drop group/other bits under ``root``: data written by an older version, before the umask."""
+    if not root.is_dir():
+        return
+    for path in (root, *root.rglob("*")):
+        try:
+            st = path.lstat()
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+                path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
+        except OSError:
+            continue  # not ours to change; nothing else depends on it

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 from persona_runtime.errors import ConfigError, TierNotConfiguredError
 from persona_runtime.pricing import DEFAULT_CONTEXT_WINDOW, context_window_for_model, price_for
 from persona_runtime.routing.types import TIER_NAMES
+from persona_runtime.settings import request_timeout_from_env
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,6 +39,8 @@ __all__ = [
     "TierConfig",
     "TierMetadata",
     "TierRegistry",
+    "build_backend",
+    "tier_configs_from_env",
     "tier_registry_from_env",
 ]
 
@@ -259,12 +262,23 @@ class TierRegistry:
                 self._cache[key] = backend  # caller-owned: keep it resolvable
 
 
-def build_backend(slot: ModelSlot, request_timeout_s: float = 60.0) -> ChatBackend:
-    """Construct the backend for one model. Construction never touches the network."""
+def build_backend(
+    slot: ModelSlot,
+    request_timeout_s: float = 60.0,
+    *,
+    local_context: int | None = None,
+    local_repeat_penalty: float | None = None,
+) -> ChatBackend:
+    """Construct the backend for one model. Construction never touches the network.
+    ``local_*`` apply to a GGUF model (None: its ``PERSONA_LOCAL_*`` variable or default)."""
     if slot.provider == "gguf":
         from persona_runtime.local_backend import LlamaCppBackend
 
-        return LlamaCppBackend.shared(None if slot.model == BUNDLED_MODEL else slot.model)
+        return LlamaCppBackend.shared(
+            None if slot.model == BUNDLED_MODEL else slot.model,
+            context_window=local_context,
+            repeat_penalty=local_repeat_penalty,
+        )
     from persona.backends import BackendConfig, load_backend
 
     kwargs: dict[str, Any] = {
@@ -308,18 +322,24 @@ _META_VARS = {
 def tier_registry_from_env(env: Mapping[str, str] | None = None, **kwargs: Any) -> TierRegistry:
     """Build the registry from ``PERSONA_*`` variables; :class:`ConfigError` names a bad one."""
     source = dict(os.environ if env is None else env)
+    tiers = tier_configs_from_env(source)
+    return TierRegistry(tiers, request_timeout_s=request_timeout_from_env(source), **kwargs)
+
+
+def tier_configs_from_env(env: Mapping[str, str]) -> list[TierConfig]:
+    """The tiers the per-tier variables describe (the bundled model on every tier when none
+    is set); :class:`ConfigError` names a bad variable. Builds no backend."""
     tiers: list[TierConfig] = []
     for name in TIER_NAMES:
         prefix = f"PERSONA_{name.upper()}_"
-        slots = _slots_from_env(source, prefix, name)
+        slots = _slots_from_env(env, prefix, name)
         if slots:
-            metadata, window = _metadata_from_env(source, prefix)
+            metadata, window = _metadata_from_env(env, prefix)
             tiers.append(TierConfig(name=name, models=slots, metadata=metadata, context_window=window))
     if not tiers:
-        slots = _slots_from_env(source, "PERSONA_", "all tiers") or (_bundled_slot(source),)
+        slots = _slots_from_env(env, "PERSONA_", "all tiers") or (_bundled_slot(env),)
         tiers = [TierConfig(name=name, models=slots) for name in TIER_NAMES]
-    timeout = _number(source, "PERSONA_REQUEST_TIMEOUT_S", float, default=60.0)
-    return TierRegistry(tiers, request_timeout_s=timeout, **kwargs)
+    return tiers
 
 
 def _bundled_slot(env: Mapping[str, str]) -> ModelSlot:

@@ -199,18 +199,10 @@ class JSONLTurnLogWriter:
 
 
 def keep_from_env() -> int:
-    raw = os.environ.get("PERSONA_LOG_KEEP", "").strip()
-    if not raw:
-        return DEFAULT_KEEP
-    try:
-        keep = int(raw)
-    except ValueError:
-        keep = -1
-    if keep < 0:
-        from persona_runtime.errors import ConfigError
+    """``PERSONA_LOG_KEEP`` (parsed in :mod:`persona_runtime.settings`)."""
+    from persona_runtime.settings import log_keep_from_env
 
-        raise ConfigError(f"PERSONA_LOG_KEEP must be a whole number >= 0, got {raw!r}", variable="PERSONA_LOG_KEEP")
-    return keep
+    return log_keep_from_env()
 
 
 def _write_all(fd: int, data: bytes) -> None:

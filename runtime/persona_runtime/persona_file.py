@@ -1,0 +1,73 @@
+"""Loading a persona file: every way it can be wrong is one line that says what and where."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from persona_runtime.errors import PersonaFileError
+
+if TYPE_CHECKING:
+    from persona.schema.persona import Persona
+
+__all__ = ["MAX_PERSONA_BYTES", "load_persona"]
+
+MAX_PERSONA_BYTES = 1024 * 1024
+
+
+def load_persona(path: str | os.PathLike[str]) -> Persona:
+    """Read and validate a persona YAML; every failure is a one-line :class:`PersonaFileError`.
+    A persona without ``persona_id`` takes the file's name (``kai.yaml`` -> ``kai``)."""
+    import yaml
+
+    path = Path(path)
+
+    if not path.exists():
+        raise PersonaFileError(f"persona file not found: {path}", path=path)
+    if path.is_dir():
+        raise PersonaFileError(f"{path} is a directory, not a persona YAML file", path=path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_PERSONA_BYTES:
+            raise PersonaFileError(f"{path} is too large for a persona file ({size // 1024} KiB; the limit is 1 MiB)", path=path)
+        raw = path.read_bytes()
+    except PermissionError:
+        raise PersonaFileError(f"cannot read {path}: permission denied", path=path) from None
+    except OSError as exc:
+        raise PersonaFileError(f"cannot read {path}: {exc.strerror or exc}", path=path) from None
+    if b"\x00" in raw:
+        raise PersonaFileError(f"{path} is a binary file, not a persona YAML file", path=path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PersonaFileError(f"{path} is not UTF-8 text", path=path) from None
+    if not text.strip():
+        raise PersonaFileError(f"{path} is empty; a persona needs at least schema_version and identity", path=path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "could not parse"
+        raise PersonaFileError(f"{path}: invalid YAML{where}: {problem}", path=path) from None
+    if not isinstance(data, dict):
+        raise PersonaFileError(f"{path}: the top level must be a mapping (key: value), not {type(data).__name__}", path=path)
+    version = data.get("schema_version", "1.0")
+    if str(version) != "1.0":
+        raise PersonaFileError(f"{path}: schema_version {version!r} is not supported (this version reads 1.0)", path=path)
+    data = dict(data)
+    if data.get("persona_id") is None:
+        data["persona_id"] = path.stem
+    from pydantic import ValidationError
+
+    from persona.schema.persona import Persona
+
+    try:
+        return Persona.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise PersonaFileError(f"{path}: {where}: {message}{more}", path=path) from None

@@ -1,0 +1,321 @@
+"""A chat or agent session as a library object: persona, settings, data, memory, tiers, tools.
+
+    from persona_runtime.session import open_session
+
+    session = open_session("personas/kai.yaml")        # settings from the environment
+    loop = await session.loop()                          # a ConversationLoop
+    conversation = session.new_conversation()
+    async for event in loop.turn(conversation, "Hello"):
+        ...
+    await session.aclose()
+
+Start-up is split so a prompt can appear at once: :func:`open_session` does the cheap,
+fallible parts (persona file, settings, data directory, embedder choice) and fails with a
+one-line :class:`~persona_runtime.errors.SetupError`; the heavy parts (persona-core, Chroma,
+the embedder, local models) load on one background thread, and the first turn waits only
+for them. Nothing heavy is imported at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from persona_runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from persona.schema.conversation import Conversation
+    from persona.schema.persona import Persona
+
+    from persona_runtime.agentic import AgenticLoop
+    from persona_runtime.embedders import EmbedderChoice
+    from persona_runtime.loop import ConversationLoop
+    from persona_runtime.memory import PersonaMemory
+    from persona_runtime.paths import DataPaths
+    from persona_runtime.tier import TierRegistry
+    from persona_runtime.turnlog import JSONLTurnLogWriter
+
+__all__ = [
+    "HeavyParts", "Session", "build_toolbox", "load_heavy_parts", "make_router", "new_conversation", "open_session",
+    "preload_local_models",
+]
+
+
+def open_session(
+    persona_path: str | os.PathLike[str],
+    *,
+    settings: Settings | None = None,
+    tiers: TierRegistry | None = None,
+    start: bool = True,
+) -> Session:
+    """Validate everything cheap now (one-line :class:`SetupError`), then start the heavy loading
+    in the background.
+
+    ``settings`` defaults to :meth:`Settings.from_env`; ``tiers`` to ``settings.tier_registry()``
+    (pass your own registry to run on, say, a ``ScriptedBackend``). ``start=False`` leaves the
+    start to the caller (the CLI's REPL starts it once its prompt is drawn: the loader's imports
+    compete for the GIL with the prompt's own).
+    """
+    from persona_runtime.embedders import choose_embedder
+    from persona_runtime.paths import prepare_data_dir
+    from persona_runtime.persona_file import load_persona
+
+    path = Path(persona_path)
+    persona = load_persona(path)
+    settings = settings if settings is not None else Settings.from_env()
+    registry = tiers if tiers is not None else settings.tier_registry()
+    paths = prepare_data_dir(settings.data_paths())
+    embedder = choose_embedder(settings.embedder)
+    session = Session(persona=persona, persona_path=path, settings=settings, paths=paths, tiers=registry, embedder=embedder)
+    if start:
+        session.start_background()
+    return session
+
+
+def new_conversation(persona_id: str) -> Conversation:
+    """An empty chat conversation with a fresh, sortable id (``chat-<UTC time>-<random>``)."""
+    from datetime import UTC, datetime
+
+    from persona.schema.conversation import Conversation
+
+    from persona_runtime.turnlog import new_id
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Conversation(conversation_id=f"chat-{stamp}-{new_id()[:6]}", persona_id=persona_id)
+
+
+def make_router(persona: Persona, tiers: TierRegistry) -> Any:
+    """UnifiedRouter (cost/quality/latency scoring) when any tier has metadata; else the heuristic."""
+    from persona_runtime.routing import HeuristicRouter, UnifiedRouter
+
+    if any(tiers.metadata_for(name) is not None for name in tiers.configured_tier_names):
+        return UnifiedRouter.for_persona(persona, tiers)
+    return HeuristicRouter.for_persona(persona, tiers)
+
+
+@dataclass(frozen=True)
+class HeavyParts:
+    """What the background thread loads: memory (Chroma, the embedder) and the persona's skills."""
+
+    memory: PersonaMemory
+    skills: list[Any]
+    skill_injector: Any
+
+
+class Session:
+    """What a chat or agent session runs on; build it with :func:`open_session`.
+
+    :meth:`loop` and :meth:`agentic` wait for the background load; :attr:`built_loop` never waits.
+    """
+
+    def __init__(
+        self,
+        *,
+        persona: Persona,
+        persona_path: Path,
+        settings: Settings,
+        paths: DataPaths,
+        tiers: TierRegistry,
+        embedder: EmbedderChoice,
+    ) -> None:
+        self.persona = persona
+        self.persona_path = persona_path
+        self.settings = settings
+        self.paths = paths
+        self.tiers = tiers
+        self.embedder = embedder
+        #: One-line notes for the person (e.g. about the embedder), shown once at start-up.
+        self.notices: list[str] = [embedder.notice] if embedder.notice else []
+        self.mcp_clients: list[Any] = []
+        self._heavy: Future[HeavyParts] = Future()
+        self._loop: ConversationLoop | None = None
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    @property
+    def persona_id(self) -> str:
+        return self.persona.persona_id or self.persona_path.stem
+
+    def new_conversation(self) -> Conversation:
+        """A new, empty conversation with this persona (long-term memory is shared)."""
+        return new_conversation(self.persona_id)
+
+    # -- background loading ----------------------------------------------------------------
+
+    def start_background(self) -> None:
+        """Begin loading the heavy parts on one thread; returns immediately. Idempotent."""
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._load_in_background, name="persona-session", daemon=True).start()
+
+    def _load_in_background(self) -> None:
+        # One thread, in order: numpy, chromadb and llama_cpp imported from several
+        # threads at once can trip over half-initialised shared modules (seen: numpy).
+        try:
+            preload_local_models(self.tiers)
+            embedder = self.embedder.embedder
+            if hasattr(embedder, "start_loading"):
+                embedder.encode(["warm up"])  # loads the model and proves the embedder works
+            self._heavy.set_result(load_heavy_parts(self))
+        except BaseException as exc:  # noqa: BLE001 - delivered to whoever awaits the session
+            self._heavy.set_exception(exc)
+            return
+        # While the person types: a local model reads the system message now, not at the first turn.
+        try:
+            from persona_runtime.loop import prefill_local_models
+
+            prefill_local_models(self.persona, self.tiers)
+        except Exception:  # noqa: BLE001, S110 - only a head start; the first turn reads it anyway
+            pass
+
+    async def _heavy_parts(self) -> HeavyParts:
+        import asyncio
+
+        self.start_background()
+        # shield: a Ctrl-C while waiting must not cancel the shared future (the loader thread
+        # could then never deliver, and every later turn would see CancelledError).
+        return await asyncio.shield(asyncio.wrap_future(self._heavy))
+
+    # -- loops -----------------------------------------------------------------------------
+
+    @property
+    def built_loop(self) -> ConversationLoop | None:
+        """The ConversationLoop if it is built already (no waiting), else None."""
+        return self._loop
+
+    async def loop(self) -> ConversationLoop:
+        """The ConversationLoop, built on first use (waits for the background load)."""
+        if self._loop is not None:
+            return self._loop
+        heavy = await self._heavy_parts()
+        toolbox, clients = await build_toolbox(self, heavy)
+        self.mcp_clients = clients
+        from persona_runtime.history import HistoryWindow
+        from persona_runtime.loop import ConversationLoop
+
+        settings = self.settings
+        self._loop = ConversationLoop(
+            persona=self.persona,
+            tiers=self.tiers,
+            memory=heavy.memory,
+            router=make_router(self.persona, self.tiers),
+            toolbox=toolbox,
+            skills=heavy.skills,
+            skill_injector=heavy.skill_injector,
+            turn_log=self._turn_log(),
+            max_tool_rounds=settings.max_tool_rounds,
+            reply_tokens=settings.reply_tokens,
+            tool_timeout_s=settings.tool_timeout_s,
+            history_window=HistoryWindow(
+                compact_after=settings.history_compact_after, keep_recent_turns=settings.history_keep_turns
+            ),
+        )
+        return self._loop
+
+    async def agentic(self, **kwargs: Any) -> AgenticLoop:
+        """An AgenticLoop on the same persona, tiers, memory, tools and logs (waits for the
+        background load). ``kwargs`` go to ``AgenticLoop`` (e.g. ``max_steps``)."""
+        heavy = await self._heavy_parts()
+        toolbox, clients = await build_toolbox(self, heavy)
+        self.mcp_clients.extend(clients)
+        from persona_runtime.agentic import AgenticLoop
+
+        options: dict[str, Any] = {
+            "memory": heavy.memory,
+            "toolbox": toolbox,
+            "skills": heavy.skills,
+            "skill_injector": heavy.skill_injector,
+            "turn_log": self._turn_log(),
+            "runs_dir": self.paths.runs,
+            "persona_path": self.persona_path,
+            "reply_tokens": self.settings.reply_tokens,
+            "tool_timeout_s": self.settings.tool_timeout_s,
+        }
+        options.update(kwargs)
+        return AgenticLoop(persona=self.persona, tiers=self.tiers, **options)
+
+    def _turn_log(self) -> JSONLTurnLogWriter:
+        from persona_runtime.turnlog import JSONLTurnLogWriter
+
+        return JSONLTurnLogWriter(self.paths.turn_log, max_bytes=self.settings.log_max_bytes, keep=self.settings.log_keep)
+
+    async def aclose(self) -> None:
+        """Close MCP clients and every model backend; safe to call more than once."""
+        for client in self.mcp_clients:
+            closer = getattr(client, "aclose", None) or getattr(client, "disconnect", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:  # noqa: BLE001 - shutting down
+                    pass
+        await self.tiers.aclose()
+
+
+# -- the heavy parts (loader thread) -----------------------------------------------------------
+
+
+def preload_local_models(tiers: TierRegistry) -> None:
+    """Load every local GGUF model a tier uses, and wait for it (blocking: a loader thread's job)."""
+    for _name, _serving, slot in tiers.describe():
+        if slot.provider == "gguf":
+            try:
+                backend = tiers.backend_for(slot)
+            except Exception:  # noqa: BLE001 - the first turn reports it (and falls back)
+                continue
+            preload = getattr(backend, "preload", None)
+            wait_loaded = getattr(backend, "wait_loaded", None)
+            if preload is not None and wait_loaded is not None:
+                preload()
+                wait_loaded()
+
+
+def load_heavy_parts(session: Session) -> HeavyParts:
+    """persona-core imports, Chroma stores, persona indexing, skills. Blocking: runs on the loader thread."""
+    from persona_runtime import _offline
+
+    _offline.configure_core_logging(session.paths.core_log, verbose=session.settings.verbose)
+    from persona_runtime.memory import PersonaMemory
+    from persona_runtime.paths import tighten_private
+
+    tighten_private(session.paths.root / "memory")
+    tighten_private(session.paths.audit)
+    choice = session.embedder
+    memory = PersonaMemory.open(
+        session.persona, root=session.paths.memory(choice.key), embedder=choice.embedder, audit_root=session.paths.audit
+    )
+    memory.load()
+    skills: list[Any] = []
+    injector = None
+    if session.persona.skills:
+        from persona.skills import BUILTIN_ROOT, SkillInjector, SkillScanner
+
+        skills = SkillScanner([BUILTIN_ROOT]).scan(session.persona.skills, tool_allow_list=session.persona.tools)
+        injector = SkillInjector()
+    return HeavyParts(memory=memory, skills=skills, skill_injector=injector)
+
+
+async def build_toolbox(session: Session, heavy: HeavyParts) -> tuple[Any, list[Any]]:
+    """persona-core's toolbox for the persona's tools (plus ``use_skill``), and its MCP clients."""
+    if not session.persona.tools:
+        return None, []  # persona-core treats an empty list as "all tools": we treat it as none
+    from persona.config import PersonaCoreConfig
+    from persona.tools import build_default_toolbox
+
+    extra = []
+    if heavy.skills:
+        from persona.skills import make_use_skill_tool
+
+        extra.append(make_use_skill_tool(heavy.skills))
+    config = PersonaCoreConfig(
+        embedder="hash",  # unused by the toolbox; keeps persona-core's validation away from our "minilm"
+        tools_sandbox_root=session.paths.workspace,
+        chroma_path=session.paths.root / "memory",
+    )
+    toolbox, clients = await build_default_toolbox(config, session.persona, extra_tools=extra or None)
+    return toolbox, list(clients)

@@ -1,0 +1,227 @@
+"""Every scalar ``PERSONA_*`` setting, read and checked once, in one frozen ``Settings``.
+
+``Settings.from_env()`` reads the environment (or a mapping given to it) and fails with
+one :class:`~persona_runtime.errors.ConfigError` naming the variable at fault, so a bad
+value is a one-line error before the first prompt, not a surprise at the first turn.
+The per-tier variables (``PERSONA_<TIER>_*``, ``PERSONA_<PROVIDER>_*``) stay with their
+parser in :mod:`persona_runtime.tier`; ``Settings.tiers`` holds what it parsed and
+``Settings.tier_registry()`` builds the registry.
+
+The ``*_from_env`` functions below read one variable each, for the modules that accept
+the value as an argument and fall back to the environment when called without one.
+Nothing heavy is imported here: the CLI reads settings before its prompt is drawn.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from persona_runtime.errors import ConfigError
+from persona_runtime.paths import DataPaths, data_dir_from_env, platform_data_dir
+
+if TYPE_CHECKING:
+    from persona_runtime.tier import TierConfig, TierRegistry
+
+__all__ = [
+    "EMBEDDER_KINDS",
+    "EMBEDDER_VAR",
+    "LOCAL_CONTEXT_VAR",
+    "Settings",
+    "embedder_kind_from_env",
+    "local_context_from_env",
+    "local_repeat_penalty_from_env",
+    "log_keep_from_env",
+    "request_timeout_from_env",
+    "verbose_from_env",
+]
+
+EMBEDDER_VAR = "PERSONA_EMBEDDER"
+EMBEDDER_KINDS = ("minilm", "sentence-transformers", "hash")
+LOCAL_CONTEXT_VAR = "PERSONA_LOCAL_CONTEXT"
+DEFAULT_LOCAL_CONTEXT = 8192  # SmolLM2's trained context
+MIN_LOCAL_CONTEXT = 256  # llama.cpp pads n_ctx up to a multiple of 256; below that llama-cpp-python breaks
+DEFAULT_REPEAT_PENALTY = 1.3  # tiny models loop without it; 1.0 turns it off
+DEFAULT_LOG_KEEP = 10
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a session runs with. Build it with :meth:`from_env`, or directly (library use):
+    every field has the default the app uses when its variable is unset."""
+
+    #: Reply cap per model call (``PERSONA_MAX_REPLY_TOKENS``).
+    reply_tokens: int = 1024
+    #: Tool-call rounds per chat turn before the model must answer (``PERSONA_MAX_TOOL_ROUNDS``).
+    max_tool_rounds: int = 5
+    #: One tool call's time limit (``PERSONA_TOOL_TIMEOUT_S``).
+    tool_timeout_s: float = 60.0
+    #: One provider request's time limit (``PERSONA_REQUEST_TIMEOUT_S``).
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    #: Messages sent verbatim before older turns are summarised (``PERSONA_HISTORY_COMPACT_AFTER``).
+    history_compact_after: int = 20
+    #: Turns kept verbatim when summarising (``PERSONA_HISTORY_KEEP_TURNS``).
+    history_keep_turns: int = 3
+    #: The turn log rotates at this size (``PERSONA_LOG_MAX_MB``).
+    log_max_bytes: int = 64 * _MIB
+    #: Rotated turn-log files kept (``PERSONA_LOG_KEEP``; 0 keeps none).
+    log_keep: int = DEFAULT_LOG_KEEP
+    #: ``minilm`` | ``sentence-transformers`` | ``hash`` (``PERSONA_EMBEDDER``).
+    embedder: str = "minilm"
+    #: Context size of local GGUF models (``PERSONA_LOCAL_CONTEXT``).
+    local_context: int = DEFAULT_LOCAL_CONTEXT
+    #: Repetition penalty of local GGUF models (``PERSONA_LOCAL_REPEAT_PENALTY``).
+    local_repeat_penalty: float = DEFAULT_REPEAT_PENALTY
+    #: Where logs, memory, runs and history live (``PERSONA_HOME``); None: the platform's user data dir.
+    data_dir: Path | None = None
+    #: persona-core warnings on stderr, full tracebacks on errors (``PERSONA_VERBOSE=1``, the CLI's ``-v``).
+    verbose: bool = False
+    #: The tiers and their models (``PERSONA_<TIER>_*``, ``PERSONA_PROVIDER`` ..., ``PERSONA_LOCAL_MODEL``);
+    #: empty: the bundled local model on every tier.
+    tiers: tuple[TierConfig, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from ``env`` (default ``os.environ``); a bad value is a ConfigError."""
+        source: Mapping[str, str] = os.environ if env is None else env
+        from persona_runtime.tier import tier_configs_from_env
+
+        tiers = tier_configs_from_env(source)  # first: the variables a person sets most
+        return cls(
+            request_timeout_s=request_timeout_from_env(source),
+            embedder=embedder_kind_from_env(source),
+            reply_tokens=_positive_int(source, "PERSONA_MAX_REPLY_TOKENS", 1024),
+            max_tool_rounds=_whole_number(source, "PERSONA_MAX_TOOL_ROUNDS", 5),
+            tool_timeout_s=float(_positive_int(source, "PERSONA_TOOL_TIMEOUT_S", 60)),
+            history_compact_after=_positive_int(source, "PERSONA_HISTORY_COMPACT_AFTER", 20),
+            history_keep_turns=_positive_int(source, "PERSONA_HISTORY_KEEP_TURNS", 3),
+            log_max_bytes=_positive_int(source, "PERSONA_LOG_MAX_MB", 64) * _MIB,
+            log_keep=log_keep_from_env(source),
+            local_context=local_context_from_env(source),
+            local_repeat_penalty=local_repeat_penalty_from_env(source),
+            data_dir=data_dir_from_env(source),
+            verbose=verbose_from_env(source),
+            tiers=tuple(tiers),
+        )
+
+    def data_paths(self) -> DataPaths:
+        """The data layout under ``data_dir`` (creates nothing)."""
+        return DataPaths(self.data_dir if self.data_dir is not None else platform_data_dir())
+
+    def tier_registry(self, **kwargs: Any) -> TierRegistry:
+        """A new registry over ``tiers``; its backends use these timeouts and local-model settings.
+        ``kwargs`` go to :class:`~persona_runtime.tier.TierRegistry` (e.g. ``backend_factory``)."""
+        from functools import partial
+
+        from persona_runtime.tier import TierRegistry, build_backend, tier_configs_from_env
+
+        kwargs.setdefault(
+            "backend_factory",
+            partial(
+                build_backend,
+                request_timeout_s=self.request_timeout_s,
+                local_context=self.local_context,
+                local_repeat_penalty=self.local_repeat_penalty,
+            ),
+        )
+        tiers = self.tiers or tuple(tier_configs_from_env({}))
+        return TierRegistry(tiers, request_timeout_s=self.request_timeout_s, **kwargs)
+
+
+# -- one variable each ---------------------------------------------------------------------
+
+
+def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def request_timeout_from_env(env: Mapping[str, str] | None = None) -> float:
+    """``PERSONA_REQUEST_TIMEOUT_S``: seconds, >= 0."""
+    var = "PERSONA_REQUEST_TIMEOUT_S"
+    raw = _environ(env).get(var, "").strip()
+    if not raw:
+        return DEFAULT_REQUEST_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{var} must be a float number, got {raw!r}", variable=var) from None
+    if value < 0:
+        raise ConfigError(f"{var} must not be negative, got {raw!r}", variable=var)
+    return value
+
+
+def embedder_kind_from_env(env: Mapping[str, str] | None = None) -> str:
+    """``PERSONA_EMBEDDER``: one of :data:`EMBEDDER_KINDS` (case and spaces ignored)."""
+    raw = _environ(env).get(EMBEDDER_VAR, "")
+    kind = raw.strip().lower() or "minilm"
+    if kind not in EMBEDDER_KINDS:
+        raise ConfigError(f"{EMBEDDER_VAR} must be one of {', '.join(EMBEDDER_KINDS)}; got {raw!r}", variable=EMBEDDER_VAR)
+    return kind
+
+
+def log_keep_from_env(env: Mapping[str, str] | None = None) -> int:
+    """``PERSONA_LOG_KEEP``: rotated turn-log files kept, >= 0."""
+    return _whole_number(_environ(env), "PERSONA_LOG_KEEP", DEFAULT_LOG_KEEP)
+
+
+def local_context_from_env(env: Mapping[str, str] | None = None) -> int:
+    """``PERSONA_LOCAL_CONTEXT``: tokens, >= 256."""
+    raw = _environ(env).get(LOCAL_CONTEXT_VAR, "").strip()
+    if not raw:
+        return DEFAULT_LOCAL_CONTEXT
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < MIN_LOCAL_CONTEXT:
+        raise ConfigError(
+            f"{LOCAL_CONTEXT_VAR} must be a whole number of tokens >= {MIN_LOCAL_CONTEXT}; got {raw!r}",
+            variable=LOCAL_CONTEXT_VAR,
+        )
+    return value
+
+
+def local_repeat_penalty_from_env(env: Mapping[str, str] | None = None) -> float:
+    """``PERSONA_LOCAL_REPEAT_PENALTY``: at least 1.0; a value that is not a number means the default
+    (lenient on purpose: a sampling nicety is not worth refusing to start)."""
+    raw = _environ(env).get("PERSONA_LOCAL_REPEAT_PENALTY", "").strip()
+    try:
+        return max(1.0, float(raw)) if raw else DEFAULT_REPEAT_PENALTY
+    except ValueError:
+        return DEFAULT_REPEAT_PENALTY
+
+
+def verbose_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """``PERSONA_VERBOSE=1`` (the CLI's ``-v`` sets it)."""
+    return _environ(env).get("PERSONA_VERBOSE") == "1"
+
+
+def _positive_int(env: Mapping[str, str], var: str, default: int) -> int:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{var} must be a whole number, got {raw!r}", variable=var) from None
+    if value <= 0:
+        raise ConfigError(f"{var} must be positive, got {raw!r}", variable=var)
+    return value
+
+
+def _whole_number(env: Mapping[str, str], var: str, default: int) -> int:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{var} must be a whole number >= 0, got {raw!r}", variable=var)
+    return value
