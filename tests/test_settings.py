@@ -22,6 +22,7 @@ def test_nothing_set_gives_the_defaults_and_the_bundled_model_on_every_tier() ->
         if field.name != "tiers":
             assert getattr(settings, field.name) == getattr(defaults, field.name), field.name
     assert settings.reply_tokens == 1024 and settings.max_tool_rounds == 5 and settings.tool_timeout_s == 60.0
+    assert settings.local_reply_tokens == 384
     assert settings.log_max_bytes == 64 * 1024 * 1024 and settings.log_keep == 10
     assert settings.embedder == "minilm" and settings.local_context == 8192 and settings.local_repeat_penalty == 1.3
     assert settings.data_dir is None and settings.verbose is False
@@ -33,7 +34,7 @@ def test_nothing_set_gives_the_defaults_and_the_bundled_model_on_every_tier() ->
 
 def test_every_value_is_read(tmp_path: Path) -> None:
     env = {
-        "PERSONA_MAX_REPLY_TOKENS": "300", "PERSONA_MAX_TOOL_ROUNDS": "0", "PERSONA_TOOL_TIMEOUT_S": "9",
+        "PERSONA_MAX_REPLY_TOKENS": "300", "PERSONA_LOCAL_REPLY_TOKENS": "200", "PERSONA_MAX_TOOL_ROUNDS": "0", "PERSONA_TOOL_TIMEOUT_S": "9",
         "PERSONA_REQUEST_TIMEOUT_S": "2.5", "PERSONA_HISTORY_COMPACT_AFTER": "8", "PERSONA_HISTORY_KEEP_TURNS": "2",
         "PERSONA_LOG_MAX_MB": "3", "PERSONA_LOG_KEEP": "0", "PERSONA_EMBEDDER": " Hash ",
         "PERSONA_LOCAL_CONTEXT": "4096", "PERSONA_LOCAL_REPEAT_PENALTY": "1.1", "PERSONA_HOME": str(tmp_path),
@@ -41,7 +42,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
     }
     settings = Settings.from_env(env)
     assert dataclasses.asdict(settings) | {"tiers": None} == {
-        "reply_tokens": 300, "max_tool_rounds": 0, "tool_timeout_s": 9.0, "request_timeout_s": 2.5,
+        "reply_tokens": 300, "local_reply_tokens": 200, "max_tool_rounds": 0, "tool_timeout_s": 9.0, "request_timeout_s": 2.5,
         "history_compact_after": 8, "history_keep_turns": 2, "log_max_bytes": 3 * 1024 * 1024, "log_keep": 0,
         "embedder": "hash", "local_context": 4096, "local_repeat_penalty": 1.1, "data_dir": tmp_path,
         "verbose": True, "tiers": None,
@@ -59,6 +60,7 @@ def test_an_env_mapping_is_read_instead_of_the_process_environment(monkeypatch: 
 
 BAD_VALUES = [
     ("PERSONA_MAX_REPLY_TOKENS", "0"), ("PERSONA_MAX_REPLY_TOKENS", "lots"), ("PERSONA_MAX_REPLY_TOKENS", "-3"),
+    ("PERSONA_LOCAL_REPLY_TOKENS", "0"), ("PERSONA_LOCAL_REPLY_TOKENS", "all"),
     ("PERSONA_MAX_TOOL_ROUNDS", "-1"), ("PERSONA_MAX_TOOL_ROUNDS", "many"),
     ("PERSONA_TOOL_TIMEOUT_S", "soon"), ("PERSONA_TOOL_TIMEOUT_S", "0"), ("PERSONA_TOOL_TIMEOUT_S", "1.5"),
     ("PERSONA_REQUEST_TIMEOUT_S", "soon"), ("PERSONA_REQUEST_TIMEOUT_S", "-1"),

@@ -57,6 +57,9 @@ class Settings:
 
     #: Reply cap per model call (``PERSONA_MAX_REPLY_TOKENS``).
     reply_tokens: int = 1024
+    #: Reply cap on local GGUF models, chat and agent alike (``PERSONA_LOCAL_REPLY_TOKENS``):
+    #: small local models ramble, at tens of tokens a second. A reply cut by it says so.
+    local_reply_tokens: int = 384
     #: Tool-call rounds per chat turn before the model must answer (``PERSONA_MAX_TOOL_ROUNDS``).
     max_tool_rounds: int = 5
     #: One tool call's time limit (``PERSONA_TOOL_TIMEOUT_S``).
@@ -96,6 +99,7 @@ class Settings:
             request_timeout_s=request_timeout_from_env(source),
             embedder=embedder_kind_from_env(source),
             reply_tokens=_positive_int(source, "PERSONA_MAX_REPLY_TOKENS", 1024),
+            local_reply_tokens=_positive_int(source, "PERSONA_LOCAL_REPLY_TOKENS", 384),
             max_tool_rounds=_whole_number(source, "PERSONA_MAX_TOOL_ROUNDS", 5),
             tool_timeout_s=float(_positive_int(source, "PERSONA_TOOL_TIMEOUT_S", 60)),
             history_compact_after=_positive_int(source, "PERSONA_HISTORY_COMPACT_AFTER", 20),
