@@ -211,9 +211,9 @@ async def _run(
     answers: list[str], json_out: bool, yes: bool, interactive: bool,
 ) -> int:
     import asyncio
-    import signal
 
     from persona_cli.agent_view import AgentView, JsonView
+    from persona_cli.interrupts import Foreground, await_loading
     from persona_cli.approval import make_approver
     from persona_cli.console import make_consoles, startup_lines
     from persona_cli.render import render_notice
@@ -232,49 +232,30 @@ async def _run(
         prompt_session=lambda: _prompt_session(json_out), on_interrupt=token.cancel,
     )
     status = "error"
-    try:
-        loop = await _await_agentic(session, info)
+
+    async def consume(loop: Any) -> None:
+        nonlocal status
         events = loop.run(
             task, resume=stored, ask=asker, cancel=token, approve=approver,
             tier=None if tier == "auto" else tier, max_steps=max_steps,
         )
+        async for event in events:
+            view.handle(event)
+            if isinstance(event, RunFinished):
+                status = str(event.run.status)
 
-        async def consume() -> None:
-            nonlocal status
-            async for event in events:
-                view.handle(event)
-                if isinstance(event, RunFinished):
-                    status = str(event.run.status)
-
-        consumer = asyncio.ensure_future(consume())
-        presses = 0
-
-        def on_sigint() -> None:
-            nonlocal presses
-            presses += 1
-            if presses == 1:
-                token.cancel()  # the run stops cleanly, is saved as cancelled, and says so
-            else:
-                consumer.cancel()
-
-        aio = asyncio.get_running_loop()
+    with Foreground() as foreground:
         try:
-            aio.add_signal_handler(signal.SIGINT, on_sigint)
-            installed = True
-        except (NotImplementedError, RuntimeError):
-            installed = False
-        try:
-            await consumer
+            loop = await foreground.run(await_loading(session.agentic(), info, "loading memory and models…"))
+            # The first Ctrl-C stops the run cleanly (saved as cancelled, and it says so); a second quits.
+            await foreground.run(consume(loop), token=token)
         except asyncio.CancelledError:
             view.interrupted()
             status = "cancelled"
         except RunBusyError as exc:  # another process took the run between --resume's read and now
             raise CliError(str(exc), USAGE) from None
         finally:
-            if installed:
-                aio.remove_signal_handler(signal.SIGINT)
-    finally:
-        await session.aclose()
+            await session.aclose()
     return STATUS_CODES.get(status, exit_codes.RUNTIME_ERROR)
 
 
@@ -318,18 +299,3 @@ def _prompt_session(json_out: bool) -> Any:
 
         return PromptSession(output=create_output(stdout=sys.stderr))
     return PromptSession()
-
-
-async def _await_agentic(session: Session, info: Console) -> Any:
-    """The first step waits for the background load; say so if it takes a moment."""
-    import asyncio
-
-    from persona_cli.render import render_notice
-
-    task = asyncio.ensure_future(session.agentic())
-    done, _ = await asyncio.wait({task}, timeout=0.3)
-    if not done:
-        render_notice(info, "loading memory and models…")
-    return await task
-
-

@@ -190,6 +190,8 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
     from persona_cli.slash import handle_slash
     from persona_cli.turn_view import TurnView
 
+    from persona_cli.interrupts import await_loading
+
     session = ctx.session
     while True:
         text = await prompt.read()
@@ -209,7 +211,9 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
         loop = session.built_loop
         try:
             if loop is None:
-                loop = await foreground.run(_await_loop(session, info))
+                loop = await foreground.run(
+                    await_loading(session.loop(), info, "loading memory and models (first turn only)…")
+                )
         except asyncio.CancelledError:
             if _being_cancelled():
                 raise
@@ -217,21 +221,6 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
             continue
         view = TurnView(out=out, info=info)
         await _run_turn(loop, ctx.conversation, text, ctx.tier, view, approve, foreground, ctx.totals)
-
-
-async def _await_loop(session: Session, info: Console) -> Any:
-    """The first turn waits for the background load; say so if it takes a moment."""
-    import asyncio
-
-    from persona_cli.render import render_notice
-
-    if session.built_loop is not None:
-        return session.built_loop
-    task = asyncio.ensure_future(session.loop())
-    done, _ = await asyncio.wait({task}, timeout=0.3)
-    if not done:
-        render_notice(info, "loading memory and models (first turn only)…")
-    return await task
 
 
 def _toolbar(ctx: Any) -> Any:

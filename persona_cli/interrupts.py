@@ -1,4 +1,5 @@
-"""Ctrl-C while something runs: one SIGINT handler for the whole chat session.
+"""Ctrl-C while something runs: one SIGINT handler for a whole chat session or agent run,
+and the one way both wait for the background load.
 
 At the prompt the terminal is in raw mode and Ctrl-C is a key that prompt-toolkit handles
 (the prompt is read with ``handle_sigint=False`` so it leaves this handler alone). Everywhere
@@ -7,6 +8,9 @@ just after it ends) where SIGINT fell through to asyncio's default and ended the
 the interrupt soak test (``tests/test_interrupt_soak.py``) hit them. So one handler lives as long
 as the session: it cancels the foreground task if there is one, and otherwise only remembers
 that Ctrl-C was pressed (``pending``) for callers that care (piped mode stops; the REPL doesn't).
+
+Work that can stop cleanly is run with a ``CancelToken`` (an agent run): the first Ctrl-C fires
+the token, so the work ends and saves itself; a second one cancels the task outright.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
+
+    from rich.console import Console
+
+    from persona_runtime.cancel import CancelToken
 
 T = TypeVar("T")
 
@@ -27,6 +35,7 @@ class Foreground:
     def __init__(self) -> None:
         self.pending = False
         self._task: asyncio.Future[Any] | None = None
+        self._token: CancelToken | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __enter__(self) -> Foreground:
@@ -51,21 +60,38 @@ class Foreground:
             self._loop = None
 
     def interrupt(self) -> None:
-        """What SIGINT does: cancel the foreground task, or remember the press."""
+        """What SIGINT does: stop the foreground work (its token first, if it has one), or
+        remember the press."""
         task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-        else:
+        if task is None or task.done():
             self.pending = True
+        elif self._token is not None and not self._token.is_cancelled:
+            self._token.cancel()
+        else:
+            task.cancel()
 
-    async def run(self, work: Coroutine[Any, Any, T]) -> T:
-        """Await ``work`` as the foreground task; Ctrl-C cancels it (CancelledError here)."""
+    async def run(self, work: Coroutine[Any, Any, T], *, token: CancelToken | None = None) -> T:
+        """Await ``work`` as the foreground task; Ctrl-C fires ``token`` when given, and
+        otherwise (or the second time) cancels the task (CancelledError here)."""
         import asyncio
 
         task = asyncio.ensure_future(work)
-        self._task = task
+        self._task, self._token = task, token
         self.pending = False
         try:
             return await task
         finally:
-            self._task = None
+            self._task = self._token = None
+
+
+async def await_loading(work: Coroutine[Any, Any, T], info: Console, message: str) -> T:
+    """Await the session's background load; say ``message`` if it takes a moment."""
+    import asyncio
+
+    from persona_cli.render import render_notice
+
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=0.3)
+    if not done:
+        render_notice(info, message)
+    return await task

@@ -40,6 +40,29 @@ def test_sigint_cancels_the_foreground_task_and_is_only_remembered_between_tasks
     asyncio.run(main())
 
 
+def test_with_a_token_the_first_sigint_stops_the_work_cleanly_and_the_second_cancels_it() -> None:
+    from persona_runtime.cancel import CancelToken
+
+    async def main() -> None:
+        with Foreground() as fg:
+            token = CancelToken()
+            stopping = asyncio.Event()
+
+            async def work() -> str:
+                token.on_cancel(stopping.set)
+                os.kill(os.getpid(), signal.SIGINT)
+                await stopping.wait()  # the token fired; the work is still running (saving, say)
+                os.kill(os.getpid(), signal.SIGINT)
+                await asyncio.Event().wait()  # forever, unless cancelled
+                return "not reached"
+
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(fg.run(work(), token=token), 30)
+            assert token.is_cancelled and not fg.pending
+
+    asyncio.run(main())
+
+
 async def _value(v: int) -> int:
     return v
 
