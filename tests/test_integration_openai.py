@@ -18,6 +18,7 @@ from persona_runtime.memory import PersonaMemory
 from persona_runtime.routing import HeuristicRouter
 from persona_runtime.tier import tier_registry_from_env
 from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
+from tests.support.env import openai_tier_env
 from tests.support.openai_server import ScriptedOpenAIServer, Status, Text, ToolCall
 
 PERSONA = Persona.model_validate(
@@ -36,16 +37,7 @@ def server():
 
 
 def tier_env(srv: ScriptedOpenAIServer) -> dict[str, str]:
-    """Frontier and mid are different models on the same loopback endpoint."""
-    env: dict[str, str] = {}
-    for tier, model in (("FRONTIER", "gpt-4o"), ("MID", "gpt-4o-mini")):
-        env |= {
-            f"PERSONA_{tier}_PROVIDER": "openai",
-            f"PERSONA_{tier}_MODEL": model,
-            f"PERSONA_{tier}_API_KEY": "sk-test-integration-0001",
-            f"PERSONA_{tier}_BASE_URL": srv.base_url,
-        }
-    return env | {"PERSONA_REQUEST_TIMEOUT_S": "10"}
+    return openai_tier_env(srv.base_url)
 
 
 async def run_turn(loop: ConversationLoop, conv: Conversation, text: str, **kw) -> list[ev.TurnEvent]:

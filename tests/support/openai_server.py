@@ -202,6 +202,8 @@ class ScriptedOpenAIServer:
         self._closing = threading.Event()
         self.requests: list[RecordedRequest] = []
         self.unscripted: list[RecordedRequest] = []  # calls that found the queue empty
+        #: (prompt, completion) tokens of every usage report sent, streamed or not, in order.
+        self.usage_sent: list[tuple[int, int]] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
@@ -297,6 +299,10 @@ class ScriptedOpenAIServer:
                         return queued.reply
             self.unscripted.append(request)
             return None
+
+    def _sent_usage(self, prompt: int, completion: int) -> None:
+        with self._lock:
+            self.usage_sent.append((prompt, completion))
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0 and self._closing.wait(seconds):
@@ -404,6 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
             ]
         completion = len(_pieces(text, None)) + len(calls)
         prompt, completion = usage or (_prompt_words(body), completion)
+        self.srv._sent_usage(prompt, completion)
         return {
             "id": "chatcmpl-scripted",
             "object": "chat.completion",
@@ -462,6 +469,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._event(chunk({}, "tool_calls" if calls else "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             prompt, completion = usage or (_prompt_words(body), sent)
+            self.srv._sent_usage(prompt, completion)
             self._event({
                 "id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": created,
                 "model": model, "choices": [], "usage": _usage(prompt, completion),
