@@ -523,3 +523,24 @@ def test_notice_is_dim_and_literal() -> None:
     raw = output(console)
     assert "\x1b[2m" in raw
     assert plain_text(Screen().feed(raw).lines()[0]).rstrip() == "↪ fell back to [tier-2]: 429"
+
+
+# -- the views chat and agent share ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("view_name", ["chat", "agent"])
+def test_both_views_show_reasoning_dim_apart_from_the_reply_and_say_when_a_reply_was_cut(view_name: str) -> None:
+    from persona_cli.agent_view import AgentView
+    from persona_cli.turn_view import TurnView
+    from persona_runtime import events as ev
+    from persona_runtime.agentic import events as agent_events
+
+    out, info = piped(), piped()
+    view = (TurnView if view_name == "chat" else AgentView)(out=out, info=info)
+    view.handle(ev.ThinkingDelta("Weighing the \x1b[31mquestion\x1b[0m."))
+    view.handle(ev.TextDelta("The answer.") if view_name == "chat" else agent_events.AnswerDelta("The answer."))
+    view.handle(ev.ReplyCut(384, "PERSONA_LOCAL_REPLY_TOKENS"))
+    assert output(out).strip() == "The answer."
+    shown = output(info)
+    assert "Weighing the ␛[31mquestion␛[0m." in shown and "\x1b" not in shown
+    assert "384-token limit" in shown and "PERSONA_LOCAL_REPLY_TOKENS" in shown
