@@ -67,7 +67,8 @@ from persona_runtime.local_backend import (  # noqa: E402
     bundled_model_path,
     to_llama_messages,
 )
-from persona_runtime.loop import LOCAL_REPLY_TOKENS, ConversationLoop  # noqa: E402
+from persona_runtime.engine.engine import DEFAULT_LOCAL_REPLY_TOKENS as LOCAL_REPLY_TOKENS  # noqa: E402
+from persona_runtime.loop import ConversationLoop  # noqa: E402
 from persona_runtime.prompt import PromptBuilder, RetrievedContext  # noqa: E402
 from persona_runtime.tier import TierConfig, TierRegistry  # noqa: E402
 

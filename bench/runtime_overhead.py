@@ -33,7 +33,7 @@ from persona_runtime.events import TextDelta  # noqa: E402
 from persona_runtime.loop import ConversationLoop  # noqa: E402
 from persona_runtime.prompt import PromptBuilder, RetrievedContext, count_tokens  # noqa: E402
 from persona_runtime.routing import HeuristicRouter  # noqa: E402
-from persona_runtime.tier import tier_registry_from_env  # noqa: E402
+from persona_runtime.tier_env import tier_registry_from_env  # noqa: E402
 from tests.support.openai_server import ScriptedOpenAIServer, Text  # noqa: E402
 
 PERSONA = Persona.from_yaml(Path(__file__).resolve().parent.parent / "personas" / "kai.yaml")

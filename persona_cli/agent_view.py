@@ -20,7 +20,6 @@ from persona_cli.render import render_notice
 from persona_cli.term import format_cost, format_tokens, sanitize
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from persona_runtime.agentic.run import Run, Step
 

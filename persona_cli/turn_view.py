@@ -17,7 +17,6 @@ from persona_cli.render import render_notice
 from persona_cli.term import format_cost, format_tokens, sanitize
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from persona_runtime.events import TurnEvent
 

@@ -24,7 +24,7 @@ from persona_runtime import events as ev
 from persona_runtime.agentic import AgenticLoop, Run, RunStatus, StepType
 from persona_runtime.agentic import events as aev
 from persona_runtime.loop import ConversationLoop
-from persona_runtime.tier import tier_registry_from_env
+from persona_runtime.tier_env import tier_registry_from_env
 from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
 from tests.support.openai_server import (
     CutStream,

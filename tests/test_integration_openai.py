@@ -16,7 +16,7 @@ from persona_runtime import events as ev
 from persona_runtime.loop import ConversationLoop
 from persona_runtime.memory import PersonaMemory
 from persona_runtime.routing import HeuristicRouter
-from persona_runtime.tier import tier_registry_from_env
+from persona_runtime.tier_env import tier_registry_from_env
 from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
 from tests.support.env import openai_tier_env
 from tests.support.openai_server import ScriptedOpenAIServer, Status, Text, ToolCall

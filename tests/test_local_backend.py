@@ -25,6 +25,7 @@ from persona_runtime.local_backend import (
     bundled_model_path,
     to_llama_messages,
 )
+from persona_runtime.local_model import shared_prefix_tokens
 from persona_runtime.testing import ScriptedBackend
 
 
@@ -311,7 +312,7 @@ def test_a_request_takes_the_model_over_from_a_running_prefill(
     prefill.join(timeout=60)
     assert not prefill.is_alive()
     assert outcome["read"] == 64  # one chunk, then it yielded: not the ~1,700 tokens it was asked for
-    assert len(backend._shared_prefix(llm, [long_system])) > 1000
+    assert len(shared_prefix_tokens(llm, backend._formatter, [long_system])) > 1000
     assert reply.usage.completion_tokens > 0
 
 

@@ -13,7 +13,7 @@ from persona_runtime.persona_file import load_persona
 from persona_runtime.routing import HeuristicRouter, UnifiedRouter
 from persona_runtime.session import make_router, open_session
 from persona_runtime.settings import Settings
-from persona_runtime.tier import tier_registry_from_env
+from persona_runtime.tier_env import tier_registry_from_env
 
 PERSONAS = Path(__file__).resolve().parent.parent / "personas"
 

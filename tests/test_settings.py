@@ -114,11 +114,11 @@ def test_env_example_documents_every_variable_settings_reads() -> None:
 
 
 def test_env_example_documents_nothing_that_is_no_longer_read() -> None:
-    read = _named_in("settings.py", "paths.py", "tier.py")
+    read = _named_in("settings.py", "paths.py", "tier.py", "tier_env.py")
     from persona_runtime.tier import KNOWN_PROVIDERS
     from persona_runtime.routing.types import TIER_NAMES
 
-    # Names tier.py builds from a prefix: PERSONA_{PROVIDER,MODEL,API_KEY,BASE_URL} (every tier),
+    # Names tier_env.py builds from a prefix: PERSONA_{PROVIDER,MODEL,API_KEY,BASE_URL} (every tier),
     # PERSONA_<TIER>_* and PERSONA_<PROVIDER>_{API_KEY,BASE_URL}.
     tiers = "|".join(t.upper() for t in TIER_NAMES)
     providers = "|".join(p.upper() for p in KNOWN_PROVIDERS)

@@ -13,7 +13,7 @@ from rich.console import Console
 from persona_cli.slash import INTERRUPTED_LABEL, SlashContext, handle_slash
 from persona_cli.turn_view import SessionTotals
 from persona_runtime.session import new_conversation
-from persona_runtime.tier import tier_registry_from_env
+from persona_runtime.tier_env import tier_registry_from_env
 
 NOW = datetime.now(UTC)
 

@@ -8,7 +8,8 @@ import pytest
 
 from persona_runtime.errors import ConfigError, TierNotConfiguredError
 from persona_runtime.testing import ScriptedBackend
-from persona_runtime.tier import BUNDLED_MODEL, ModelSlot, TierConfig, TierMetadata, TierRegistry, tier_registry_from_env
+from persona_runtime.tier import BUNDLED_MODEL, ModelSlot, TierConfig, TierMetadata, TierRegistry
+from persona_runtime.tier_env import tier_registry_from_env
 
 
 def triple(tier: str, provider: str = "openai", model: str = "gpt-4o-mini", key: str = "sk-abcdef123") -> dict[str, str]:

