@@ -149,7 +149,7 @@ def _new_conversation(session: Session) -> Any:
 
     from persona.schema.conversation import Conversation
 
-    from persona_runtime.turnlog import new_id
+    from persona_runtime.turnlog.record import new_id
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Conversation(conversation_id=f"chat-{stamp}-{new_id()[:6]}", persona_id=session.persona_id)

@@ -196,7 +196,7 @@ class Session:
         self.mcp_clients = clients
         from persona_runtime.history import HistoryWindow
         from persona_runtime.loop import ConversationLoop
-        from persona_runtime.turnlog import JSONLTurnLogWriter
+        from persona_runtime.turnlog.writer import JSONLTurnLogWriter
 
         self._loop = ConversationLoop(
             persona=self.persona,
@@ -231,7 +231,7 @@ class Session:
         toolbox, clients = await _build_toolbox(self, heavy)
         self.mcp_clients.extend(clients)
         from persona_runtime.agentic import AgenticLoop
-        from persona_runtime.turnlog import JSONLTurnLogWriter
+        from persona_runtime.turnlog.writer import JSONLTurnLogWriter
 
         options: dict[str, Any] = {
             "memory": heavy["memory"],

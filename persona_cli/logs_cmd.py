@@ -1,6 +1,6 @@
 """`persona logs`: tail (and follow), list, show and aggregate the turn log.
 
-Reading is done by :mod:`persona_runtime.logread` (standard library only); Rich is
+Reading is done by :mod:`persona_runtime.turnlog`'s readers (standard library only); Rich is
 imported only when a terminal wants colour or a table is drawn, so
 ``persona logs tail`` costs about as much as ``persona --help``.
 """
@@ -19,8 +19,11 @@ from typing import Annotated, Any
 
 import typer
 
-from persona_runtime import logread
-from persona_runtime.logread import LogFilter, ReadCounter
+from persona_runtime.turnlog.files import log_files
+from persona_runtime.turnlog.follow import follow as follow_log
+from persona_runtime.turnlog.query import LogFilter, ReadCounter, is_fallback, iter_records, parse_since, parse_timestamp
+from persona_runtime.turnlog.query import tail as tail_log
+from persona_runtime.turnlog.stats import StatsRow, stats
 
 logs_app = typer.Typer(
     help="Read the turn log: tail (and follow) it, list, show, and aggregate turns.",
@@ -80,7 +83,7 @@ def _filter(
     since_at = None
     if since is not None:
         try:
-            since_at = logread.parse_since(since)
+            since_at = parse_since(since)
         except ValueError as exc:
             raise _fail(f"--since: {exc}", EXIT_USAGE) from None
     return LogFilter(
@@ -179,7 +182,7 @@ def _cost(cents: object) -> str:
 
 
 def _when(record: Record, today: date | None = None) -> str:
-    ts = logread.parse_timestamp(record)
+    ts = parse_timestamp(record)
     if ts is None:
         return "?".ljust(8)
     local = ts.astimezone()
@@ -205,7 +208,7 @@ def turn_line(record: Record, today: date | None = None) -> Segments:
     segs += [("  ", ""), (_seconds(record.get("latency_ms")).rjust(6), "")]
     ttft = record.get("ttft_ms")
     segs += [("  ", ""), ((f"ttft {_seconds(ttft)}" if _num(ttft) is not None else "").ljust(10), "dim")]
-    if logread.is_fallback(record):
+    if is_fallback(record):
         segs += [("  ", ""), ("↪", "bold yellow")]
     status = record.get("status") or "ok"
     if status != "ok":
@@ -245,9 +248,9 @@ def tail_cmd(
     """The last N turns across all conversations and agent runs; -f follows new ones."""
     flt = _filter(persona, tier, model, errors, fallbacks, since, conversation, run)
     path = _log_path()
-    result = logread.tail(path, n, flt)
+    result = tail_log(path, n, flt)
     out = _Out()
-    if not follow and result.position is None and not logread.log_files(path):
+    if not follow and result.position is None and not log_files(path):
         _no_log(path)
         return
     with _pipe_safe():
@@ -267,7 +270,7 @@ def _follow(path: Path, flt: LogFilter, start: tuple[int, int] | None, out: _Out
     reported = 0
     try:
         emit = out.json if as_json else out.record
-        for record in logread.follow(path, flt, start=start, counter=counter):
+        for record in follow_log(path, flt, start=start, counter=counter):
             emit(record)
             if counter.skipped != reported:
                 out.footer(counter.skipped - reported, to_stderr=as_json)
@@ -334,7 +337,7 @@ def list_cmd(
     """Turns matching the filters, oldest first (all of them unless --since or -n)."""
     flt = _filter(persona, tier, model, errors, fallbacks, since, conversation, run)
     path = _log_path()
-    if not logread.log_files(path):
+    if not log_files(path):
         _no_log(path)
         return
     out = _Out()
@@ -342,10 +345,10 @@ def list_cmd(
     records: Iterable[Record]
     if limit is not None or flt.since is not None:
         # Reading backwards stops at the limit or at --since without touching older data.
-        result = logread.tail(path, limit if limit is not None else sys.maxsize, flt)
+        result = tail_log(path, limit if limit is not None else sys.maxsize, flt)
         records, counter.skipped = result.records, result.skipped
     else:
-        records = logread.iter_records(path, flt, counter)
+        records = iter_records(path, flt, counter)
     with _pipe_safe():
         emit = out.json if as_json else out.record
         shown = 0
@@ -378,12 +381,12 @@ def show_cmd(
     needle = ident.encode()
     matches = [
         r
-        for r in logread.iter_records(path, counter=counter, needle=needle)
+        for r in iter_records(path, counter=counter, needle=needle)
         if _id_matches(r, ident, prefix)
     ]
     if not matches:
         hint = "" if prefix else " (a prefix needs at least 6 characters)"
-        where = "" if logread.log_files(path) else f"; no log yet at {path}"
+        where = "" if log_files(path) else f"; no log yet at {path}"
         raise _fail(f"no turn, conversation or run matches {ident!r}{hint}{where}", EXIT_RUNTIME)
     out = _Out()
     with _pipe_safe():
@@ -420,7 +423,7 @@ def _show_turn(out: _Out, r: Record) -> None:
     if r.get("run_id"):
         where += f" · run {r.get('run_id')} step {r.get('step')}"
     out.segments([("  turn ", "dim"), (str(r.get("turn_id")), "bold"), (f"  {r.get('kind', 'chat')} · {where}", "dim")])
-    ts = logread.parse_timestamp(r)
+    ts = parse_timestamp(r)
     if ts is not None:
         out.text(f"  at {ts.astimezone().isoformat(timespec='seconds')}", "dim")
     routing = r.get("routing")
@@ -474,11 +477,11 @@ def stats_cmd(
     """Turns, tokens, cost, latency p50/p95, fallback and error rates per group, with a chart."""
     flt = _filter(persona, tier, model, errors, fallbacks, since)
     path = _log_path()
-    if not logread.log_files(path):
+    if not log_files(path):
         _no_log(path)
         return
     counter = ReadCounter()
-    rows = logread.stats(logread.iter_records(path, flt, counter), by.value, total=True)
+    rows = stats(iter_records(path, flt, counter), by.value, total=True)
     with _pipe_safe():
         if as_json:
             for row in rows:
@@ -488,7 +491,7 @@ def stats_cmd(
         _render_stats(rows, by.value, chart, counter.skipped)
 
 
-def _row_dict(row: logread.StatsRow, by: str) -> dict[str, Any]:
+def _row_dict(row: StatsRow, by: str) -> dict[str, Any]:
     return {
         by if row.key != "total" else "total": row.key,
         "turns": row.turns,
@@ -504,7 +507,7 @@ def _row_dict(row: logread.StatsRow, by: str) -> dict[str, Any]:
     }
 
 
-def _render_stats(rows: list[logread.StatsRow], by: str, chart: Chart, skipped: int) -> None:
+def _render_stats(rows: list[StatsRow], by: str, chart: Chart, skipped: int) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -529,7 +532,7 @@ def _render_stats(rows: list[logread.StatsRow], by: str, chart: Chart, skipped: 
         pad_edge=False,
     )
 
-    def cost(row: logread.StatsRow) -> str:
+    def cost(row: StatsRow) -> str:
         return "unpriced" if row.unpriced == row.turns else _cost(row.cost_cents)
 
     def pct(value: float) -> str:

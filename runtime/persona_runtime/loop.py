@@ -52,7 +52,8 @@ from persona_runtime.fallback import (
 )
 from persona_runtime.secrets import redact
 from persona_runtime.tooling import SIDE_EFFECT_TOOLS, ToolApprover, inject_skill, run_tool_call
-from persona_runtime.turnlog import AttemptRecord, ToolCallRecord, TurnLog, TurnLogWriter
+from persona_runtime.turnlog.record import AttemptRecord, ToolCallRecord, TurnLog
+from persona_runtime.turnlog.writer import TurnLogWriter
 
 if TYPE_CHECKING:
     from persona.schema.conversation import Conversation, ConversationMessage

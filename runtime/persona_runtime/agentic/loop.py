@@ -88,7 +88,8 @@ from persona_runtime.pricing import cost_cents
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.routing.types import RoutingDecision
 from persona_runtime.secrets import redact
-from persona_runtime.turnlog import AttemptRecord, ToolCallRecord, TurnLog, TurnLogWriter, new_id
+from persona_runtime.turnlog.record import AttemptRecord, ToolCallRecord, TurnLog, new_id
+from persona_runtime.turnlog.writer import TurnLogWriter
 
 if TYPE_CHECKING:
     from persona.schema.conversation import ConversationMessage
