@@ -1,7 +1,9 @@
 """`persona logs`: tail (and follow), list, show and aggregate the turn log.
 
 Reading is done by :mod:`persona_runtime.turnlog`'s readers (standard library only), printing
-by :mod:`persona_cli.logs_format`, so ``persona logs tail`` costs about as much as ``persona --help``.
+by :mod:`persona_cli.logs_format`. Each command's options are defined once, in its signature;
+``persona logs tail`` runs them through :mod:`persona_cli.fast_invoke` so it costs about as
+much as ``persona --help``.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import sys
 from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from persona_cli import exit_codes
+from persona_cli.fast_invoke import invoke_without_pydantic
 from persona_cli.logs_format import TurnPrinter, dumps_record, pipe_safe, render_stats, show_turns, stats_row_dict
 from persona_runtime.turnlog.files import log_files
 from persona_runtime.turnlog.follow import follow as follow_log
@@ -151,45 +154,12 @@ def _follow(path: Path, flt: LogFilter, start: tuple[int, int] | None, out: Turn
         raise typer.Exit(0) from None
 
 
-# `persona logs tail` without Typer's parameter processing. Typer coerces every non-bool
-# option through a pydantic TypeAdapter, and importing pydantic costs several times our
-# whole budget (tail must cost about what `persona --help` costs). The entry point calls
-# this first; anything it does not fully understand (--help, a bad number, an unknown
-# option) returns None and goes through Typer as usual, errors and all.
-_TAIL_VALUES = {
-    "-n": "n", "--lines": "n", "-p": "persona", "--persona": "persona", "-t": "tier", "--tier": "tier",
-    "-m": "model", "--model": "model", "-s": "since", "--since": "since",
-    "-c": "conversation", "--conversation": "conversation", "--run": "run",
-}  # fmt: skip
-_TAIL_FLAGS = {"-f": "follow", "--follow": "follow", "--json": "as_json", "--errors": "errors", "--fallbacks": "fallbacks"}
-
-
 def fast_tail(argv: list[str]) -> int | None:
-    """Run ``logs tail ...`` from raw ``argv`` (after the program name); None = not handled."""
+    """Run ``logs tail ...`` from raw ``argv`` (after the program name) with the options of
+    ``tail_cmd`` but without importing pydantic; None = not handled here, let Typer run it."""
     if argv[:2] != ["logs", "tail"]:
         return None
-    kwargs: dict[str, Any] = {}
-    args = iter(argv[2:])
-    for arg in args:
-        name, eq, inline = arg.partition("=")
-        if not eq and arg in _TAIL_FLAGS:
-            kwargs[_TAIL_FLAGS[arg]] = True
-        elif name in _TAIL_VALUES and (eq or name == arg):
-            value = inline if eq else next(args, None)
-            if value is None or (value.startswith("-") and value != "-"):
-                return None
-            kwargs[_TAIL_VALUES[name]] = value
-        else:
-            return None
-    if "n" in kwargs:
-        if not kwargs["n"].isdigit():
-            return None
-        kwargs["n"] = int(kwargs["n"])
-    try:
-        tail_cmd(**kwargs)
-    except typer.Exit as exc:
-        return exc.exit_code
-    return 0
+    return invoke_without_pydantic(logs_app, "tail", argv[2:])
 
 
 @logs_app.command("list")
