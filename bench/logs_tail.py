@@ -198,13 +198,14 @@ def bench_stats(cache: Path, records: int, runs: int) -> dict[str, Any]:
         subprocess.run([PERSONA, "logs", "stats"], env=env, stdout=subprocess.DEVNULL, check=True)
         walls.append(time.perf_counter() - started)
     sys.path.insert(0, str(REPO / "runtime"))
-    from persona_runtime import logread
+    from persona_runtime.turnlog.query import iter_records
+    from persona_runtime.turnlog.stats import stats
 
     started = time.perf_counter()
-    parsed = sum(1 for _ in logread.iter_records(log))
+    parsed = sum(1 for _ in iter_records(log))
     parse = time.perf_counter() - started
     started = time.perf_counter()
-    rows = logread.stats(logread.iter_records(log), "tier", total=True)
+    rows = stats(iter_records(log), "tier", total=True)
     total = time.perf_counter() - started
     assert rows[-1].turns == parsed == records
     return {"records": records, "bytes": log.stat().st_size, "runs": runs, "walls": walls,

@@ -71,8 +71,9 @@ def main() -> None:
     """Console entry point: one-line errors with documented exit codes."""
     try:
         if sys.argv[1:3] == ["logs", "tail"]:
-            # Typer validates non-bool options through pydantic (~0.15 s of imports); `logs tail`
-            # must stay close to `--help`, so its common forms skip Typer. Anything else
+            # Typer converts option values through pydantic (~0.15 s of imports); `logs tail`
+            # must stay close to `--help`, so it runs on Typer's own command and click's parser
+            # with plain values converted here (persona_cli.fast_invoke). Anything else
             # (--help, a bad value) returns None and goes through Typer as usual.
             from persona_cli.logs_cmd import fast_tail
 

@@ -1,4 +1,4 @@
-"""persona_runtime.logread: reading the turn log backwards, forwards and live."""
+"""persona_runtime.turnlog readers (query, follow, stats) and the writer's pruning: the log backwards, forwards and live."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from persona_runtime import logread
 from persona_runtime.errors import ConfigError
-from persona_runtime.logread import LogFilter, ReadCounter
-from persona_runtime.turnlog import AttemptRecord, JSONLTurnLogWriter, TurnLog
+from persona_runtime.turnlog.files import log_files, rotated_files
+from persona_runtime.turnlog.follow import follow
+from persona_runtime.turnlog.query import LogFilter, ReadCounter, iter_records, iter_reverse_lines, parse_since, tail
+from persona_runtime.turnlog.record import AttemptRecord, TurnLog
+from persona_runtime.turnlog.stats import percentile, stats
+from persona_runtime.turnlog.writer import JSONLTurnLogWriter
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
@@ -72,21 +75,21 @@ def rotated(path: Path, n: int) -> Path:
     ],
 )
 def test_parse_since_relative(text: str, delta: timedelta) -> None:
-    assert logread.parse_since(text, now=T0) == T0 - delta
+    assert parse_since(text, now=T0) == T0 - delta
 
 
 def test_parse_since_absolute() -> None:
-    assert logread.parse_since("2026-11-01") == datetime(2026, 11, 1).astimezone()
-    assert logread.parse_since("2026-11-01T14:30") == datetime(2026, 11, 1, 14, 30).astimezone()
-    assert logread.parse_since("2026-11-01T14:30:00Z") == datetime(2026, 11, 1, 14, 30, tzinfo=UTC)
-    assert logread.parse_since("2026-11-01T14:30+02:00") == datetime(2026, 11, 1, 12, 30, tzinfo=UTC)
-    assert logread.parse_since("2026-11-01").tzinfo is not None
+    assert parse_since("2026-11-01") == datetime(2026, 11, 1).astimezone()
+    assert parse_since("2026-11-01T14:30") == datetime(2026, 11, 1, 14, 30).astimezone()
+    assert parse_since("2026-11-01T14:30:00Z") == datetime(2026, 11, 1, 14, 30, tzinfo=UTC)
+    assert parse_since("2026-11-01T14:30+02:00") == datetime(2026, 11, 1, 12, 30, tzinfo=UTC)
+    assert parse_since("2026-11-01").tzinfo is not None
 
 
 @pytest.mark.parametrize("text", ["", "yesterday", "2 hours", "-2h", "2y", "h", "2026-13-01", "12:00:00x"])
 def test_parse_since_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="90s, 15m, 2h"):
-        logread.parse_since(text)
+        parse_since(text)
 
 
 # --- filters -------------------------------------------------------------------------------
@@ -124,10 +127,10 @@ def test_log_files_order(tmp_path: Path) -> None:
         write(rotated(live, n), [rec(n)])
     (tmp_path / "turns-backup.jsonl").write_text("{}\n")  # not a rotation: ignored
     (tmp_path / "persona-core.log").write_text("x\n")
-    assert logread.log_files(live) == [rotated(live, 1), rotated(live, 2), rotated(live, 3), live]
+    assert log_files(live) == [rotated(live, 1), rotated(live, 2), rotated(live, 3), live]
     live.unlink()
-    assert logread.log_files(live)[-1] == rotated(live, 3)
-    assert logread.log_files(tmp_path / "nowhere" / "turns.jsonl") == []
+    assert log_files(live)[-1] == rotated(live, 3)
+    assert log_files(tmp_path / "nowhere" / "turns.jsonl") == []
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 64 * 1024])
@@ -135,7 +138,7 @@ def test_iter_reverse_lines_across_blocks(tmp_path: Path, chunk: int) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"one\ntwo\n\nthree\nfour\n")
     counter = ReadCounter()
-    assert list(logread.iter_reverse_lines(path, chunk, counter)) == [b"four", b"three", b"", b"two", b"one"]
+    assert list(iter_reverse_lines(path, chunk, counter)) == [b"four", b"three", b"", b"two", b"one"]
     assert counter.skipped == 0
 
 
@@ -144,21 +147,21 @@ def test_iter_reverse_lines_skips_partial_last_line(tmp_path: Path, chunk: int) 
     path = tmp_path / "f"
     path.write_bytes(b"one\ntwo\n{\"torn")
     counter = ReadCounter()
-    assert list(logread.iter_reverse_lines(path, chunk, counter)) == [b"two", b"one"]
+    assert list(iter_reverse_lines(path, chunk, counter)) == [b"two", b"one"]
     assert counter.skipped == 1
     path.write_bytes(b"")
-    assert list(logread.iter_reverse_lines(path, chunk, counter)) == []
+    assert list(iter_reverse_lines(path, chunk, counter)) == []
 
 
 def test_tail_order_and_n(tmp_path: Path) -> None:
     path = write(tmp_path / "turns.jsonl", [rec(i) for i in range(10)])
-    result = logread.tail(path, 3)
+    result = tail(path, 3)
     assert [r["turn_index"] for r in result.records] == [7, 8, 9]
     assert result.skipped == 0
     assert result.position == (path.stat().st_ino, path.stat().st_size)
-    assert [r["turn_index"] for r in logread.tail(path, 50).records] == list(range(10))
-    assert logread.tail(path, 0).records == []
-    assert logread.tail(tmp_path / "none.jsonl", 5).records == []
+    assert [r["turn_index"] for r in tail(path, 50).records] == list(range(10))
+    assert tail(path, 0).records == []
+    assert tail(tmp_path / "none.jsonl", 5).records == []
 
 
 def test_tail_filters(tmp_path: Path) -> None:
@@ -166,26 +169,26 @@ def test_tail_filters(tmp_path: Path) -> None:
     records[4]["status"] = "error"
     records[7]["attempts"] = [{"tier": "smart"}, {"tier": "fast"}]
     path = write(tmp_path / "turns.jsonl", records)
-    assert [r["turn_index"] for r in logread.tail(path, 2, LogFilter(persona="bob")).records] == [6, 9]
-    assert [r["turn_index"] for r in logread.tail(path, 5, LogFilter(errors_only=True)).records] == [4]
-    assert [r["turn_index"] for r in logread.tail(path, 5, LogFilter(fallbacks_only=True)).records] == [7]
-    assert logread.tail(path, 5, LogFilter(tier="smart")).records == []
+    assert [r["turn_index"] for r in tail(path, 2, LogFilter(persona="bob")).records] == [6, 9]
+    assert [r["turn_index"] for r in tail(path, 5, LogFilter(errors_only=True)).records] == [4]
+    assert [r["turn_index"] for r in tail(path, 5, LogFilter(fallbacks_only=True)).records] == [7]
+    assert tail(path, 5, LogFilter(tier="smart")).records == []
 
 
 def test_tail_spans_rotated_files(tmp_path: Path) -> None:
     live = write(tmp_path / "turns.jsonl", [rec(8), rec(9)])
     write(rotated(live, 1), [rec(0), rec(1), rec(2)])
     write(rotated(live, 2), [rec(3), rec(4), rec(5), rec(6), rec(7)])
-    assert [r["turn_index"] for r in logread.tail(live, 6).records] == [4, 5, 6, 7, 8, 9]
-    assert [r["turn_index"] for r in logread.tail(live, 100).records] == list(range(10))
-    assert [r["turn_index"] for r in logread.iter_records(live)] == list(range(10))
+    assert [r["turn_index"] for r in tail(live, 6).records] == [4, 5, 6, 7, 8, 9]
+    assert [r["turn_index"] for r in tail(live, 100).records] == list(range(10))
+    assert [r["turn_index"] for r in iter_records(live)] == list(range(10))
 
 
 def test_tail_never_reads_older_than_needed(tmp_path: Path) -> None:
     # Garbage at the start of the file would be counted if tail scanned the whole log.
     path = tmp_path / "turns.jsonl"
     path.write_text("garbage\n" * 1000 + "".join(line(rec(i)) for i in range(100)))
-    result = logread.tail(path, 5, chunk=4096)
+    result = tail(path, 5, chunk=4096)
     assert [r["turn_index"] for r in result.records] == [95, 96, 97, 98, 99]
     assert result.skipped == 0
 
@@ -195,7 +198,7 @@ def test_tail_since_stops_at_old_records(tmp_path: Path) -> None:
     old = [rec(i) for i in range(100)]
     recent = [rec(i) for i in range(200, 205)]
     path.write_text("garbage\n" + "".join(line(r) for r in old + recent))
-    result = logread.tail(path, 1000, LogFilter(since=T0 + timedelta(minutes=150)))
+    result = tail(path, 1000, LogFilter(since=T0 + timedelta(minutes=150)))
     assert [r["turn_index"] for r in result.records] == [200, 201, 202, 203, 204]
     assert result.skipped == 0  # stopped well before the garbage line
 
@@ -204,12 +207,12 @@ def test_torn_last_line_and_corrupt_middle_line(tmp_path: Path) -> None:
     body = line(rec(0)) + line(rec(1)) + '{"turn_id": "x", "trunc\n' + "[1, 2]\n" + line(rec(2))
     path = tmp_path / "turns.jsonl"
     path.write_text(body + line(rec(3))[:40])
-    result = logread.tail(path, 10)
+    result = tail(path, 10)
     assert [r["turn_index"] for r in result.records] == [0, 1, 2]
     assert result.skipped == 3  # torn tail, bad JSON, not an object
     assert result.position == (path.stat().st_ino, len(body.encode()))
     counter = ReadCounter()
-    assert [r["turn_index"] for r in logread.iter_records(path, counter=counter)] == [0, 1, 2]
+    assert [r["turn_index"] for r in iter_records(path, counter=counter)] == [0, 1, 2]
     assert counter.skipped == 3
 
 
@@ -217,22 +220,22 @@ def test_non_utf8_line_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "turns.jsonl"
     path.write_bytes(line(rec(0)).encode() + b"\xff\xfe{\n" + line(rec(1)).encode())
     counter = ReadCounter()
-    assert [r["turn_index"] for r in logread.iter_records(path, counter=counter)] == [0, 1]
+    assert [r["turn_index"] for r in iter_records(path, counter=counter)] == [0, 1]
     assert counter.skipped == 1
-    assert logread.tail(path, 5).skipped == 1
+    assert tail(path, 5).skipped == 1
 
 
 def test_unknown_fields_are_read(tmp_path: Path) -> None:
     newer = rec(0, schema_version=7, sentiment="happy", cache={"read": 5})
     path = write(tmp_path / "turns.jsonl", [newer])
-    assert logread.tail(path, 1).records[0]["sentiment"] == "happy"
-    assert next(logread.iter_records(path))["cache"] == {"read": 5}
+    assert tail(path, 1).records[0]["sentiment"] == "happy"
+    assert next(iter_records(path))["cache"] == {"read": 5}
     assert TurnLog.model_validate(newer).turn_index == 0  # the model ignores them too
 
 
 def test_iter_records_needle_and_filter(tmp_path: Path) -> None:
     path = write(tmp_path / "turns.jsonl", [rec(i, conversation_id=f"conv-{i % 2}") for i in range(6)])
-    got = list(logread.iter_records(path, LogFilter(conversation_id="conv-1"), needle=b"conv-1"))
+    got = list(iter_records(path, LogFilter(conversation_id="conv-1"), needle=b"conv-1"))
     assert [r["turn_index"] for r in got] == [1, 3, 5]
 
 
@@ -250,7 +253,7 @@ def test_stats_exact() -> None:
             status="interrupted"),
         rec(5, tier=None, latency_ms=10.0),
     ]
-    rows = logread.stats(records, "tier", total=True)
+    rows = stats(records, "tier", total=True)
     assert [r.key for r in rows] == ["fast", "-", "smart", "total"]
     fast, none, smart, total = rows
     assert (fast.turns, fast.prompt_tokens, fast.completion_tokens) == (4, 100, 10)
@@ -267,20 +270,20 @@ def test_stats_exact() -> None:
 
 def test_stats_groupings() -> None:
     records = [rec(0, persona_id="bob"), rec(1), rec(2), rec(3, timestamp="2026-11-03T12:00:00Z")]
-    assert [(r.key, r.turns) for r in logread.stats(records, "persona")] == [("ada", 3), ("bob", 1)]
-    assert [(r.key, r.turns) for r in logread.stats(records, "model")] == [("gpt-4o-mini", 4)]
-    days = logread.stats(records, "day")
+    assert [(r.key, r.turns) for r in stats(records, "persona")] == [("ada", 3), ("bob", 1)]
+    assert [(r.key, r.turns) for r in stats(records, "model")] == [("gpt-4o-mini", 4)]
+    days = stats(records, "day")
     assert [r.turns for r in days] == [3, 1] and days[0].key < days[1].key
-    assert logread.stats([], "tier", total=True)[-1].turns == 0
+    assert stats([], "tier", total=True)[-1].turns == 0
     with pytest.raises(ValueError, match="group by"):
-        logread.stats(records, "color")
+        stats(records, "color")
 
 
 def test_percentile_nearest_rank() -> None:
     values = [float(v) for v in range(1, 21)]
-    assert logread.percentile(values, 50) == 10.0
-    assert logread.percentile(values, 95) == 19.0
-    assert logread.percentile([], 50) is None
+    assert percentile(values, 50) == 10.0
+    assert percentile(values, 95) == 19.0
+    assert percentile([], 50) is None
 
 
 # --- the writer: pruning and torn tails --------------------------------------------------------
@@ -303,10 +306,10 @@ def test_writer_keeps_at_most_keep_rotated_files(tmp_path: Path) -> None:
     writer = JSONLTurnLogWriter(path, max_bytes=1, keep=2)
     for i in range(6):
         writer.write(turn(i))
-    rotated_now = logread.rotated_files(path)
+    rotated_now = rotated_files(path)
     assert len(rotated_now) == 2
     # The newest are kept: records 3 and 4 rotated, 5 is live.
-    assert [r["turn_index"] for r in logread.iter_records(path)] == [3, 4, 5]
+    assert [r["turn_index"] for r in iter_records(path)] == [3, 4, 5]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 
@@ -317,7 +320,7 @@ def test_writer_keep_zero_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert writer.keep == 0
     for i in range(3):
         writer.write(turn(i))
-    assert logread.log_files(path) == [path]
+    assert log_files(path) == [path]
     monkeypatch.delenv("PERSONA_LOG_KEEP")
     assert JSONLTurnLogWriter(path).keep == 10
     monkeypatch.setenv("PERSONA_LOG_KEEP", "many")
@@ -334,7 +337,7 @@ def test_writer_ends_a_torn_line_before_appending(tmp_path: Path) -> None:
         f.write('{"schema_version":1,"turn_id":"dead')  # a writer killed mid-line
     writer.write(turn(1))
     counter = ReadCounter()
-    assert [r["turn_index"] for r in logread.iter_records(path, counter=counter)] == [0, 1]
+    assert [r["turn_index"] for r in iter_records(path, counter=counter)] == [0, 1]
     assert counter.skipped == 1
 
 
@@ -359,7 +362,7 @@ class Collector:
 
     def _run(self, path: Path, kwargs: dict[str, object]) -> None:
         try:
-            gen = logread.follow(path, stop=self.stop, poll=0.01, counter=self.counter, **kwargs)  # type: ignore[arg-type]
+            gen = follow(path, stop=self.stop, poll=0.01, counter=self.counter, **kwargs)  # type: ignore[arg-type]
             self.ready.set()  # follow() has taken its starting point: later writes are "new"
             for record in gen:
                 with self.progress:
@@ -389,7 +392,7 @@ class Collector:
 
 def test_follow_yields_new_records_only(tmp_path: Path) -> None:
     path = write(tmp_path / "turns.jsonl", [rec(0), rec(1)])
-    start = logread.tail(path, 2).position
+    start = tail(path, 2).position
     collector = Collector(path, 3, start=start)
     writer = JSONLTurnLogWriter(path)
     for i in range(2, 5):
@@ -480,7 +483,7 @@ def test_concurrent_writers_while_following(tmp_path: Path, procs: int, per_proc
     assert len(seen) == total
     assert set(seen) == {(f"w{k}", i) for k in range(procs) for i in range(per_proc)}
     assert collector.counter.skipped == 0
-    files = logread.log_files(path)
+    files = log_files(path)
     assert len(files) > 2, "the test should exercise rotation"
     parsed = 0
     for file in files:
@@ -493,7 +496,7 @@ def test_concurrent_writers_while_following(tmp_path: Path, procs: int, per_proc
     assert parsed == total
     # Each writer's records are in order across files.
     for k in range(procs):
-        order = [r["turn_index"] for r in logread.iter_records(path, LogFilter(conversation_id=f"w{k}"))]
+        order = [r["turn_index"] for r in iter_records(path, LogFilter(conversation_id=f"w{k}"))]
         assert order == list(range(per_proc))
 
 
@@ -503,6 +506,6 @@ def test_iter_records_since_skips_files_last_written_before(tmp_path: Path) -> N
     old.write_text("garbage\n")  # counted if it were read
     os.utime(old, (0, 0))
     counter = ReadCounter()
-    got = list(logread.iter_records(live, LogFilter(since=T0), counter))
+    got = list(iter_records(live, LogFilter(since=T0), counter))
     assert [r["turn_index"] for r in got] == [0, 1, 2]
     assert counter.skipped == 0

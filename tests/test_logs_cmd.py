@@ -16,6 +16,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer._click.exceptions import UsageError  # Typer vendors click
+
+from persona_cli.fast_invoke import parse_without_pydantic, plain_kind, typer_command
 from persona_cli.logs_cmd import fast_tail, logs_app
 from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
 
@@ -388,6 +393,71 @@ def test_fast_tail_usage_error(log: Path, capsys: pytest.CaptureFixture[str]) ->
     write(log, [rec(0)])
     assert fast_tail(["logs", "tail", "--since", "soon"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+TAIL = typer_command(logs_app, "tail")
+
+
+def typer_values(args: list[str]) -> dict[str, object]:
+    """What Typer itself (pydantic conversion and all) passes to tail_cmd for ``args``."""
+    assert TAIL is not None
+    return dict(TAIL.make_context("tail", list(args)).params)
+
+
+def test_every_tail_option_takes_the_fast_path() -> None:
+    """The fast path reads tail's options from Typer's own command: each one, in each of its
+    spellings, is accepted and gives Typer's value. A new option of a kind the fast path does
+    not convert fails here (teach persona_cli.fast_invoke the kind)."""
+    assert TAIL is not None
+    seen = set()
+    for param in TAIL.params:
+        kind = plain_kind(param)
+        assert kind is not None, f"tail's {param.name} would send every `logs tail` through pydantic"
+        for opt in [*param.opts, *param.secondary_opts]:
+            args = [opt] if kind == "flag" else [opt, "7" if kind == "int" else "2026-10-01"]
+            assert parse_without_pydantic(TAIL, args) == typer_values(args), args
+            seen.add(opt)
+    assert {"-n", "--lines", "-f", "--since", "--json"} <= seen  # one of each kind, at least
+
+
+OPTIONS = sorted({opt for param in TAIL.params for opt in (*param.opts, *param.secondary_opts)})  # type: ignore[union-attr]
+VALUES = ["3", "0", "-3", "+5", "5_000", " 5", "x", "", "2h", "2026-10-01", "--json", "-f"]
+STRAYS = ["--bogus", "-x", "-fn5", "-pn", "--lines=4", "--json=1", "--persona=", "--", "extra", "--help"]
+
+
+def assert_agree(args: list[str]) -> None:
+    """Whatever the fast path accepts, Typer accepts with the same values; whatever Typer
+    rejects, the fast path leaves to Typer (which then prints its own error)."""
+    assert TAIL is not None
+    fast = parse_without_pydantic(TAIL, args)
+    try:
+        expected = typer_values(args)
+    except (UsageError, typer.Exit):  # Exit: --help printed
+        assert fast is None, args
+        return
+    assert fast is None or fast == expected, args
+
+
+def test_each_option_with_each_value_agrees_with_typer(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in [[opt, value] for opt in OPTIONS for value in VALUES] + [[token] for token in STRAYS]:
+        assert_agree(args)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([*OPTIONS, *VALUES, *STRAYS[:-1]]), max_size=6))
+def test_any_argv_agrees_with_typer(args: list[str]) -> None:
+    assert_agree(args)
+
+
+def test_fast_tail_never_imports_pydantic(log: Path, tmp_path: Path) -> None:
+    write(log, fixture_records())
+    report = tmp_path / "imports.json"
+    argv = ["logs", "tail", "-n", "3", "-p", "bob", "--since=2026-10-01", "--json"]
+    command = [sys.executable, "-m", "tests.support.import_probe", str(report), "pydantic", "--", *argv]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    assert indexes(done.stdout) == [1, 4, 5]
+    assert json.loads(report.read_text()) == {"asked": [], "loaded": []}
 
 
 # --- tail -f in a real process ---------------------------------------------------------------

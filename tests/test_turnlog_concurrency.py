@@ -17,8 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from persona_runtime.logread import ReadCounter, iter_records, log_files, tail
 from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
+from persona_runtime.turnlog.files import log_files
+from persona_runtime.turnlog.query import ReadCounter, iter_records, tail
 
 REPO = Path(__file__).resolve().parent.parent
 WRITERS = 8

@@ -36,10 +36,10 @@ _EXPORTS = {
     "TierRegistry": "persona_runtime.tier",
     "ModelSlot": "persona_runtime.tier",
     "tier_registry_from_env": "persona_runtime.tier_env",
-    "TurnLog": "persona_runtime.turnlog",
-    "TurnLogWriter": "persona_runtime.turnlog",
-    "JSONLTurnLogWriter": "persona_runtime.turnlog",
-    "MemoryTurnLogWriter": "persona_runtime.turnlog",
+    "TurnLog": "persona_runtime.turnlog.record",
+    "TurnLogWriter": "persona_runtime.turnlog.writer",
+    "JSONLTurnLogWriter": "persona_runtime.turnlog.writer",
+    "MemoryTurnLogWriter": "persona_runtime.turnlog.writer",
     "PersonaMemory": "persona_runtime.memory",
     "ConfigError": "persona_runtime.errors",
     "SetupError": "persona_runtime.errors",
@@ -71,4 +71,5 @@ if TYPE_CHECKING:
     from persona_runtime.settings import Settings
     from persona_runtime.tier import ModelSlot, TierConfig, TierMetadata, TierRegistry
     from persona_runtime.tier_env import tier_registry_from_env
-    from persona_runtime.turnlog import JSONLTurnLogWriter, MemoryTurnLogWriter, TurnLog, TurnLogWriter
+    from persona_runtime.turnlog.record import TurnLog
+    from persona_runtime.turnlog.writer import JSONLTurnLogWriter, MemoryTurnLogWriter, TurnLogWriter

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from persona_runtime.routing.types import RoutingDecision
-    from persona_runtime.turnlog import TurnLog
+    from persona_runtime.turnlog.record import TurnLog
 
 __all__ = [
     "FallbackTriggered",

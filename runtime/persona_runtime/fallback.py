@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from persona_runtime.events import FallbackTriggered, RetryWaiting
 from persona_runtime.secrets import redact
-from persona_runtime.turnlog import AttemptRecord
+from persona_runtime.turnlog.record import AttemptRecord
 
 __all__ = ["AllModelsFailed", "AttemptFailed", "AttemptState", "walk_fallback_chain"]
 

@@ -59,7 +59,8 @@ from persona_runtime.recorder import EventBus, Subscriber, TurnLogRecorder
 from persona_runtime.routing.types import RoutingContext, RoutingDecision
 from persona_runtime.secrets import redact
 from persona_runtime.tooling import SIDE_EFFECT_TOOLS, ToolApprover, inject_skill
-from persona_runtime.turnlog import TurnLog, TurnLogWriter
+from persona_runtime.turnlog.record import TurnLog
+from persona_runtime.turnlog.writer import TurnLogWriter
 
 if TYPE_CHECKING:
     from persona.schema.conversation import Conversation, ConversationMessage

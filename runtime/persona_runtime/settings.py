@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from persona_runtime.errors import ConfigError
 from persona_runtime.paths import DataPaths, data_dir_from_env, platform_data_dir
+from persona_runtime.turnlog.files import DEFAULT_KEEP
 
 if TYPE_CHECKING:
     from persona_runtime.tier import TierConfig, TierRegistry
@@ -45,7 +46,7 @@ LOCAL_CONTEXT_VAR = "PERSONA_LOCAL_CONTEXT"
 DEFAULT_LOCAL_CONTEXT = 8192  # SmolLM2's trained context
 MIN_LOCAL_CONTEXT = 256  # llama.cpp pads n_ctx up to a multiple of 256; below that llama-cpp-python breaks
 DEFAULT_REPEAT_PENALTY = 1.3  # tiny models loop without it; 1.0 turns it off
-DEFAULT_LOG_KEEP = 10
+DEFAULT_LOG_KEEP = DEFAULT_KEEP
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 _MIB = 1024 * 1024
 

@@ -68,7 +68,8 @@ from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.recorder import EventBus, Subscriber, TurnLogRecorder
 from persona_runtime.secrets import redact
 from persona_runtime.tooling import ToolApprover
-from persona_runtime.turnlog import TurnLogWriter, new_id
+from persona_runtime.turnlog.record import new_id
+from persona_runtime.turnlog.writer import TurnLogWriter
 
 if TYPE_CHECKING:
     from persona.schema.conversation import ConversationMessage

@@ -1,4 +1,4 @@
-"""TurnLog: one frozen, versioned telemetry record per turn (or agent step).
+"""Writing the turn log: one JSON line per record, safe across processes.
 
 All turns of all conversations and agent runs go to one JSONL file,
 ``<data>/logs/turns.jsonl``, so ``persona logs tail`` can read it from the end.
@@ -9,106 +9,21 @@ the file passes ``max_bytes`` it is renamed to ``turns-<UTC stamp>.jsonl``
 At most ``keep`` rotated files are kept (``PERSONA_LOG_KEEP``, default 10): the
 oldest are deleted when rotating, so the log never grows without bound. With the
 default 64 MiB files that caps the log near 700 MiB.
+
+Imports the record models and the file layout only, never the readers.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Protocol, runtime_checkable
 
 from persona_runtime.paths import ensure_private_dir
+from persona_runtime.turnlog.files import DEFAULT_MAX_BYTES, keep_from_env, rotated_files, rotated_name
+from persona_runtime.turnlog.record import TurnLog
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "AttemptRecord",
-    "JSONLTurnLogWriter",
-    "MemoryTurnLogWriter",
-    "ToolCallRecord",
-    "TurnLog",
-    "TurnLogWriter",
-    "keep_from_env",
-    "new_id",
-]
-
-SCHEMA_VERSION = 1
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_KEEP = 10
-TurnStatus = Literal["ok", "interrupted", "error"]
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-class _Record(BaseModel):
-    # Readers must accept records written by a newer version: unknown fields are ignored.
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class ToolCallRecord(_Record):
-    name: str
-    ok: bool
-    duration_ms: float = 0.0
-
-
-class AttemptRecord(_Record):
-    """One try at one model; a turn with more than one attempt fell back."""
-
-    tier: str
-    provider: str
-    model: str
-    outcome: Literal["ok", "error", "interrupted"]
-    error_type: str | None = None
-    error: str | None = None
-    latency_ms: float = 0.0
-
-
-class TurnLog(_Record):
-    schema_version: int = SCHEMA_VERSION
-    turn_id: str = Field(default_factory=new_id)
-    kind: Literal["chat", "agent"] = "chat"
-    conversation_id: str
-    turn_index: int = Field(ge=0)
-    persona_id: str
-    run_id: str | None = None
-    step: int | None = None
-    tier: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
-    #: Cents. ``None`` when the price is unknown: never an invented 0.
-    cost_cents: float | None = None
-    latency_ms: float = 0.0
-    ttft_ms: float | None = None
-    tool_calls: tuple[ToolCallRecord, ...] = ()
-    skill_used: str | None = None
-    history_compacted: bool = False
-    routing: dict[str, object] | None = None
-    attempts: tuple[AttemptRecord, ...] = ()
-    status: TurnStatus = "ok"
-    error: str | None = None
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-    @field_validator("timestamp")
-    @classmethod
-    def _tz_aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp must be timezone-aware")
-        return value
-
-    @property
-    def fallback(self) -> bool:
-        """True when more than one model was tried."""
-        return len(self.attempts) > 1
-
-    def to_json_line(self) -> str:
-        return self.model_dump_json(exclude_none=False) + "\n"
+__all__ = ["JSONLTurnLogWriter", "MemoryTurnLogWriter", "TurnLogWriter"]
 
 
 @runtime_checkable
@@ -176,9 +91,9 @@ class JSONLTurnLogWriter:
             if current is not None and current.st_ino == st.st_ino:
                 if st.st_size < self.max_bytes:
                     return fd
-                target = self._rotated_name()
+                target = rotated_name(self.path)
                 while target.exists():  # two rotations within one clock tick: never overwrite one
-                    target = self._rotated_name()
+                    target = rotated_name(self.path)
                 os.rename(self.path, target)
                 self._prune()
             # Rotated by someone else between our open and our lock, or just now by us.
@@ -186,23 +101,10 @@ class JSONLTurnLogWriter:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
 
-    def _rotated_name(self) -> Path:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        return self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}")
-
     def _prune(self) -> None:
-        from persona_runtime.logread import rotated_files
-
         rotated = rotated_files(self.path)
         for old in rotated[: max(0, len(rotated) - self.keep)]:
             old.unlink(missing_ok=True)  # a reader holding it open keeps reading fine
-
-
-def keep_from_env() -> int:
-    """``PERSONA_LOG_KEEP`` (parsed in :mod:`persona_runtime.settings`)."""
-    from persona_runtime.settings import log_keep_from_env
-
-    return log_keep_from_env()
 
 
 def _write_all(fd: int, data: bytes) -> None:
