@@ -33,7 +33,7 @@ PERSONA = str(BIN / "persona")
 # What the entry point would run before Typer: same imports as `persona --help`, then fast_tail.
 FAST_PATH = """import sys
 from persona_cli import app
-from persona_cli.logs_cmd import fast_tail
+from persona_cli.commands.logs import fast_tail
 sys.exit(fast_tail(sys.argv[1:]))
 """
 UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}

@@ -13,10 +13,10 @@ os.environ.setdefault("TYPER_USE_RICH", "0")
 import typer  # noqa: E402
 
 from persona_cli import exit_codes  # noqa: E402
-from persona_cli.agent_cmd import agent
-from persona_cli.chat_cmd import chat
-from persona_cli.core_cmds import register_core_commands
-from persona_cli.logs_cmd import logs_app
+from persona_cli.commands.agent import agent
+from persona_cli.commands.chat import chat
+from persona_cli.commands.core import register_core_commands
+from persona_cli.commands.logs import logs_app
 
 __version__ = "0.1.0"
 
@@ -73,9 +73,9 @@ def main() -> None:
         if sys.argv[1:3] == ["logs", "tail"]:
             # Typer converts option values through pydantic (~0.15 s of imports); `logs tail`
             # must stay close to `--help`, so it runs on Typer's own command and click's parser
-            # with plain values converted here (persona_cli.fast_invoke). Anything else
+            # with plain values converted here (persona_cli.commands.fast_invoke). Anything else
             # (--help, a bad value) returns None and goes through Typer as usual.
-            from persona_cli.logs_cmd import fast_tail
+            from persona_cli.commands.logs import fast_tail
 
             load_env_file(None)
             fast_rc = fast_tail(sys.argv[1:])

@@ -5,7 +5,7 @@ At the prompt the terminal is in raw mode and Ctrl-C is a key that prompt-toolki
 (the prompt is read with ``handle_sigint=False`` so it leaves this handler alone). Everywhere
 else Ctrl-C is SIGINT. A handler installed per turn leaves windows (just before a turn starts,
 just after it ends) where SIGINT fell through to asyncio's default and ended the whole session;
-the interrupt soak test (``tests/test_interrupt_soak.py``) hit them. So one handler lives as long
+the interrupt soak test (``tests/e2e/test_interrupt_soak.py``) hit them. So one handler lives as long
 as the session: it cancels the foreground task if there is one, and otherwise only remembers
 that Ctrl-C was pressed (``pending``) for callers that care (piped mode stops; the REPL doesn't).
 

@@ -21,3 +21,25 @@ def _restore_environ():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture
+def log(tmp_path, monkeypatch):
+    """The turn log's path under a temporary PERSONA_HOME (nothing written yet)."""
+    monkeypatch.setenv("PERSONA_HOME", str(tmp_path))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return tmp_path / "logs" / "turns.jsonl"
+
+
+@pytest.fixture
+def server():
+    """A scripted OpenAI-compatible server on 127.0.0.1 (tests/support/openai_server.py)."""
+    from tests.support.openai_server import ScriptedOpenAIServer
+
+    with ScriptedOpenAIServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def srv(server):
+    return server

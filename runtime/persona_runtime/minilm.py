@@ -7,7 +7,7 @@ The forward pass itself is a few small matrix products, so this module does it d
 the ``model.safetensors`` weights, with the model's own ``tokenizer.json``: loading takes a few
 tenths of a second, and a short sentence encodes in 10-20 ms (it is compute-bound: some 40
 MFLOP a token). The vectors match sentence-transformers' to float32 rounding
-(``tests/test_embedders.py`` compares them).
+(``tests/integration/test_embedders.py`` compares them).
 """
 
 from __future__ import annotations

@@ -208,26 +208,21 @@ def verbose_from_env(env: Mapping[str, str] | None = None) -> bool:
 
 
 def _positive_int(env: Mapping[str, str], var: str, default: int) -> int:
-    raw = env.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{var} must be a whole number, got {raw!r}", variable=var) from None
-    if value <= 0:
-        raise ConfigError(f"{var} must be positive, got {raw!r}", variable=var)
-    return value
+    return _int_at_least(env, var, default, 1, "a positive whole number")
 
 
 def _whole_number(env: Mapping[str, str], var: str, default: int) -> int:
+    return _int_at_least(env, var, default, 0, "a whole number >= 0")
+
+
+def _int_at_least(env: Mapping[str, str], var: str, default: int, minimum: int, wanted: str) -> int:
     raw = env.get(var, "").strip()
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(f"{var} must be a whole number >= 0, got {raw!r}", variable=var)
+        value = minimum - 1
+    if value < minimum:
+        raise ConfigError(f"{var} must be {wanted}, got {raw!r}", variable=var)
     return value

@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,12 +46,6 @@ SEARCH = ToolSpec(
     name="web_search", description="Search the web.",
     parameters={"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
 )
-
-
-@pytest.fixture
-def srv() -> Iterator[ScriptedOpenAIServer]:
-    with ScriptedOpenAIServer() as server:
-        yield server
 
 
 def make_backend(srv: ScriptedOpenAIServer, *, model: str = "gpt-4o-mini", timeout: float = 5) -> Any:

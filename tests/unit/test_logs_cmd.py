@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import select
-import signal
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,76 +14,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer._click.exceptions import UsageError  # Typer vendors click
 
-from persona_cli.fast_invoke import parse_without_pydantic, plain_kind, typer_command
-from persona_cli.logs_cmd import fast_tail, logs_app
-from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
+from persona_cli.commands.fast_invoke import parse_without_pydantic, plain_kind, typer_command
+from persona_cli.commands.logs import fast_tail, logs_app
+from tests.support.paths import REPO
+from tests.support.turnlogs import fixture_records, indexes, rec, write
 
-ROOT = Path(__file__).resolve().parents[1]
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+ROOT = REPO
 
 app = typer.Typer()
 app.add_typer(logs_app, name="logs")
 runner = CliRunner()
 
 
-@pytest.fixture
-def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("PERSONA_HOME", str(tmp_path))
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    return tmp_path / "logs" / "turns.jsonl"
-
-
-def rec(i: int, **fields: object) -> dict[str, object]:
-    base = TurnLog(
-        turn_id=f"turn-{i:04d}-" + "f" * 20,
-        conversation_id=str(fields.pop("conversation_id", "conv-aaaaaaaa")),
-        turn_index=i,
-        persona_id=str(fields.pop("persona_id", "ada")),
-        tier="fast",
-        provider="openai",
-        model="gpt-4o-mini",
-        prompt_tokens=100,
-        completion_tokens=10,
-        cost_cents=0.5,
-        latency_ms=1000.0,
-        ttft_ms=200.0,
-        routing={"router": "heuristic", "reason": "short question"},
-        attempts=({"tier": "fast", "provider": "openai", "model": "gpt-4o-mini", "outcome": "ok"},),  # type: ignore[arg-type]
-        timestamp=T0 + timedelta(minutes=i),
-    ).model_dump(mode="json")
-    base.update(fields)
-    return base
-
-
-def write(path: Path, records: list[dict[str, object]], extra: str = "") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records) + extra)
-
 
 def run(*args: str) -> typer.testing.Result:  # type: ignore[name-defined]
     return runner.invoke(app, ["logs", *args])
-
-
-def fixture_records() -> list[dict[str, object]]:
-    fell_back = [
-        {"tier": "smart", "provider": "anthropic", "model": "claude-sonnet-4", "outcome": "error",
-         "error_type": "RateLimitError", "error": "429 slow down", "latency_ms": 120.0},
-        {"tier": "fast", "provider": "openai", "model": "gpt-4o-mini", "outcome": "ok", "latency_ms": 900.0},
-    ]
-    return [
-        rec(0),
-        rec(1, persona_id="bob", tier="smart", provider="anthropic", model="claude-sonnet-4", cost_cents=None,
-            latency_ms=3000.0),
-        rec(2, attempts=fell_back, latency_ms=1500.0),
-        rec(3, status="error", error="provider exploded", cost_cents=None, completion_tokens=0, latency_ms=500.0),
-        rec(4, persona_id="bob", kind="agent", run_id="run-bbbbbbbb", step=1, conversation_id="conv-run"),
-        rec(5, persona_id="bob", kind="agent", run_id="run-bbbbbbbb", step=2, conversation_id="conv-run",
-            status="interrupted"),
-    ]
-
-
-def indexes(output: str) -> list[int]:
-    return [json.loads(line)["turn_index"] for line in output.splitlines() if line]
 
 
 # --- path and empty logs ---------------------------------------------------------------------
@@ -407,7 +346,7 @@ def typer_values(args: list[str]) -> dict[str, object]:
 def test_every_tail_option_takes_the_fast_path() -> None:
     """The fast path reads tail's options from Typer's own command: each one, in each of its
     spellings, is accepted and gives Typer's value. A new option of a kind the fast path does
-    not convert fails here (teach persona_cli.fast_invoke the kind)."""
+    not convert fails here (teach persona_cli.commands.fast_invoke the kind)."""
     assert TAIL is not None
     seen = set()
     for param in TAIL.params:
@@ -447,62 +386,3 @@ def test_each_option_with_each_value_agrees_with_typer(capsys: pytest.CaptureFix
 @given(st.lists(st.sampled_from([*OPTIONS, *VALUES, *STRAYS[:-1]]), max_size=6))
 def test_any_argv_agrees_with_typer(args: list[str]) -> None:
     assert_agree(args)
-
-
-def test_fast_tail_never_imports_pydantic(log: Path, tmp_path: Path) -> None:
-    write(log, fixture_records())
-    report = tmp_path / "imports.json"
-    argv = ["logs", "tail", "-n", "3", "-p", "bob", "--since=2026-10-01", "--json"]
-    command = [sys.executable, "-m", "tests.support.import_probe", str(report), "pydantic", "--", *argv]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120, env=os.environ.copy())
-    assert done.returncode == 0, done.stderr
-    assert indexes(done.stdout) == [1, 4, 5]
-    assert json.loads(report.read_text()) == {"asked": [], "loaded": []}
-
-
-# --- tail -f in a real process ---------------------------------------------------------------
-
-WRAPPER = """
-import typer
-from persona_cli.logs_cmd import fast_tail, logs_app
-app = typer.Typer()
-app.add_typer(logs_app, name="logs")
-app()
-"""
-
-
-def _read_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            return proc.stdout.readline()
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-    raise AssertionError("no line from `persona logs tail -f`")
-
-
-def test_tail_follow_then_ctrl_c(log: Path, tmp_path: Path) -> None:
-    write(log, [rec(0), rec(1)])
-    env = {**os.environ, "PERSONA_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, "logs", "tail", "-f", "-n", "1", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    try:
-        assert json.loads(_read_line(proc))["turn_index"] == 1
-        writer = JSONLTurnLogWriter(log)
-        for i in (2, 3):
-            writer.write(TurnLog(conversation_id="live", turn_index=i, persona_id="ada"))
-            assert json.loads(_read_line(proc))["turn_index"] == i
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
-        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.env import clean_env
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 # Each excluded distribution, and the top-level modules it (with what only it brought) provides.
 EXCLUDED_MODULES = {

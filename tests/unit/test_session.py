@@ -4,7 +4,6 @@ Only ``persona_runtime`` is imported here: what a library user (no CLI) can do."
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,9 @@ from persona_runtime.routing import HeuristicRouter, UnifiedRouter
 from persona_runtime.session import make_router, open_session
 from persona_runtime.settings import Settings
 from persona_runtime.tier_env import tier_registry_from_env
+from tests.support.paths import REPO
 
-PERSONAS = Path(__file__).resolve().parent.parent / "personas"
+PERSONAS = REPO / "personas"
 
 
 @pytest.mark.parametrize("name", ["astrid", "kai", "maren"])

@@ -8,21 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from persona_cli.app import app
 from tests.support.openai_server import ScriptedOpenAIServer, Status, Text
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 ASTRID = REPO / "personas" / "astrid.yaml"
 KEY = "sk-test-cli-SECRET-4242"
-
-
-@pytest.fixture
-def server():
-    with ScriptedOpenAIServer() as srv:
-        yield srv
 
 
 def server_env(srv: ScriptedOpenAIServer, home: Path) -> dict[str, str]:

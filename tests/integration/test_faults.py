@@ -36,6 +36,7 @@ from tests.support.openai_server import (
     Text,
     ToolCall,
 )
+from tests.support.paths import REPO
 
 PERSONA = Persona.model_validate(
     {
@@ -62,12 +63,6 @@ FAULTS = [
     pytest.param(MalformedSSE("partial"), "ProviderError", True, id="malformed-sse"),
     pytest.param(EmptyCompletion(), "EmptyCompletionError", False, id="empty-completion"),
 ]
-
-
-@pytest.fixture
-def server():
-    with ScriptedOpenAIServer() as srv:
-        yield srv
 
 
 def tier_env(srv: ScriptedOpenAIServer) -> dict[str, str]:
@@ -430,7 +425,7 @@ def _piped_chat(server, tmp_path, monkeypatch, extra_env: dict[str, str]) -> Any
     server.enqueue(Text("Reply one."), model=FRONTIER_B)
     server.enqueue(Status(429, retry_after=0.1), model=FRONTIER_A)
     server.enqueue(Text("Reply two."), model=FRONTIER_A)
-    astrid = Path(__file__).resolve().parent.parent / "personas" / "astrid.yaml"
+    astrid = REPO / "personas" / "astrid.yaml"
     result = CliRunner().invoke(app, ["chat", str(astrid), "--tier", "frontier"], input="one\ntwo\n")
     assert result.exit_code == 0, result.output
     assert result.stdout == "Reply one.\nReply two.\n"

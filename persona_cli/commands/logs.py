@@ -1,8 +1,8 @@
 """`persona logs`: tail (and follow), list, show and aggregate the turn log.
 
 Reading is done by :mod:`persona_runtime.turnlog`'s readers (standard library only), printing
-by :mod:`persona_cli.logs_format`. Each command's options are defined once, in its signature;
-``persona logs tail`` runs them through :mod:`persona_cli.fast_invoke` so it costs about as
+by :mod:`persona_cli.commands.logs_format`. Each command's options are defined once, in its signature;
+``persona logs tail`` runs them through :mod:`persona_cli.commands.fast_invoke` so it costs about as
 much as ``persona --help``.
 """
 
@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 
 from persona_cli import exit_codes
-from persona_cli.fast_invoke import invoke_without_pydantic
-from persona_cli.logs_format import TurnPrinter, dumps_record, pipe_safe, render_stats, show_turns, stats_row_dict
+from persona_cli.commands.fast_invoke import invoke_without_pydantic
+from persona_cli.commands.logs_format import TurnPrinter, dumps_record, pipe_safe, render_stats, show_turns, stats_row_dict
 from persona_runtime.turnlog.files import log_files
 from persona_runtime.turnlog.follow import follow as follow_log
 from persona_runtime.turnlog.query import LogFilter, ReadCounter, Record, iter_records, parse_since

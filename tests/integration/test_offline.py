@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
+from tests.support.paths import REPO
+
+pytestmark = pytest.mark.subprocess  # every test here starts processes
 
 
 def run_python(code: str, tmp_path) -> subprocess.CompletedProcess[str]:
@@ -64,9 +69,8 @@ def test_import_runtime_is_cheap(tmp_path) -> None:
 
 
 def test_runtime_never_imports_ui_toolkits(tmp_path) -> None:
-    import pathlib
 
-    root = pathlib.Path(__file__).resolve().parent.parent / "runtime" / "persona_runtime"
+    root = REPO / "runtime" / "persona_runtime"
     offenders = [
         str(p.relative_to(root))
         for p in root.rglob("*.py")

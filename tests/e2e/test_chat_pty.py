@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pexpect
 import pytest
 
 from tests.support.openai_server import ScriptedOpenAIServer, Text
 from tests.support.pty import pty_env, spawn_persona
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PROMPT = "›"  # the prompt glyph (styled, so followed by escape codes)
 STORY = "Once upon a time there was a tenant who read every clause of the lease. " * 20
 

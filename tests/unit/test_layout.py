@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PACKAGES = {"persona_cli": REPO / "persona_cli", "persona_runtime": REPO / "runtime" / "persona_runtime"}
 MAX_LINES = 420  # "about 400"
 

@@ -10,8 +10,8 @@ import pytest
 
 from persona_runtime.errors import ConfigError
 from persona_runtime.settings import Settings
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 RUNTIME = REPO / "runtime" / "persona_runtime"
 
 

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.subprocess  # every test here starts processes
+
 READERS = ["persona_runtime.turnlog.query", "persona_runtime.turnlog.follow", "persona_runtime.turnlog.stats"]
 
 

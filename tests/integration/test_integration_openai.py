@@ -30,12 +30,6 @@ PERSONA = Persona.model_validate(
 )
 
 
-@pytest.fixture
-def server():
-    with ScriptedOpenAIServer() as srv:
-        yield srv
-
-
 def tier_env(srv: ScriptedOpenAIServer) -> dict[str, str]:
     return openai_tier_env(srv.base_url)
 

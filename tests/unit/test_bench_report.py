@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.__main__ import SUMMARISERS, Report, table
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "latest.json"
 
 

@@ -17,11 +17,18 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
 from persona_runtime.turnlog.files import log_files
-from persona_runtime.turnlog.query import ReadCounter, iter_records, tail
+from persona_runtime.turnlog.query import LogFilter, ReadCounter, iter_records, tail
+from tests.support.paths import REPO
+from tests.support.turnlogs import Collector
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.subprocess  # every test here starts processes
+
+RUNTIME = REPO / "runtime"
+
 WRITERS = 8
 PER_WRITER = 2_000
 
@@ -168,3 +175,57 @@ def test_a_writer_killed_mid_record_leaves_a_tail_readers_skip(tmp_path) -> None
         except ValueError:
             unparseable.append(line)
     assert len(unparseable) == 1 and b'"conversation_id":"huge"' in unparseable[0][:300]
+
+
+WRITER_SCRIPT = """
+import sys
+sys.path.insert(0, {runtime!r})
+from pathlib import Path
+from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
+path, tag, count, max_bytes = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+writer = JSONLTurnLogWriter(path, max_bytes=max_bytes, keep=100_000)
+for i in range(count):
+    writer.write(TurnLog(conversation_id=tag, turn_index=i, persona_id="ada", tier="fast",
+                         provider="openai", model="gpt-4o-mini", prompt_tokens=i, completion_tokens=1))
+"""
+
+
+@pytest.mark.parametrize(
+    ("procs", "per_proc", "max_bytes"),
+    [
+        pytest.param(4, 500, 64 * 1024, id="4x500"),
+        pytest.param(8, 2000, 256 * 1024, id="8x2000", marks=pytest.mark.slow),
+    ],
+)
+def test_concurrent_writers_while_following(tmp_path: Path, procs: int, per_proc: int, max_bytes: int) -> None:
+    path = tmp_path / "logs" / "turns.jsonl"
+    total = procs * per_proc
+    collector = Collector(path, total)
+    script = WRITER_SCRIPT.format(runtime=str(RUNTIME))
+    writers = [
+        subprocess.Popen([sys.executable, "-c", script, str(path), f"w{k}", str(per_proc), str(max_bytes)])
+        for k in range(procs)
+    ]
+    for proc in writers:
+        assert proc.wait(timeout=300) == 0
+    records = collector.finish()
+
+    seen = [(r["conversation_id"], r["turn_index"]) for r in records]
+    assert len(seen) == total
+    assert set(seen) == {(f"w{k}", i) for k in range(procs) for i in range(per_proc)}
+    assert collector.counter.skipped == 0
+    files = log_files(path)
+    assert len(files) > 2, "the test should exercise rotation"
+    parsed = 0
+    for file in files:
+        lines = file.read_bytes().splitlines(keepends=True)
+        for raw in lines:
+            json.loads(raw)  # no torn or interleaved line in any file
+        parsed += len(lines)
+        if file != path:  # nothing was appended to a file already full (it rotated instead)
+            assert sum(map(len, lines[:-1])) < max_bytes <= sum(map(len, lines)), file.name
+    assert parsed == total
+    # Each writer's records are in order across files.
+    for k in range(procs):
+        order = [r["turn_index"] for r in iter_records(path, LogFilter(conversation_id=f"w{k}"))]
+        assert order == list(range(per_proc))

@@ -113,6 +113,7 @@ def test_message_conversion() -> None:
     assert converted[3]["content"] == "Tool result: 42 results"
 
 
+@pytest.mark.subprocess
 def test_importing_the_module_loads_nothing_heavy() -> None:
     code = (
         "import sys, persona_runtime.local_backend, persona_runtime.embedders\n"

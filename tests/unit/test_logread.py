@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,35 +11,21 @@ import pytest
 
 from persona_runtime.errors import ConfigError
 from persona_runtime.turnlog.files import log_files, rotated_files
-from persona_runtime.turnlog.follow import follow
 from persona_runtime.turnlog.query import LogFilter, ReadCounter, iter_records, iter_reverse_lines, parse_since, tail
 from persona_runtime.turnlog.record import AttemptRecord, TurnLog
 from persona_runtime.turnlog.stats import percentile, stats
 from persona_runtime.turnlog.writer import JSONLTurnLogWriter
+from tests.support.paths import REPO
+from tests.support import turnlogs
+from tests.support.turnlogs import T0, Collector
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
+RUNTIME = REPO / "runtime"
 
 
 def rec(i: int, **fields: object) -> dict[str, object]:
-    """A stored record as TurnLog.model_dump(mode="json") writes it."""
-    base = TurnLog(
-        turn_id=f"turn{i:04d}",
-        conversation_id=str(fields.pop("conversation_id", "conv-a")),
-        turn_index=i,
-        persona_id=str(fields.pop("persona_id", "ada")),
-        tier="fast",
-        provider="openai",
-        model="gpt-4o-mini",
-        prompt_tokens=100,
-        completion_tokens=10,
-        cost_cents=0.5,
-        latency_ms=1000.0,
-        ttft_ms=200.0,
-        timestamp=T0 + timedelta(minutes=i),
-    ).model_dump(mode="json")
-    base.update(fields)
-    return base
+    """A stored record as TurnLog.model_dump(mode="json") writes it: no routing, no attempts."""
+    defaults: dict[str, object] = {"turn_id": f"turn{i:04d}", "conversation_id": "conv-a", "routing": None, "attempts": []}
+    return turnlogs.rec(i, **(defaults | fields))
 
 
 def line(record: dict[str, object]) -> str:
@@ -344,52 +327,6 @@ def test_writer_ends_a_torn_line_before_appending(tmp_path: Path) -> None:
 # --- follow --------------------------------------------------------------------------------
 
 
-class Collector:
-    """Runs follow() in a thread; waits on counts, never on sleeps."""
-
-    def __init__(self, path: Path, expected: int, **kwargs: object) -> None:
-        self.stop = threading.Event()
-        self.done = threading.Event()
-        self.records: list[dict[str, object]] = []
-        self.counter = ReadCounter()
-        self.expected = expected
-        self.error: BaseException | None = None
-        self.ready = threading.Event()
-        self.progress = threading.Condition()
-        self.thread = threading.Thread(target=self._run, args=(path, kwargs), daemon=True)
-        self.thread.start()
-        assert self.ready.wait(10)
-
-    def _run(self, path: Path, kwargs: dict[str, object]) -> None:
-        try:
-            gen = follow(path, stop=self.stop, poll=0.01, counter=self.counter, **kwargs)  # type: ignore[arg-type]
-            self.ready.set()  # follow() has taken its starting point: later writes are "new"
-            for record in gen:
-                with self.progress:
-                    self.records.append(record)
-                    self.progress.notify_all()
-                if len(self.records) >= self.expected:
-                    self.done.set()
-        except BaseException as exc:  # surfaced by finish()
-            self.error = exc
-            self.ready.set()
-            self.done.set()
-
-    def wait_for(self, count: int, timeout: float = 30) -> None:
-        with self.progress:
-            assert self.progress.wait_for(lambda: len(self.records) >= count or self.error, timeout)
-
-    def finish(self, timeout: float = 120) -> list[dict[str, object]]:
-        reached = self.done.wait(timeout)
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "follow() did not stop on the stop event"
-        if self.error:
-            raise self.error
-        assert reached, f"saw {len(self.records)} of {self.expected} records"
-        return self.records
-
-
 def test_follow_yields_new_records_only(tmp_path: Path) -> None:
     path = write(tmp_path / "turns.jsonl", [rec(0), rec(1)])
     start = tail(path, 2).position
@@ -446,58 +383,8 @@ def test_follow_filters(tmp_path: Path) -> None:
     assert [r["turn_index"] for r in collector.finish()] == [1, 3]
 
 
-WRITER_SCRIPT = """
-import sys
-sys.path.insert(0, {runtime!r})
-from pathlib import Path
-from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
-path, tag, count, max_bytes = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-writer = JSONLTurnLogWriter(path, max_bytes=max_bytes, keep=100_000)
-for i in range(count):
-    writer.write(TurnLog(conversation_id=tag, turn_index=i, persona_id="ada", tier="fast",
-                         provider="openai", model="gpt-4o-mini", prompt_tokens=i, completion_tokens=1))
-"""
 
 
-@pytest.mark.parametrize(
-    ("procs", "per_proc", "max_bytes"),
-    [
-        pytest.param(4, 500, 64 * 1024, id="4x500"),
-        pytest.param(8, 2000, 256 * 1024, id="8x2000", marks=pytest.mark.slow),
-    ],
-)
-def test_concurrent_writers_while_following(tmp_path: Path, procs: int, per_proc: int, max_bytes: int) -> None:
-    path = tmp_path / "logs" / "turns.jsonl"
-    total = procs * per_proc
-    collector = Collector(path, total)
-    script = WRITER_SCRIPT.format(runtime=str(RUNTIME))
-    writers = [
-        subprocess.Popen([sys.executable, "-c", script, str(path), f"w{k}", str(per_proc), str(max_bytes)])
-        for k in range(procs)
-    ]
-    for proc in writers:
-        assert proc.wait(timeout=300) == 0
-    records = collector.finish()
-
-    seen = [(r["conversation_id"], r["turn_index"]) for r in records]
-    assert len(seen) == total
-    assert set(seen) == {(f"w{k}", i) for k in range(procs) for i in range(per_proc)}
-    assert collector.counter.skipped == 0
-    files = log_files(path)
-    assert len(files) > 2, "the test should exercise rotation"
-    parsed = 0
-    for file in files:
-        lines = file.read_bytes().splitlines(keepends=True)
-        for raw in lines:
-            json.loads(raw)  # no torn or interleaved line in any file
-        parsed += len(lines)
-        if file != path:  # nothing was appended to a file already full (it rotated instead)
-            assert sum(map(len, lines[:-1])) < max_bytes <= sum(map(len, lines)), file.name
-    assert parsed == total
-    # Each writer's records are in order across files.
-    for k in range(procs):
-        order = [r["turn_index"] for r in iter_records(path, LogFilter(conversation_id=f"w{k}"))]
-        assert order == list(range(per_proc))
 
 
 def test_iter_records_since_skips_files_last_written_before(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ def test_minilm_matches_sentence_transformers(minilm: MiniLMEmbedder) -> None:
         assert max(abs(g - s) for g, s in zip(got, single, strict=True)) < 1e-5
 
 
+@pytest.mark.subprocess
 def test_minilm_loads_without_torch() -> None:
     script = textwrap.dedent(
         """

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.openai_server import ScriptedOpenAIServer, Status, Text, ToolCall
+from tests.support.openai_server import Status, Text, ToolCall
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 KAI = REPO / "personas" / "kai.yaml"
 ENV_KEY = "sk-SECRET-e2e-7f3a9c"  # frontier's key, in the real environment
 FILE_KEY = "sk-SECRET-file-4d2e8b"  # mid's key, only in the --env-file file
@@ -34,12 +34,6 @@ def _echo_401(key: str) -> Status:
         "message": f"Incorrect API key provided: {key}. You passed {masked}.",
         "type": "invalid_request_error", "param": None, "code": "invalid_api_key",
     }})
-
-
-@pytest.fixture
-def server():
-    with ScriptedOpenAIServer() as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pexpect
 import pytest
 from typer.testing import CliRunner
 
-from persona_cli.agent_cmd import PROCEED_ANSWER
+from persona_cli.commands.agent import PROCEED_ANSWER
 from persona_cli.app import app
 from persona_cli.exit_codes import CliError
 from tests.support.openai_server import (
@@ -25,16 +25,10 @@ from tests.support.openai_server import (
     ToolCall,
 )
 from tests.support.pty import pty_env, spawn_persona
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 KAI = REPO / "personas" / "kai.yaml"
 KEY = "sk-test-agent-SECRET-7777"
-
-
-@pytest.fixture
-def server():
-    with ScriptedOpenAIServer() as srv:
-        yield srv
 
 
 @pytest.fixture

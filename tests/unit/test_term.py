@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 import unicodedata
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -24,9 +22,9 @@ from persona_cli.term import (
     plain_output,
     sanitize,
 )
-from tests.support.env import clean_env
+from tests.support.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 class FakeTty(io.StringIO):
@@ -217,20 +215,3 @@ def test_format_tokens(n: int, text: str) -> None:
 # -- import weight ---------------------------------------------------------------------------
 
 
-def test_help_and_logs_tail_import_neither_rich_nor_routing(tmp_path: Path) -> None:
-    """term is imported by `persona --help` and `persona logs tail`, whose start-up is measured."""
-    probe = (
-        "import sys\n"
-        "from persona_cli.app import main\n"
-        "sys.argv = ['persona', *sys.argv[1:]]\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'prompt_toolkit')"
-        " or m.startswith('persona_runtime.routing'))\n"
-        "sys.stderr.write(f'HEAVY={heavy}\\n')\n"
-    )
-    for argv in (["--help"], ["logs", "tail", "-n", "5"]):
-        result = subprocess.run(
-            [sys.executable, "-c", probe, *argv], cwd=ROOT, env=clean_env(tmp_path), capture_output=True, text=True,
-            timeout=60,
-        )
-        assert "HEAVY=[]" in result.stderr, (argv, result.stderr)

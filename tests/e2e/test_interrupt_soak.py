@@ -37,8 +37,8 @@ from persona_cli.slash import INTERRUPTED_LABEL
 from tests.support.fifo import release_fifo
 from tests.support.openai_server import BodyPredicate, ScriptedOpenAIServer, SlowFirstByte, Status, Text, ToolCall
 from tests.support.pty import pty_env, spawn_persona
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PROMPT_STARTED = "\x1b[?2004h"  # prompt-toolkit enables bracketed paste as a prompt starts...
 PROMPT_ENDED = "\x1b[?2004l"  # ...and disables it as the prompt returns the line
 SMALL, MID = "small-soak", "mid-soak"

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PERSONA_BIN = Path(sys.executable).parent / "persona"
 
 

@@ -26,6 +26,8 @@ from persona_runtime.testing import Hang, ScriptedBackend
 
 from tests.support.agentic import collect, final_run, make_loop, tiers
 
+pytestmark = pytest.mark.subprocess  # every test here starts processes
+
 # A stand-in for a `persona agent` process: saves a running run, holds its lock, says so, waits.
 OWNER = textwrap.dedent(
     """

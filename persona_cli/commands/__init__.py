@@ -1,0 +1,1 @@
+"""One module per `persona` command; each keeps its heavy imports inside its functions."""
