@@ -68,6 +68,7 @@ from persona_runtime.local_backend import (  # noqa: E402
     to_llama_messages,
 )
 from persona_runtime.engine.engine import DEFAULT_LOCAL_REPLY_TOKENS as LOCAL_REPLY_TOKENS  # noqa: E402
+from persona_runtime.engine.engine import EngineOptions  # noqa: E402
 from persona_runtime.loop import ConversationLoop  # noqa: E402
 from persona_runtime.prompt import PromptBuilder, RetrievedContext  # noqa: E402
 from persona_runtime.tier import TierConfig, TierRegistry  # noqa: E402
@@ -207,7 +208,7 @@ def run(runs: int = 5, max_tokens: int = 256, threads: int | None = None) -> dic
     assert len(llama_messages) == 2 and llama_messages[0]["role"] == "system"
     system = llama_messages[0]["content"]
     tiers = TierRegistry([TierConfig.from_backend(t, backend) for t in ("frontier", "mid", "small")])
-    loop = ConversationLoop(persona=PERSONA, tiers=tiers, reply_tokens=max_tokens)
+    loop = ConversationLoop(persona=PERSONA, tiers=tiers, options=EngineOptions(reply_tokens=max_tokens))
 
     _ours(backend, messages, 8)  # loads the model; warms both paths' caches
     llm = backend._llm  # the same llama_cpp.Llama the backend drives; calls never overlap

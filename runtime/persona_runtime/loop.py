@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from persona_runtime import _offline
 from persona_runtime.engine.account import CallAccount
-from persona_runtime.engine.engine import DEFAULT_LOCAL_REPLY_TOKENS, ModelEngine
+from persona_runtime.engine.engine import EngineOptions
 from persona_runtime.engine.messages import (
     assistant_message,
     assistant_with_calls,
@@ -41,7 +41,7 @@ from persona_runtime.engine.messages import (
 )
 from persona_runtime.engine.reply import ModelReply
 from persona_runtime.engine.stream import Cancelled
-from persona_runtime.engine.tools import ToolOutcome, ToolRunner
+from persona_runtime.engine.tools import ToolOutcome
 from persona_runtime.events import (
     HistoryCompacted,
     RoutingDecided,
@@ -55,7 +55,7 @@ from persona_runtime.events import (
 from persona_runtime.fallback import AllModelsFailed, failure_message, short_error
 from persona_runtime.history import HistoryWindow
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
-from persona_runtime.recorder import EventBus, Subscriber, TurnLogRecorder
+from persona_runtime.recorder import EventBus, Subscriber
 from persona_runtime.routing.types import RoutingContext, RoutingDecision
 from persona_runtime.secrets import redact
 from persona_runtime.tooling import SIDE_EFFECT_TOOLS, ToolApprover, inject_skill
@@ -100,13 +100,7 @@ class ConversationLoop:
         turn_log: TurnLogWriter | None = None,
         subscribers: Sequence[Subscriber] = (),
         max_tool_rounds: int = 5,
-        loop_guard: int = 3,
-        reply_tokens: int = 1024,
-        local_reply_tokens: int = DEFAULT_LOCAL_REPLY_TOKENS,
-        temperature: float = 0.0,
-        retry_after_max_s: float = 10.0,
-        tool_timeout_s: float = 60.0,
-        tool_result_max_chars: int = 20_000,
+        options: EngineOptions = EngineOptions(),
     ) -> None:
         _offline.install()
         if max_tool_rounds < 0:
@@ -121,14 +115,8 @@ class ConversationLoop:
         self.skill_injector = skill_injector
         self.history_window = history_window or HistoryWindow()
         self.max_tool_rounds = max_tool_rounds
-        self.engine = ModelEngine(
-            tiers, reply_tokens=reply_tokens, local_reply_tokens=local_reply_tokens,
-            temperature=temperature, retry_after_max_s=retry_after_max_s,
-        )
-        self.tools = ToolRunner(toolbox, timeout_s=tool_timeout_s, max_chars=tool_result_max_chars, loop_guard=loop_guard)
-        self.events = EventBus(list(subscribers))
-        if turn_log is not None:
-            self.events.subscribe(TurnLogRecorder(turn_log))
+        self.engine, self.tools = options.build(tiers, toolbox)
+        self.events = EventBus(subscribers, turn_log=turn_log)
         self._skill_index = _render_skill_index(list(self.skills.values()))
 
     @property

@@ -8,7 +8,7 @@ watches steps. :class:`TurnLogRecorder` writes the record a ``TurnFinished`` or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 __all__ = ["EventBus", "Subscriber", "TurnLogRecorder"]
@@ -18,8 +18,11 @@ E = TypeVar("E")
 
 
 class EventBus:
-    def __init__(self, subscribers: list[Subscriber] | tuple[Subscriber, ...] = ()) -> None:
+    def __init__(self, subscribers: Sequence[Subscriber] = (), *, turn_log: Any = None) -> None:
+        """``turn_log``: a TurnLog writer, subscribed through a :class:`TurnLogRecorder`."""
         self._subscribers = list(subscribers)
+        if turn_log is not None:
+            self._subscribers.append(TurnLogRecorder(turn_log))
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Add ``subscriber``; returns a function that removes it."""

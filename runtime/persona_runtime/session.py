@@ -210,9 +210,7 @@ class Session:
             skill_injector=heavy.skill_injector,
             turn_log=self._turn_log(),
             max_tool_rounds=settings.max_tool_rounds,
-            reply_tokens=settings.reply_tokens,
-            local_reply_tokens=settings.local_reply_tokens,
-            tool_timeout_s=settings.tool_timeout_s,
+            options=settings.engine_options(),
             history_window=HistoryWindow(
                 compact_after=settings.history_compact_after, keep_recent_turns=settings.history_keep_turns
             ),
@@ -235,9 +233,7 @@ class Session:
             "turn_log": self._turn_log(),
             "runs_dir": self.paths.runs,
             "persona_path": self.persona_path,
-            "reply_tokens": self.settings.reply_tokens,
-            "local_reply_tokens": self.settings.local_reply_tokens,
-            "tool_timeout_s": self.settings.tool_timeout_s,
+            "options": self.settings.engine_options(),
         }
         options.update(kwargs)
         return AgenticLoop(persona=self.persona, tiers=self.tiers, **options)

@@ -25,6 +25,7 @@ from persona_runtime.paths import DataPaths, data_dir_from_env, platform_data_di
 from persona_runtime.turnlog.files import DEFAULT_KEEP
 
 if TYPE_CHECKING:
+    from persona_runtime.engine.engine import EngineOptions
     from persona_runtime.tier import TierConfig, TierRegistry
 
 __all__ = [
@@ -117,6 +118,14 @@ class Settings:
     def data_paths(self) -> DataPaths:
         """The data layout under ``data_dir`` (creates nothing)."""
         return DataPaths(self.data_dir if self.data_dir is not None else platform_data_dir())
+
+    def engine_options(self) -> EngineOptions:
+        """How the chat and agent loops call models and run tools, from these settings."""
+        from persona_runtime.engine.engine import EngineOptions
+
+        return EngineOptions(
+            reply_tokens=self.reply_tokens, local_reply_tokens=self.local_reply_tokens, tool_timeout_s=self.tool_timeout_s
+        )
 
     def tier_registry(self, **kwargs: Any) -> TierRegistry:
         """A new registry over ``tiers``; its backends use these timeouts and local-model settings.

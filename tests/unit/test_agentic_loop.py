@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from persona.backends.errors import ProviderError, RateLimitError
 from persona.schema.tools import ToolCall
+from persona_runtime.engine.engine import EngineOptions
 from persona_runtime.agentic import (
     AgenticLoop,
     CancelToken,
@@ -361,7 +362,7 @@ def test_loop_guard_refuses_the_third_identical_call(tmp_path: Path) -> None:
     same = ScriptedToolCall("calculator", {"expression": "2+2"})
     backend = ScriptedBackend([Reply(tool_calls=[same])] * 3 + ["[FINAL] 4"])
     toolbox = FakeToolbox(calculator=calculator)
-    loop, _ = make_loop(tiers(mid=backend), tmp_path, toolbox=toolbox, loop_guard=3)
+    loop, _ = make_loop(tiers(mid=backend), tmp_path, toolbox=toolbox, options=EngineOptions(loop_guard=3))
     events = run(collect(loop))
     result = final_run(events)
     assert len(toolbox.dispatched) == 2
@@ -551,7 +552,7 @@ def test_compaction_summarises_on_small_and_never_splits_a_tool_group(tmp_path: 
             TierConfig(name="small", models=(ModelSlot("scripted", "tiny", backend=small),), context_window=window),
         ]
     )
-    loop, log = make_loop(registry, tmp_path, toolbox=FakeToolbox(fetch=fetch), reply_tokens=200, keep_recent=3)
+    loop, log = make_loop(registry, tmp_path, toolbox=FakeToolbox(fetch=fetch), options=EngineOptions(reply_tokens=200), keep_recent=3)
     events = run(collect(loop, max_steps=10))
     result = final_run(events)
     assert result.status is RunStatus.COMPLETED

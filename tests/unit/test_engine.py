@@ -10,6 +10,7 @@ from persona.schema.conversation import Conversation
 
 from persona_runtime import events as ev
 from persona_runtime.agentic import events as agent_events
+from persona_runtime.engine.engine import EngineOptions
 from persona_runtime.engine.usage import Usage
 from persona_runtime.loop import ConversationLoop
 from persona_runtime.testing import Reply, ScriptedBackend
@@ -70,9 +71,9 @@ def test_one_local_reply_cap_for_chat_and_agent_and_a_cut_reply_says_so(where: s
 
 def test_the_local_cap_is_a_setting_and_a_reply_under_it_is_not_cut() -> None:
     local = ScriptedBackend([Reply("Short.", usage=(30, 3))], provider_name="gguf", model_name="bundled")
-    events = chat_events(local, local_reply_tokens=100)
+    events = chat_events(local, options=EngineOptions(local_reply_tokens=100))
     assert local.calls[0].max_tokens == 100
     assert not [e for e in events if isinstance(e, ev.ReplyCut)]
     remote = ScriptedBackend([Reply("Long.", usage=(30, 90))])
-    chat_events(remote, local_reply_tokens=100, reply_tokens=900)
+    chat_events(remote, options=EngineOptions(local_reply_tokens=100, reply_tokens=900))
     assert remote.calls[0].max_tokens == 900  # the local cap is for local models only

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from persona_runtime.engine.engine import EngineOptions
 from persona_runtime.errors import ConfigError
 from persona_runtime.settings import Settings
 from tests.support.paths import REPO
@@ -48,6 +49,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "verbose": True, "tiers": None,
     }
     assert [t.name for t in settings.tiers] == ["mid"]
+    assert settings.engine_options() == EngineOptions(reply_tokens=300, local_reply_tokens=200, tool_timeout_s=9.0)
     assert settings.data_paths().turn_log == tmp_path / "logs" / "turns.jsonl"
 
 

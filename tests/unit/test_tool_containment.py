@@ -19,6 +19,7 @@ from persona.schema.tools import ToolResult
 from persona.tools import Toolbox, tool
 
 from persona_runtime import events as ev
+from persona_runtime.engine.engine import EngineOptions
 from persona_runtime.loop import ConversationLoop
 from persona_runtime.testing import Reply, ScriptedBackend, ScriptedToolCall
 from persona_runtime.tier import TierConfig, TierRegistry
@@ -101,7 +102,7 @@ def test_a_tool_that_hangs_is_cut_off_by_the_timeout() -> None:
 
     events, backend, log = run_turn(
         Toolbox([forever], allow_list=["forever"]), [call("forever"), Reply("Gave up waiting.")],
-        tools=("forever",), tool_timeout_s=0.3,
+        tools=("forever",), options=EngineOptions(tool_timeout_s=0.3),
     )
     assert state == {"started": True, "cancelled": True}  # the hung tool was cancelled, not left behind
     [done] = finished_calls(events)
@@ -123,7 +124,7 @@ def test_a_tool_that_returns_megabytes_is_truncated() -> None:
 
     events, backend, log = run_turn(
         Toolbox([flood], allow_list=["flood"]), [call("flood"), Reply("That was a lot.")],
-        tools=("flood",), tool_result_max_chars=10_000,
+        tools=("flood",), options=EngineOptions(tool_result_max_chars=10_000),
     )
     [done] = finished_calls(events)
     assert not done.is_error
@@ -231,7 +232,7 @@ def test_a_local_tool_that_blocks_the_thread_is_still_cut_off_by_the_timeout(san
     os.mkfifo(fifo)
     try:
         events, backend, log = run_turn(
-            toolbox, [call("file_read", path="never.fifo"), Reply("It timed out.")], tools=("file_read",), tool_timeout_s=0.5
+            toolbox, [call("file_read", path="never.fifo"), Reply("It timed out.")], tools=("file_read",), options=EngineOptions(tool_timeout_s=0.5)
         )
         [done] = finished_calls(events)
         assert done.is_error and "timed out after 0.5 s" in done.content
@@ -251,7 +252,7 @@ def test_a_blocked_local_tool_can_be_cancelled(sandbox) -> None:
     log = MemoryTurnLogWriter()
     loop = ConversationLoop(
         persona=persona("file_read"), tiers=TierRegistry([TierConfig.from_backend("mid", backend)]),
-        toolbox=toolbox, turn_log=log, tool_timeout_s=BOUND_S * 10,
+        toolbox=toolbox, turn_log=log, options=EngineOptions(tool_timeout_s=BOUND_S * 10),
     )
     conv = Conversation(conversation_id="tools", persona_id="toolie")
 

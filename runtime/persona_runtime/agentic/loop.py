@@ -59,13 +59,13 @@ from persona_runtime.agentic.records import RunRecords
 from persona_runtime.agentic.run import Run, RunStatus, StepType
 from persona_runtime.agentic.state import RunState, StepFailed, StepProgress
 from persona_runtime.agentic.step import AgentReply, StepCalls
-from persona_runtime.engine.engine import DEFAULT_LOCAL_REPLY_TOKENS, ModelEngine
+from persona_runtime.engine.engine import EngineOptions
 from persona_runtime.engine.messages import assistant_message, system_message, user_message
 from persona_runtime.engine.stream import Cancelled, cancellable
-from persona_runtime.engine.tools import ToolRunner, call_signature
+from persona_runtime.engine.tools import call_signature
 from persona_runtime.fallback import short_error
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
-from persona_runtime.recorder import EventBus, Subscriber, TurnLogRecorder
+from persona_runtime.recorder import EventBus, Subscriber
 from persona_runtime.secrets import redact
 from persona_runtime.tooling import ToolApprover
 from persona_runtime.turnlog.record import new_id
@@ -121,13 +121,7 @@ class AgenticLoop:
         runs_dir: Path | None = None,
         persona_path: Path | None = None,
         max_steps: int = 8,
-        loop_guard: int = 3,
-        reply_tokens: int = 1024,
-        local_reply_tokens: int = DEFAULT_LOCAL_REPLY_TOKENS,
-        temperature: float = 0.0,
-        retry_after_max_s: float = 10.0,
-        tool_timeout_s: float = 60.0,
-        tool_result_max_chars: int = 20_000,
+        options: EngineOptions = EngineOptions(),
         compact_ratio: float = 0.8,
         keep_recent: int = 4,
     ) -> None:
@@ -143,11 +137,7 @@ class AgenticLoop:
         self.prompt_builder = prompt_builder or PromptBuilder()
         self.persona_path = str(Path(persona_path).resolve()) if persona_path is not None else None
         self.max_steps = max_steps
-        self.engine = ModelEngine(
-            tiers, reply_tokens=reply_tokens, local_reply_tokens=local_reply_tokens,
-            temperature=temperature, retry_after_max_s=retry_after_max_s,
-        )
-        self.tools = ToolRunner(toolbox, timeout_s=tool_timeout_s, max_chars=tool_result_max_chars, loop_guard=loop_guard)
+        self.engine, self.tools = options.build(tiers, toolbox)
         self.skills = {s.name: s for s in skills}
         self.calls = StepCalls(
             self.engine, self.tools, skills=self.skills, skill_injector=skill_injector,
@@ -156,9 +146,7 @@ class AgenticLoop:
         self.records = RunRecords(
             persona_id=self.persona_id, runs_dir=Path(runs_dir) if runs_dir is not None else None, memory=memory
         )
-        self.events = EventBus(list(subscribers))
-        if turn_log is not None:
-            self.events.subscribe(TurnLogRecorder(turn_log))
+        self.events = EventBus(subscribers, turn_log=turn_log)
 
     @property
     def runs_dir(self) -> Path | None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from persona_runtime.engine.messages import system_message, user_message
 from persona_runtime.engine.reply import ModelReply, stream_reply
 from persona_runtime.engine.stream import cancellable
+from persona_runtime.engine.tools import ToolRunner
 from persona_runtime.engine.usage import Usage
 from persona_runtime.events import ReplyCut, TextDelta, ThinkingDelta
 from persona_runtime.fallback import AttemptFailed, walk_fallback_chain
@@ -33,12 +34,35 @@ if TYPE_CHECKING:
     from persona_runtime.engine.account import CallAccount
     from persona_runtime.tier import ModelSlot, TierRegistry
 
-__all__ = ["DEFAULT_LOCAL_REPLY_TOKENS", "ModelEngine", "Summary"]
+__all__ = ["DEFAULT_LOCAL_REPLY_TOKENS", "EngineOptions", "ModelEngine", "Summary"]
 
 DEFAULT_LOCAL_REPLY_TOKENS = 384  # Settings.local_reply_tokens' default too
 REPLY_TOKENS_SETTING = "PERSONA_MAX_REPLY_TOKENS"
 LOCAL_REPLY_TOKENS_SETTING = "PERSONA_LOCAL_REPLY_TOKENS"
 MIN_REPLY_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How chat turns and agent steps call models and run tools. Every field has the app's
+    default; :class:`persona_runtime.settings.Settings` fills them from the environment."""
+
+    reply_tokens: int = 1024
+    local_reply_tokens: int = DEFAULT_LOCAL_REPLY_TOKENS
+    temperature: float = 0.0
+    retry_after_max_s: float = 10.0
+    tool_timeout_s: float = 60.0
+    tool_result_max_chars: int = 20_000
+    #: The loop guard: the n-th identical tool call in a turn or run is not run (0: off).
+    loop_guard: int = 3
+
+    def build(self, tiers: TierRegistry, toolbox: Any) -> tuple[ModelEngine, ToolRunner]:
+        engine = ModelEngine(
+            tiers, reply_tokens=self.reply_tokens, local_reply_tokens=self.local_reply_tokens,
+            temperature=self.temperature, retry_after_max_s=self.retry_after_max_s,
+        )
+        tools = ToolRunner(toolbox, timeout_s=self.tool_timeout_s, max_chars=self.tool_result_max_chars, loop_guard=self.loop_guard)
+        return engine, tools
 
 
 @dataclass(frozen=True)
