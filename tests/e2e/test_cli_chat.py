@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 
 from persona_cli.app import app
 from tests.support.openai_server import ScriptedOpenAIServer, Status, Text
+from tests.support.env import clean_env
 from tests.support.paths import REPO
 
 ASTRID = REPO / "personas" / "astrid.yaml"
@@ -28,11 +28,6 @@ def server_env(srv: ScriptedOpenAIServer, home: Path) -> dict[str, str]:
         "PERSONA_EMBEDDER": "hash",
         "PERSONA_REQUEST_TIMEOUT_S": "10",
     }
-
-
-def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
-    return env | extra
 
 
 def test_piped_chat_prints_only_replies_on_stdout(server, tmp_path, monkeypatch) -> None:
@@ -143,7 +138,7 @@ def test_bad_input_is_one_line_with_a_documented_exit_code(tmp_path) -> None:
     for name, args, env, code, phrase in cases:
         proc = subprocess.run(
             [sys.executable, "-m", "persona_cli", *args], input="hello\n", capture_output=True, text=True,
-            env=clean_env(env), cwd=tmp_path, timeout=120,
+            env=clean_env(None, **env), cwd=tmp_path, timeout=120,
         )
         lines = proc.stderr.strip().splitlines()
         ok = (

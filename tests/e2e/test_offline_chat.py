@@ -7,13 +7,13 @@ the bundled MiniLM embedder; a second run recalls the first through episodic mem
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.support.env import clean_env
 from tests.support.paths import REPO
 
 PERSONA_BIN = Path(sys.executable).parent / "persona"
@@ -29,8 +29,7 @@ def no_network_prefix() -> list[str]:
 
 @pytest.mark.slow
 def test_chat_offline_answers_and_remembers(tmp_path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
-    env |= {"PERSONA_HOME": str(tmp_path / "home"), "PERSONA_MAX_REPLY_TOKENS": "48"}
+    env = clean_env(tmp_path / "home", PERSONA_MAX_REPLY_TOKENS="48")
     command = [*no_network_prefix(), str(PERSONA_BIN), "chat", str(REPO / "personas" / "astrid.yaml")]
     for _ in range(2):
         proc = subprocess.run(command, input="Hei! Hvem er du?\n", capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)

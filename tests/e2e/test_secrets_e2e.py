@@ -9,7 +9,6 @@ printed, is searched for the keys (and their last 8 characters).
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.openai_server import Status, Text, ToolCall
+from tests.support.env import clean_env
 from tests.support.paths import REPO
 
 KAI = REPO / "personas" / "kai.yaml"
@@ -46,8 +46,7 @@ def setup(server, tmp_path):
         f"PERSONA_MID_API_KEY={FILE_KEY}\n"
         f"PERSONA_MID_BASE_URL={server.base_url}\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
-        "PERSONA_HOME": str(home),
+    env = clean_env(home) | {
         "PERSONA_FRONTIER_PROVIDER": "openai",
         "PERSONA_FRONTIER_MODEL": "gpt-4o",
         "PERSONA_FRONTIER_API_KEY": ENV_KEY,
@@ -160,9 +159,7 @@ def test_data_written_before_the_umask_is_tightened(tmp_path) -> None:
 def test_persona_cores_own_commands_keep_the_data_dir_private(tmp_path) -> None:
     """`persona audit` / `persona repair` run persona-core's code on our data dir: same 0700 / 0600."""
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
-        "PERSONA_HOME": str(home), "PERSONA_EMBEDDER": "hash",
-    }
+    env = clean_env(home, PERSONA_EMBEDDER="hash")
     for args in (["audit", str(KAI)], ["repair", str(KAI)]):
         done = persona(args, env, tmp_path, "")
         assert done.returncode == 0, done.stderr.decode()[-500:]

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 
 
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """This process's environment less every PERSONA_* variable, with PERSONA_HOME at ``home``."""
+def clean_env(home: Path | None, **extra: str) -> dict[str, str]:
+    """This process's environment less every PERSONA_* variable, with PERSONA_HOME at ``home``
+    (None: as ``extra`` says, or unset), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
-    return env | {"PERSONA_HOME": str(home), **extra}
+    return env | ({"PERSONA_HOME": str(home)} if home is not None else {}) | extra
 
 
 def openai_tier_env(base_url: str, models: dict[str, str] | None = None) -> dict[str, str]:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pexpect
 
+from tests.support.env import clean_env
+
 
 def pty_env(home: Path, persona_vars: dict[str, str]) -> dict[str, str]:
     """The caller's environment minus any PERSONA_*, plus ``persona_vars``, for a colour terminal."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")} | {
-        "PERSONA_HOME": str(home),
+    env = clean_env(home) | {
         "PERSONA_EMBEDDER": "hash",
         "TERM": "xterm-256color",
         "NO_PROXY": "127.0.0.1",
