@@ -8,8 +8,11 @@ an empty line a second Ctrl-C within 2 s exits; Ctrl-D on an empty line exits.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +178,27 @@ class ChatPrompt:
             self.guard.reset()
             if text.strip():
                 return text
+
+
+@contextmanager
+def typeahead_hidden(fd: int | None = None) -> Iterator[None]:
+    """While a reply streams, keys typed ahead are kept for the next prompt (prompt-toolkit reads
+    them there) but not echoed into the reply. Only the terminal's ECHO flag changes, without
+    flushing its input, and it is put back however the turn ends."""
+    try:
+        import termios
+
+        fd = sys.stdin.fileno() if fd is None else fd
+        saved = termios.tcgetattr(fd) if os.isatty(fd) else None
+    except (ImportError, OSError, ValueError):
+        saved = None
+    if saved is None:
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)

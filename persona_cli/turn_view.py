@@ -48,6 +48,8 @@ class SessionTotals:
         return self.prompt_tokens + self.completion_tokens
 
     def cost_text(self) -> str:
+        if self.turns == 0:
+            return "$0"  # nothing sent yet: a measured zero, not an unknown price
         text = format_cost(self.cost_cents if self.turns > self.unpriced_turns else None)
         if self.unpriced_turns and self.turns > self.unpriced_turns:
             text += f" (+{self.unpriced_turns} unpriced)"

@@ -191,6 +191,7 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
     from persona_cli.turn_view import TurnView
 
     from persona_cli.interrupts import await_loading
+    from persona_cli.repl import typeahead_hidden
 
     session = ctx.session
     while True:
@@ -220,7 +221,8 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
             render_notice(info, "interrupted while loading; your message was not sent (↑ brings it back)")
             continue
         view = TurnView(out=out, info=info)
-        await _run_turn(loop, ctx.conversation, text, ctx.tier, view, approve, foreground, ctx.totals)
+        with typeahead_hidden():
+            await _run_turn(loop, ctx.conversation, text, ctx.tier, view, approve, foreground, ctx.totals)
 
 
 def _toolbar(ctx: Any) -> Any:

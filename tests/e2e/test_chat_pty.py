@@ -53,3 +53,35 @@ def test_ctrl_c_cancels_a_streaming_reply_and_the_session_lives_on(tmp_path) -> 
     assert second[1]["content"] == "Tell me a long story"
     assert second[2]["role"] == "assistant" and second[2]["content"].startswith("Once upon a time")
     assert second[2]["content"].endswith("[reply interrupted by the user]")
+
+
+@pytest.mark.pty
+def test_keys_typed_while_a_reply_streams_wait_for_the_next_prompt_unechoed(tmp_path) -> None:
+    with ScriptedOpenAIServer() as server:
+        server.enqueue(Text("A reply that takes a moment to arrive. " * 4, chunk_size=10, delay_s=0.1))
+        server.enqueue(Text("Answer to the typed-ahead question."))
+        env = pty_env(tmp_path, {
+            "PERSONA_PROVIDER": "openai", "PERSONA_MODEL": "gpt-4o-mini",
+            "PERSONA_API_KEY": "sk-test-pty-0000", "PERSONA_BASE_URL": server.base_url,
+        })
+        log: list[str] = []
+        child = spawn_persona(["chat", str(REPO / "personas" / "astrid.yaml")], env, tmp_path, log)
+        try:
+            child.expect_exact(PROMPT)
+            child.send("First question\r")
+            child.expect_exact("A reply that takes")  # streaming
+            child.send("typed ahead")
+            child.expect_exact("$0.0")  # the usage line: the reply is over (cost of gpt-4o-mini)
+            during = "".join(log)
+            child.expect_exact("typed ahead")  # shown at the next prompt, as if typed there
+            child.send("\r")
+            child.expect_exact("Answer to the typed-ahead question.")
+            child.expect_exact(PROMPT)
+            child.sendcontrol("d")
+            child.expect(pexpect.EOF)
+        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+            raise AssertionError(f"{type(exc).__name__}; screen so far:\n{''.join(log)[-3000:]}") from None
+        finally:
+            child.close()
+        assert "typed ahead" not in during, "the keys were echoed into the reply"
+        assert server.requests[1].body["messages"][-1]["content"].endswith("\ntyped ahead")

@@ -544,3 +544,15 @@ def test_both_views_show_reasoning_dim_apart_from_the_reply_and_say_when_a_reply
     shown = output(info)
     assert "Weighing the ␛[31mquestion␛[0m." in shown and "\x1b" not in shown
     assert "384-token limit" in shown and "PERSONA_LOCAL_REPLY_TOKENS" in shown
+
+
+def test_session_totals_say_0_before_any_turn_and_unpriced_only_for_unpriced_turns() -> None:
+    from types import SimpleNamespace
+
+    from persona_cli.turn_view import SessionTotals
+
+    totals = SessionTotals()
+    assert totals.cost_text() == "$0"
+    turn = SimpleNamespace(prompt_tokens=10, completion_tokens=2, tier="mid", model="m", cost_cents=None)
+    totals.add(turn)
+    assert totals.cost_text() == "unpriced"
