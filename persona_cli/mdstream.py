@@ -24,7 +24,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from persona_cli.render import render_notice
-from persona_cli.term import console_is_plain, is_tty, sanitize
+from persona_cli.term import console_is_plain, sanitize
 
 __all__ = ["MarkdownStream"]
 
@@ -92,9 +92,9 @@ class MarkdownStream:
         self.max_refresh = max_refresh
         self.code_theme = code_theme
         self.plain = console_is_plain(console)
-        # Plain on a real terminal (NO_COLOR, TERM=dumb) the model still must not drive it;
-        # piped, the reply is data and passes byte for byte.
-        self._plain_filter = sanitize if console.is_terminal or is_tty(console.file) else str
+        # Plain, the model still must not drive a terminal: on one (NO_COLOR, TERM=dumb) or
+        # behind a pipe (`persona chat ... | tee out.txt` shows it on one). Newlines and tabs stay.
+        self._held_cr = ""  # a CR at the end of a delta: half of a CRLF split across two deltas
         self._sync = not console.legacy_windows
         self._clock: Callable[[], float] = time.monotonic
         # Instrumentation (tests and the benchmark read these).
@@ -135,7 +135,10 @@ class MarkdownStream:
             return
         self._chunks.append(delta)
         if self.plain:
-            self.console.file.write(self._plain_filter(delta))
+            text, self._held_cr = self._held_cr + delta, ""
+            if text.endswith("\r"):
+                text, self._held_cr = text[:-1], "\r"
+            self.console.file.write(sanitize(text))
             self.console.file.flush()
             return
         self._pending.append(sanitize(delta))
@@ -188,6 +191,9 @@ class MarkdownStream:
     # -- internals --------------------------------------------------------------------------
 
     def _end_plain_line(self) -> None:
+        if self._held_cr:
+            self.console.file.write(sanitize(self._held_cr))
+            self._held_cr = ""
         text = self.text
         if text and not text.endswith("\n"):
             self.console.file.write("\n")

@@ -358,10 +358,18 @@ def test_plain_mode_on_a_terminal_still_neutralises_escapes(console: Console) ->
     assert output(console) == "evil ␛[2J\ufffd1m clear\n"
 
 
-def test_plain_mode_piped_passes_the_reply_byte_for_byte() -> None:
+def test_plain_mode_piped_neutralises_escapes_too_and_keeps_newlines_and_tabs() -> None:
+    """`persona chat ... | tee out.txt` shows the reply on a terminal: OSC 52 (clipboard), OSC 0
+    (window title) and CSI 6n (a cursor report typed back) must not reach it."""
     console = piped()
-    stream(console, "raw \x1b[1m\r\n")
-    assert output(console) == "raw \x1b[1m\r\n"
+    replies = ["a\tb \x1b]52;c;ZXZpbA==\x07 \x1b]0;pwned\x07 \x1b[6n done\r", "\nnext line\n"]  # a CRLF split in two
+    s = MarkdownStream(console)
+    for delta in replies:
+        s.update(delta)
+    s.finish()
+    shown = output(console)
+    assert "\x1b" not in shown and "\x07" not in shown and "\r" not in shown
+    assert shown == "a\tb ␛]52;c;ZXZpbA==␇ ␛]0;pwned␇ ␛[6n done\nnext line\n"
 
 
 def test_plain_mode_adds_no_extra_newline() -> None:
