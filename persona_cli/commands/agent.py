@@ -163,7 +163,8 @@ def _find(run_id: str) -> Run:
     except RunNotFoundError as exc:
         raise CliError(str(exc), exit_codes.RUNTIME_ERROR) from None
     except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read run {run_id}: {exc}", exit_codes.RUNTIME_ERROR) from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CliError(f"cannot read run {run_id}: {first}", exit_codes.RUNTIME_ERROR) from None
     if run.status is RunStatus.RUNNING:
         raise CliError(f"run {run.id} is running in another process; it can be resumed once that stops", USAGE)
     if not run.status.resumable:

@@ -43,15 +43,24 @@ def platform_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) with mode 0700; tighten it if it already exists."""
+def ensure_private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
+    """Create ``path`` (and parents) with mode 0700. An existing directory is tightened only
+    when ``tighten_existing`` and it is a real directory of ours (not a symlink, owned by us):
+    the app changes no permission it did not create (``PERSONA_HOME=/tmp`` keeps its 1777)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if tighten_existing:
+        _tighten(path)
+    return path
+
+
+def _tighten(path: Path) -> None:
     try:
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o700)
+        st = path.lstat()  # never through a symlink
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
     except OSError:
         pass  # not ours to change (e.g. a shared mount); writes still go through
-    return path
 
 
 class DataPaths:
@@ -98,7 +107,9 @@ class DataPaths:
         return self.root / "workspace"
 
     def ensure(self, *dirs: Path) -> None:
-        ensure_private_dir(self.root)
+        # The root may be a directory the person already had (PERSONA_HOME=/tmp, ~/data):
+        # created private if new, otherwise left as it is. Our folders inside it are tightened.
+        ensure_private_dir(self.root, tighten_existing=False)
         for d in dirs:
             ensure_private_dir(d)
 
@@ -135,13 +146,13 @@ def _private_umask() -> None:
 
 
 def tighten_private(root: Path) -> None:
-    """Drop group/other bits under ``root``: data written by an older version, before the umask."""
-    if not root.is_dir():
+    """Drop group/other bits under ``root``: data written by an older version, before the umask.
+    Symlinks are never followed (a ``root`` that is one is left alone), and only files and
+    directories we own are changed."""
+    try:
+        if stat.S_ISLNK(root.lstat().st_mode) or not root.is_dir():
+            return
+    except OSError:
         return
-    for path in (root, *root.rglob("*")):
-        try:
-            st = path.lstat()
-            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
-                path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
-        except OSError:
-            continue  # not ours to change; nothing else depends on it
+    for path in (root, *root.rglob("*")):  # rglob does not descend into symlinked directories
+        _tighten(path)

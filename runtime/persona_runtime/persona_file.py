@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,9 +12,23 @@ from persona_runtime.errors import PersonaFileError
 if TYPE_CHECKING:
     from persona.schema.persona import Persona
 
-__all__ = ["MAX_PERSONA_BYTES", "load_persona"]
+__all__ = ["MAX_PERSONA_BYTES", "MAX_PERSONA_ID", "check_persona_id", "load_persona"]
 
 MAX_PERSONA_BYTES = 1024 * 1024
+#: persona ids name files (history, audit log, memory collections): letters, digits, ``_ . -``
+#: and spaces, not starting with a dot or a space; never a path.
+MAX_PERSONA_ID = 64
+_PERSONA_ID = re.compile(r"[^\W_][\w .-]*", re.UNICODE)
+
+
+def check_persona_id(persona_id: str) -> str | None:
+    """Why ``persona_id`` cannot name a file (None when it can). Personas are shared files, so
+    an id like ``../../tmp/x`` must never become a path."""
+    if len(persona_id) > MAX_PERSONA_ID:
+        return f"is {len(persona_id)} characters long; the limit is {MAX_PERSONA_ID}"
+    if not _PERSONA_ID.fullmatch(persona_id) or ".." in persona_id or persona_id != persona_id.strip():
+        return "may use only letters, digits, '_', '.', '-' and spaces, starting with a letter or digit"
+    return None
 
 
 def load_persona(path: str | os.PathLike[str]) -> Persona:
@@ -59,6 +74,9 @@ def load_persona(path: str | os.PathLike[str]) -> Persona:
     data = dict(data)
     if data.get("persona_id") is None:
         data["persona_id"] = path.stem
+    if isinstance(data["persona_id"], str) and (why := check_persona_id(data["persona_id"])):
+        shown = data["persona_id"][:40] + ("…" if len(data["persona_id"]) > 40 else "")
+        raise PersonaFileError(f"{path}: persona_id {shown!r} {why}", path=path)
     from pydantic import ValidationError
 
     from persona.schema.persona import Persona

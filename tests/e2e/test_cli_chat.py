@@ -89,6 +89,10 @@ def _write(path: Path, data: bytes | str) -> Path:
 VALID = ASTRID.read_text()
 
 
+def _with_id(persona_id: str) -> str:
+    return f"persona_id: {persona_id!r}\n" + "\n".join(l for l in VALID.splitlines() if not l.startswith("persona_id:"))
+
+
 def bad_input_cases(tmp: Path) -> list[tuple[str, list[str], dict[str, str], int, str]]:
     """(id, args, env, exit code, a phrase the one-line message must contain)."""
     big = tmp / "big.yaml"
@@ -109,6 +113,9 @@ def bad_input_cases(tmp: Path) -> list[tuple[str, list[str], dict[str, str], int
         ("schema version", ["chat", str(_write(tmp / "v2.yaml", VALID.replace('schema_version: "1.0"', 'schema_version: "2.0"')))], home, 2, "schema_version"),
         ("50 MB", ["chat", str(big)], home, 2, "too large"),
         ("not utf-8", ["chat", str(_write(tmp / "latin.yaml", "name: \xe6\xf8\xe5".encode("latin-1")))], home, 2, "UTF-8"),
+        ("persona_id is a path", ["chat", str(_write(tmp / "pwn.yaml", _with_id(f"../../../..{tmp}/x/PWNED")))], home, 2, "persona_id"),
+        ("300-character persona_id", ["chat", str(_write(tmp / "long.yaml", _with_id("a" * 300)))], home, 2, "the limit is 64"),
+        ("5,000-character persona_id", ["chat", str(_write(tmp / "huge.yaml", _with_id("b" * 5000)))], home, 2, "the limit is 64"),
         ("partial triple", ok, home | {"PERSONA_MID_PROVIDER": "openai"}, 2, "PERSONA_MID_MODEL"),
         ("missing key", ok, home | {"PERSONA_MID_PROVIDER": "openai", "PERSONA_MID_MODEL": "gpt-4o"}, 2, "PERSONA_MID_API_KEY"),
         ("unknown provider", ok, home | {"PERSONA_PROVIDER": "skynet", "PERSONA_MODEL": "x", "PERSONA_API_KEY": "k" * 12}, 2, "unknown provider"),
@@ -148,3 +155,4 @@ def test_bad_input_is_one_line_with_a_documented_exit_code(tmp_path) -> None:
         if not ok:
             failures.append(f"{name}: rc={proc.returncode} stderr={proc.stderr!r} stdout={proc.stdout[:200]!r}")
     assert not failures, "\n".join(failures)
+    assert not (tmp_path / "x").exists(), "a persona_id wrote outside the data directory"

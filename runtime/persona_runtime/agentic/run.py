@@ -143,7 +143,8 @@ class Step(_Frozen):
 
 class Run(_Frozen):
     schema_version: int = RUN_SCHEMA_VERSION
-    id: str
+    #: Names the run's files (``<id>.json``, ``<id>.lock``): never a path, whatever a file says.
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     task: str
     persona_id: str
     #: The persona file the run was started with (so ``--resume`` can reload it).
