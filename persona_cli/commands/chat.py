@@ -59,7 +59,7 @@ def _run_piped(session: Session, *, tier: str, auto_approve: bool) -> int:
     out, info = make_consoles(info_to_stderr=True)
     for line in startup_lines(session):
         render_notice(info, line)
-    messages = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    messages = _piped_lines(sys.stdin.buffer)
     if not messages:
         render_notice(info, "no input on stdin; nothing to do")
         return exit_codes.OK
@@ -68,11 +68,27 @@ def _run_piped(session: Session, *, tier: str, auto_approve: bool) -> int:
     return asyncio.run(_piped_turns(session, messages, tier, auto_approve, out, info))
 
 
-async def _piped_turns(session: Session, messages: list[str], tier: str, auto_approve: bool, out: Console, info: Console) -> int:
+def _piped_lines(stream: Any) -> list[tuple[int, str | None]]:
+    """(line number, text) per non-blank line; text is None for a line that is not UTF-8, which
+    fails that turn only, with one line saying which."""
+    lines: list[tuple[int, str | None]] = []
+    for number, raw in enumerate(stream, start=1):
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            lines.append((number, None))
+            continue
+        if text.strip():
+            lines.append((number, text))
+    return lines
+
+
+async def _piped_turns(session: Session, messages: list[tuple[int, str | None]], tier: str, auto_approve: bool, out: Console, info: Console) -> int:
     import asyncio
 
     from persona_cli.approval import make_approver
     from persona_cli.interrupts import Foreground
+    from persona_cli.render import render_notice
     from persona_cli.turn_view import TurnView
 
     conversation = session.new_conversation()
@@ -81,9 +97,13 @@ async def _piped_turns(session: Session, messages: list[str], tier: str, auto_ap
     with Foreground() as foreground:
         try:
             loop = await foreground.run(session.loop())
-            for text in messages:
+            for number, text in messages:
                 if foreground.pending:  # Ctrl-C between two turns stops the rest too
                     return exit_codes.INTERRUPTED
+                if text is None:
+                    render_notice(info, f"✗ line {number} of the input is not UTF-8 text; it was not sent")
+                    failed += 1
+                    continue
                 view = TurnView(out=out, info=info)
                 status = await _run_turn(loop, conversation, text, tier, view, approve, foreground)
                 if status == "interrupted":

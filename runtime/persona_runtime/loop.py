@@ -82,6 +82,10 @@ SUMMARY_MAX_TOKENS = 256
 CAP_NUDGE = "You have used the maximum number of tool calls for this turn. Answer now with what you have."
 
 
+class MessageTooLong(ValueError):
+    """The person's message is longer than every configured model can read."""
+
+
 class ConversationLoop:
     """Runs turns for one persona. Build once (the session does), call ``turn`` per message."""
 
@@ -155,6 +159,8 @@ class ConversationLoop:
             except Cancelled:
                 status = "interrupted"
                 account.close_open_attempt()
+            except MessageTooLong as exc:
+                failure = TurnFailed(message=str(exc), error_type="MessageTooLong")
             except Exception as exc:  # noqa: BLE001 - a fault outside any model ends this turn, not the session
                 failure = TurnFailed(message=f"internal error: {redact(short_error(exc))}", error_type=type(exc).__name__)
             if failure is not None:
@@ -186,6 +192,7 @@ class ConversationLoop:
         account: CallAccount,
         text: list[str],
     ) -> AsyncIterator[TurnEvent]:
+        self._check_length(user_text)
         context = await self._retrieve(user_text)
         history, compacted = await self._history(conversation, account, cancel)
         if compacted is not None:
@@ -265,6 +272,16 @@ class ConversationLoop:
                     activated = None
 
     # -- before generation ---------------------------------------------------------------
+
+    def _check_length(self, user_text: str) -> None:
+        """A message no model could read fails at once, before memory embeds megabytes of it."""
+        estimate = len(user_text) // 4  # the routers' estimate too
+        largest = max(self.tiers.context_window_for(name) for name in self.tiers.configured_tier_names)
+        if estimate > largest:
+            raise MessageTooLong(
+                f"your message is about {estimate:,} tokens, more than the largest context window here "
+                f"({largest:,} tokens); shorten it or send it in parts"
+            )
 
     async def _retrieve(self, user_text: str) -> RetrievedContext:
         if self.memory is None:

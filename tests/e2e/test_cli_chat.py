@@ -52,6 +52,19 @@ def test_piped_chat_prints_only_replies_on_stdout(server, tmp_path, monkeypatch)
     assert second[3]["role"] == "user" and second[3]["content"].endswith("Hva er depositum?") and len(second) == 4
 
 
+def test_a_piped_line_that_is_not_utf8_fails_that_turn_only(server, tmp_path, monkeypatch) -> None:
+    for key, value in server_env(server, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    server.enqueue(Text("First."))
+    server.enqueue(Text("Third."))
+    result = CliRunner().invoke(app, ["chat", str(ASTRID)], input=b"one\n\xff\xfe broken\nthree\n")
+    assert result.exit_code == 1, result.output  # a turn failed; the others were answered
+    assert result.stdout == "First.\nThird.\n"
+    assert "line 2 of the input is not UTF-8" in result.stderr and "Traceback" not in result.stderr
+    assert len(server.requests) == 2
+
+
 def test_piped_chat_exits_1_when_every_model_fails(server, tmp_path, monkeypatch) -> None:
     for key, value in server_env(server, tmp_path).items():
         monkeypatch.setenv(key, value)

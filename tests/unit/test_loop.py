@@ -362,3 +362,18 @@ def test_persona_override_pins_the_tier() -> None:
     events = run(collect(loop, new_conversation(), "hello"))
     assert events[0].decision.tier == "small" and "persona_override" in events[0].decision.rationale
     assert events[-1].text == "pinned"
+
+
+def test_a_message_longer_than_every_context_window_fails_that_turn_only() -> None:
+    backend = ScriptedBackend([Reply("Short answer.")])
+    loop, log = make_loop(make_tiers(mid=backend))
+    conv = new_conversation()
+    huge = "word " * (8_192 * 2)  # ~16k tokens by the routers' estimate; the window is 8,192
+    events = run(collect(loop, conv, huge, tier="mid"))
+    failed = [e for e in events if isinstance(e, ev.TurnFailed)]
+    assert [f.error_type for f in failed] == ["MessageTooLong"] and "largest context window" in failed[0].message
+    assert events[-1].status == "error" and backend.call_count == 0
+    assert conv.messages[-1].content == huge  # kept, as every failed message is, for /retry
+    events = run(collect(loop, conv, "A short one, then.", tier="mid"))
+    assert events[-1].status == "ok" and events[-1].text == "Short answer."
+    assert [r.status for r in log.logs] == ["error", "ok"]
