@@ -9,6 +9,7 @@ from typing import Any
 from rich.text import Text
 
 from persona_cli.render import render_notice
+from persona_runtime.secrets import redact
 from persona_cli.repl import SLASH_COMMANDS
 from persona_cli.term import format_tokens
 from persona_runtime.routing.types import TIER_CHOICES
@@ -138,7 +139,7 @@ async def _save(ctx: SlashContext, arg: str) -> None:
         text = m.content if isinstance(m.content, str) else ""
         if m.role == "assistant" and m.metadata.get("status") == "interrupted":
             text = f"{text}\n\n{INTERRUPTED_LABEL}".strip()  # a reader must not take a cut reply for a whole one
-        lines += [f"**{who}:**", "", text, ""]
+        lines += [f"**{who}:**", "", redact(text), ""]
     try:
         path.write_text("\n".join(lines), encoding="utf-8")
     except OSError as exc:

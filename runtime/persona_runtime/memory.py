@@ -73,15 +73,18 @@ class PersonaMemory:
         )
 
     def remember(self, text: str, *, metadata: dict[str, str], written_by: str) -> str:
-        """Write one episodic chunk; returns its id."""
+        """Write one episodic chunk; returns its id. Secrets (a key the person typed, the model
+        echoed or a tool read) are redacted first: memory is resent on later turns."""
         from persona.schema.chunks import ChunkProvenance, PersonaChunk, WriteSource, mint_chunk_id
+
+        from persona_runtime.secrets import redact
 
         chunk_id = mint_chunk_id(self.persona_id, "episodic")
         now = datetime.now(UTC)
         chunk = PersonaChunk(
             id=chunk_id,
-            text=text,
-            metadata={k: str(v) for k, v in metadata.items()},
+            text=redact(text),
+            metadata={k: redact(str(v)) for k, v in metadata.items()},
             created_at=now,
             provenance=ChunkProvenance(
                 source=WriteSource.SYSTEM, logical_id=chunk_id, version=1, written_at=now, written_by=written_by

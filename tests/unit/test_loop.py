@@ -377,3 +377,17 @@ def test_a_message_longer_than_every_context_window_fails_that_turn_only() -> No
     events = run(collect(loop, conv, "A short one, then.", tier="mid"))
     assert events[-1].status == "ok" and events[-1].text == "Short answer."
     assert [r.status for r in log.logs] == ["error", "ok"]
+
+
+def test_a_secret_in_a_turn_never_reaches_memory(tmp_path, monkeypatch) -> None:
+    from persona.stores import HashEmbedder
+
+    monkeypatch.setenv("PERSONA_MID_API_KEY", "env-secret-value-1234")
+    memory = PersonaMemory.open(PERSONA, root=tmp_path / "chroma", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    memory.load()
+    backend = ScriptedBackend(["Got it: sk-live-abcdefghijkl0123 and env-secret-value-1234 noted."])
+    loop, _ = make_loop(make_tiers(mid=backend), memory=memory)
+    run(collect(loop, new_conversation(), "my key is sk-live-abcdefghijkl0123, keep it safe", tier="mid"))
+    stored = memory.stores["episodic"].get_all("tester")[0].text
+    assert "sk-live-abcdefghijkl0123" not in stored and "env-secret-value-1234" not in stored
+    assert stored.count("[redacted]") == 3

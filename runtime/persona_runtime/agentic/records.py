@@ -89,7 +89,7 @@ class RunRecords:
                 "best_effort": st.best_effort,
                 "error": redact(st.error) if st.error else None,
                 "pending_question": st.pending_question,
-                "context": tuple(m.model_dump(mode="json") for m in st.messages),
+                "context": tuple(_redacted(m.model_dump(mode="json")) for m in st.messages),
                 "updated_at": stamp,
                 "finished_at": stamp if terminal else None,
             }
@@ -155,3 +155,10 @@ class RunRecords:
             },
             written_by="persona_runtime.agentic",
         )
+
+
+def _redacted(message: dict[str, Any]) -> dict[str, Any]:
+    """A context message as the run file keeps it: secrets in its text redacted."""
+    if isinstance(message.get("content"), str):
+        message["content"] = redact(message["content"])
+    return message
