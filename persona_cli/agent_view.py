@@ -17,7 +17,7 @@ from rich.text import Text
 
 from persona_cli.event_view import EventView
 from persona_cli.render import render_notice
-from persona_cli.term import format_cost, format_tokens, sanitize
+from persona_cli.term import counted, format_cost, format_tokens, sanitize
 
 if TYPE_CHECKING:
 
@@ -41,7 +41,7 @@ def run_summary(run: Run) -> str:
     cost = format_cost(run.cost_cents)
     if run.unpriced_steps and run.cost_cents is not None:
         cost += f" (+{run.unpriced_steps} unpriced)"
-    steps = f"{len(run.steps)} step" + ("" if len(run.steps) == 1 else "s")
+    steps = counted(len(run.steps), "step")
     tokens = run.prompt_tokens + run.completion_tokens
     cost_part = f" · {cost}" if tokens else ""
     return f"{steps} · {format_tokens(tokens)} tok{cost_part} · run {run.id}"

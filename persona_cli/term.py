@@ -120,3 +120,8 @@ def format_tokens(n: int) -> str:
     if n < 999_950:  # 999,950 would round to "1000.0k"
         return f"{n / 1000:.1f}k"
     return f"{n / 1_000_000:.1f}M"
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 turn``, ``2 turns``: the count and the noun, plural when it is not one."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -10,7 +10,7 @@ import typer
 
 from persona_cli import exit_codes
 from persona_cli.exit_codes import USAGE, CliError
-from persona_cli.term import format_tokens
+from persona_cli.term import counted, format_tokens
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -198,7 +198,7 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
             await session.aclose()
             render_notice(
                 info,
-                f"{totals.turns} turns · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
+                f"{counted(totals.turns, 'turn')} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
             )
     return exit_codes.OK
 

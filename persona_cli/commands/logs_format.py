@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from persona_cli.term import format_cost, format_tokens, plain_output
+from persona_cli.term import counted, format_cost, format_tokens, plain_output
 from persona_runtime.turnlog.query import Record, is_fallback, parse_timestamp
 from persona_runtime.turnlog.stats import StatsRow
 
@@ -148,7 +148,7 @@ def _show_header(out: TurnPrinter, records: list[Record]) -> None:
     conversations = {r.get("conversation_id") for r in records}
     runs = {r.get("run_id") for r in records} - {None}
     cost = [c for r in records if (c := _num(r.get("cost_cents"))) is not None]
-    parts = [f"{len(records)} turn{'s' if len(records) != 1 else ''}"]
+    parts = [counted(len(records), "turn")]
     if len(conversations) == 1:
         parts.append(f"conversation {next(iter(conversations))}")
     if len(runs) == 1:

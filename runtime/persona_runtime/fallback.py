@@ -118,4 +118,5 @@ def failure_message(attempts: list[AttemptRecord]) -> str:
     if not attempts:
         return "no model is configured for this turn"
     tried = "; ".join(f"{a.tier} {a.provider}/{a.model}: {a.error or a.outcome}" for a in attempts)
-    return f"every model failed ({len(attempts)} attempts): {tried}"
+    count = f"{len(attempts)} attempt{'' if len(attempts) == 1 else 's'}"
+    return f"every model failed ({count}): {tried}"

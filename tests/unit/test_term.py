@@ -215,3 +215,18 @@ def test_format_tokens(n: int, text: str) -> None:
 # -- import weight ---------------------------------------------------------------------------
 
 
+
+
+def test_counted_says_one_turn_and_two_turns() -> None:
+    from persona_cli.term import counted
+
+    assert [counted(n, "turn") for n in (0, 1, 2, 1200)] == ["0 turns", "1 turn", "2 turns", "1,200 turns"]
+
+
+def test_one_failed_attempt_is_one_attempt() -> None:
+    from persona_runtime.fallback import failure_message
+    from persona_runtime.turnlog.record import AttemptRecord
+
+    attempt = AttemptRecord(tier="mid", provider="openai", model="m", outcome="error", error="boom")
+    assert failure_message([attempt]).startswith("every model failed (1 attempt):")
+    assert failure_message([attempt, attempt]).startswith("every model failed (2 attempts):")
