@@ -61,6 +61,8 @@ class TurnView(EventView):
     """Feeds one chat turn's events to the screen."""
 
     show_routing: bool = True
+    #: The REPL has /retry; piped input does not.
+    can_retry: bool = True
 
     def handle_own(self, event: TurnEvent) -> bool:
         from persona_runtime import events as ev
@@ -77,7 +79,8 @@ class TurnView(EventView):
             case ev.TurnFailed(message=message):
                 self.end_streams()
                 self.info.print(Text(f"✗ {sanitize(message)}", style="red"))
-                render_notice(self.info, "your message is kept: /retry to send it again")
+                if self.can_retry:
+                    render_notice(self.info, "your message is kept: /retry to send it again")
             case ev.TurnFinished() as done:
                 self.end_streams(interrupted=done.status == "interrupted")
                 if done.status == "ok":

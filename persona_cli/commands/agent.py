@@ -181,10 +181,10 @@ def _find(run_id: str) -> Run:
 def _list(limit: int, json_out: bool) -> None:
     import json
 
-    from persona_cli.compose import prepare_data_dir
     from persona_runtime.agentic import list_runs
+    from persona_runtime.paths import DataPaths
 
-    runs = list_runs(prepare_data_dir().runs, limit=limit)
+    runs = list_runs(DataPaths().runs, limit=limit)  # only reads: a read-only home is fine
     if json_out:
         for run in runs:
             row = {
@@ -250,6 +250,8 @@ async def _run(
             loop = await foreground.run(await_loading(session.agentic(), info, "loading memory and models…"))
             # The first Ctrl-C stops the run cleanly (saved as cancelled, and it says so); a second quits.
             await foreground.run(consume(loop), token=token)
+            for problem in loop.events.take_failures():
+                render_notice(info, f"✗ the turn log could not be written ({problem})")
         except asyncio.CancelledError:
             view.interrupted()
             status = "cancelled"

@@ -104,7 +104,7 @@ async def _piped_turns(session: Session, messages: list[tuple[int, str | None]],
                     render_notice(info, f"✗ line {number} of the input is not UTF-8 text; it was not sent")
                     failed += 1
                     continue
-                view = TurnView(out=out, info=info)
+                view = TurnView(out=out, info=info, can_retry=False)
                 status = await _run_turn(loop, conversation, text, tier, view, approve, foreground)
                 if status == "interrupted":
                     return exit_codes.INTERRUPTED
@@ -128,6 +128,7 @@ async def _run_turn(
     """Consume one turn as the foreground task (Ctrl-C cancels it). Returns the turn status."""
     import asyncio
 
+    from persona_cli.render import render_notice
     from persona_runtime.events import TurnFinished
 
     status = "error"
@@ -152,6 +153,9 @@ async def _run_turn(
         status = "interrupted"
         if _being_cancelled():
             raise
+    finally:
+        for problem in loop.events.take_failures():
+            render_notice(view.info, f"✗ the turn log could not be written ({problem}); the chat goes on")
     return status
 
 

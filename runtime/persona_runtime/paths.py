@@ -126,6 +126,10 @@ def prepare_data_dir(paths: DataPaths | None = None) -> DataPaths:
         probe = paths.logs / ".write-test"
         probe.write_text("")
         probe.unlink()
+        if paths.turn_log.exists() and not paths.turn_log.is_file():
+            from persona_runtime.errors import DataDirError
+
+            raise DataDirError(f"the turn log {paths.turn_log} is not a file; move it aside and start again")
     except OSError as exc:
         from persona_runtime.errors import DataDirError
 

@@ -23,6 +23,7 @@ class EventBus:
         self._subscribers = list(subscribers)
         if turn_log is not None:
             self._subscribers.append(TurnLogRecorder(turn_log))
+        self._failures: list[str] = []
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Add ``subscriber``; returns a function that removes it."""
@@ -30,9 +31,19 @@ class EventBus:
         return lambda: self._subscribers.remove(subscriber) if subscriber in self._subscribers else None
 
     def publish(self, event: E) -> E:
+        """Hand ``event`` to every subscriber. A subscriber that cannot write (a full disk, a
+        log path that is a directory) never breaks the turn: the fault is kept for the UI."""
         for subscriber in self._subscribers:
-            subscriber(event)
+            try:
+                subscriber(event)
+            except OSError as exc:
+                self._failures.append(f"{exc.strerror or type(exc).__name__}: {getattr(exc, 'filename', None) or exc}")
         return event
+
+    def take_failures(self) -> list[str]:
+        """What subscribers could not do since the last call (then forgotten)."""
+        failures, self._failures = self._failures, []
+        return failures
 
 
 class TurnLogRecorder:

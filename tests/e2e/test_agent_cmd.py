@@ -200,6 +200,18 @@ def test_list_shows_recent_runs(server, home) -> None:
     assert [r["status"] for r in rows] == ["needs_input"] and rows[0]["question"] == "what?"
 
 
+def test_list_only_reads_so_a_read_only_home_is_fine(server, home, monkeypatch) -> None:
+    server.enqueue(Text("[FINAL] one"))
+    assert invoke(["agent", str(KAI), "First task"])[0] == 0
+
+    def unwritable(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("--list tried to prepare (write to) the data directory")
+
+    monkeypatch.setattr("persona_runtime.paths.prepare_data_dir", unwritable)
+    code, result = invoke(["agent", "--list"])
+    assert code == 0 and "First task" in result.stdout
+
+
 def test_a_killed_run_lists_as_abandoned_and_resumes(server, home, tmp_path) -> None:
     """A real `persona agent` process SIGKILLed mid-step: while it lives its run cannot be
     resumed a second time; once killed, --list says abandoned and --resume finishes it."""

@@ -391,3 +391,24 @@ def test_a_secret_in_a_turn_never_reaches_memory(tmp_path, monkeypatch) -> None:
     stored = memory.stores["episodic"].get_all("tester")[0].text
     assert "sk-live-abcdefghijkl0123" not in stored and "env-secret-value-1234" not in stored
     assert stored.count("[redacted]") == 3
+
+
+def test_a_turn_log_that_cannot_be_written_never_breaks_the_turn() -> None:
+    class FullDisk:
+        def write(self, log: object) -> None:
+            raise OSError(28, "No space left on device", "turns.jsonl")
+
+    loop = ConversationLoop(persona=PERSONA, tiers=make_tiers(mid=ScriptedBackend(["fine"])), turn_log=FullDisk())
+    events = run(collect(loop, new_conversation(), "hello", tier="mid"))
+    assert events[-1].status == "ok" and events[-1].text == "fine"
+    assert loop.events.take_failures() == ["No space left on device: turns.jsonl"]
+    assert loop.events.take_failures() == []
+
+
+def test_a_subscriber_bug_is_not_swallowed() -> None:
+    def broken(_event: object) -> None:
+        raise AssertionError("a bug")
+
+    loop = ConversationLoop(persona=PERSONA, tiers=make_tiers(mid=ScriptedBackend(["fine"])), subscribers=[broken])
+    with pytest.raises(AssertionError):
+        run(collect(loop, new_conversation(), "hello", tier="mid"))
