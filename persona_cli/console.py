@@ -39,6 +39,8 @@ def startup_lines(session: Session, *, bundled_note: str = BUNDLED_NOTE) -> list
     tiers = session.tiers
     if tiers.bundled_only:
         lines = [bundled_note]
+        if session.persona.tools:
+            lines.append("tools are off: a local model cannot call them reliably (/tools lists them)")
     else:
         described = [f"{name}{f' (= {serving})' if serving != name else ''}: {slot.label}" for name, serving, slot in tiers.describe()]
         lines = ["models: " + " · ".join(described)]

@@ -106,6 +106,8 @@ async def _tools(ctx: SlashContext, _arg: str) -> None:
     if not names:
         render_notice(ctx.info, "this persona has no tools")
         return
+    if all(slot.provider == "gguf" for _name, _serving, slot in ctx.session.tiers.describe()):
+        render_notice(ctx.info, "tools are off: every tier is a local model; with a provider set, these would be offered:")
     for name in names:
         mark = "✎" if name in SIDE_EFFECT_TOOLS else " "
         ctx.info.print(Text(f"  {mark} {name}"))

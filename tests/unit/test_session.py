@@ -160,3 +160,16 @@ def test_an_unwritable_data_dir_is_one_line_setup_error(tmp_path) -> None:
     with pytest.raises(SetupError) as info:
         open_session(PERSONAS / "kai.yaml", settings=Settings(data_dir=afile / "sub"), start=False)
     assert "not writable" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_offline_start_says_the_tools_are_off_when_the_persona_has_some(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from persona_cli.console import startup_lines
+    from persona_runtime.tier_env import tier_registry_from_env
+
+    bundled = tier_registry_from_env({})
+    with_tools = SimpleNamespace(tiers=bundled, notices=[], persona=SimpleNamespace(tools=["file_read"]))
+    without = SimpleNamespace(tiers=bundled, notices=[], persona=SimpleNamespace(tools=[]))
+    assert any("tools are off" in line for line in startup_lines(with_tools))
+    assert not any("tools are off" in line for line in startup_lines(without))

@@ -69,6 +69,7 @@ def test_reset_save_history_tools_model_and_unknown(tmp_path) -> None:
     say(ctx, "/retyr")
     out = buf.getvalue()
     assert "hello there" in out and "✎ file_write" in out and "gguf/bundled" in out and "0 turns" in out
+    assert "tools are off: every tier is a local model" in out  # nothing set: the bundled model
     assert "unknown command /retyr" in out and "/retry" in out
     old = ctx.conversation.conversation_id
     say(ctx, "/reset")
