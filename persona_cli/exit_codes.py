@@ -8,6 +8,8 @@ USAGE = 2  # bad arguments, a bad persona file, bad configuration
 NEEDS_INPUT = 3  # the agent asked a question and no answer can be given
 MAX_STEPS = 4  # the agent hit --max-steps
 INTERRUPTED = 130  # Ctrl-C
+# SIGTERM / SIGHUP (a closed terminal) end with 128 + the signal: 143 / 129 (the turn in flight
+# is kept and logged as interrupted, as at Ctrl-C).
 
 
 class CliError(Exception):

@@ -30,10 +30,16 @@ T = TypeVar("T")
 
 class Foreground:
     """Routes SIGINT to the task passed to :meth:`run`. Use as ``with Foreground() as fg:``
-    inside a running event loop."""
+    inside a running event loop.
+
+    SIGTERM and SIGHUP (a closed terminal) stop the session: the work in hand ends as a Ctrl-C
+    would end it (the partial turn kept and logged as interrupted), a prompt waiting for input
+    returns as at Ctrl-D (so the terminal is restored), and ``stopped_by`` names the signal; the
+    command then exits with 128 + its number (143, 129)."""
 
     def __init__(self) -> None:
         self.pending = False
+        self.stopped_by: int | None = None
         self._task: asyncio.Future[Any] | None = None
         self._token: CancelToken | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -47,6 +53,8 @@ class Foreground:
             # add_signal_handler (not signal.signal): it also wakes the loop when the signal
             # lands on another thread (the model or tool worker) while the loop sleeps.
             loop.add_signal_handler(signal.SIGINT, self.interrupt)
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(signum, self.stop, signum)
             self._loop = loop
         except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
             self._loop = None
@@ -56,7 +64,8 @@ class Foreground:
         if self._loop is not None:
             import signal
 
-            self._loop.remove_signal_handler(signal.SIGINT)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                self._loop.remove_signal_handler(signum)
             self._loop = None
 
     def interrupt(self) -> None:
@@ -69,6 +78,25 @@ class Foreground:
             self._token.cancel()
         else:
             task.cancel()
+
+    def stop(self, signum: int) -> None:
+        """What SIGTERM and SIGHUP do (see the class docstring)."""
+        self.stopped_by = signum
+        from prompt_toolkit.application.current import get_app_or_none
+
+        app = get_app_or_none()
+        if app is not None and app.is_running and not app.future.done():
+            app.exit(exception=EOFError())
+        task = self._task
+        if task is not None and not task.done():
+            if self._token is not None and not self._token.is_cancelled:
+                self._token.cancel()
+            else:
+                task.cancel()
+
+    def exit_code(self, otherwise: int) -> int:
+        """128 + the signal that stopped the session, else ``otherwise``."""
+        return 128 + self.stopped_by if self.stopped_by is not None else otherwise
 
     async def run(self, work: Coroutine[Any, Any, T], *, token: CancelToken | None = None) -> T:
         """Await ``work`` as the foreground task; Ctrl-C fires ``token`` when given, and

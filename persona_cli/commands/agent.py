@@ -259,7 +259,7 @@ async def _run(
             raise CliError(str(exc), USAGE) from None
         finally:
             await session.aclose()
-    return STATUS_CODES.get(status, exit_codes.RUNTIME_ERROR)
+    return foreground.exit_code(STATUS_CODES.get(status, exit_codes.RUNTIME_ERROR))
 
 
 def _asker(token: CancelToken, answers: list[str], policy: str, info: Console, json_out: bool) -> Any:

@@ -106,13 +106,13 @@ async def _piped_turns(session: Session, messages: list[tuple[int, str | None]],
                     continue
                 view = TurnView(out=out, info=info, can_retry=False)
                 status = await _run_turn(loop, conversation, text, tier, view, approve, foreground)
-                if status == "interrupted":
-                    return exit_codes.INTERRUPTED
+                if status == "interrupted" or foreground.stopped_by is not None:
+                    return foreground.exit_code(exit_codes.INTERRUPTED)
                 failed += status == "error"
         except asyncio.CancelledError:
             if _being_cancelled():
                 raise
-            return exit_codes.INTERRUPTED  # Ctrl-C while memory and models were loading
+            return foreground.exit_code(exit_codes.INTERRUPTED)  # Ctrl-C while memory and models were loading
         finally:
             await session.aclose()
     return exit_codes.RUNTIME_ERROR if failed else exit_codes.OK
@@ -204,7 +204,7 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
                 info,
                 f"{counted(totals.turns, 'turn')} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
             )
-    return exit_codes.OK
+    return foreground.exit_code(exit_codes.OK)
 
 
 async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: Any, out: Console, info: Console) -> None:
@@ -218,9 +218,9 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
     from persona_cli.repl import typeahead_hidden
 
     session = ctx.session
-    while True:
+    while foreground.stopped_by is None:
         text = await prompt.read()
-        if text is None:
+        if text is None or foreground.stopped_by is not None:
             return
         if text.startswith("/"):
             action = await handle_slash(ctx, text.strip())
@@ -247,6 +247,8 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
         view = TurnView(out=out, info=info)
         with typeahead_hidden():
             await _run_turn(loop, ctx.conversation, text, ctx.tier, view, approve, foreground, ctx.totals)
+        if foreground.stopped_by is not None:
+            return
 
 
 def _toolbar(ctx: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import pexpect
 import pytest
@@ -85,3 +86,46 @@ def test_keys_typed_while_a_reply_streams_wait_for_the_next_prompt_unechoed(tmp_
             child.close()
         assert "typed ahead" not in during, "the keys were echoed into the reply"
         assert server.requests[1].body["messages"][-1]["content"].endswith("\ntyped ahead")
+
+
+@pytest.mark.pty
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_or_sighup_mid_reply_keeps_the_turn_and_exits_128_plus_the_signal(tmp_path, signum, code) -> None:
+    with ScriptedOpenAIServer() as server:
+        server.enqueue(Text(STORY, chunk_size=12, delay_s=0.25))
+        env = pty_env(tmp_path, {
+            "PERSONA_PROVIDER": "openai", "PERSONA_MODEL": "gpt-4o-mini",
+            "PERSONA_API_KEY": "sk-test-pty-0000", "PERSONA_BASE_URL": server.base_url,
+        })
+        log: list[str] = []
+        child = spawn_persona(["chat", str(REPO / "personas" / "astrid.yaml")], env, tmp_path, log)
+        try:
+            child.expect_exact(PROMPT)
+            child.send("Tell me a long story\r")
+            child.expect_exact("Once upon a time")
+            child.kill(signum)
+            child.expect(pexpect.EOF)
+        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+            raise AssertionError(f"{type(exc).__name__}; screen so far:\n{''.join(log)[-3000:]}") from None
+        finally:
+            child.close()
+        assert child.exitstatus == code, "".join(log)[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "logs" / "turns.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["interrupted"]
+
+
+@pytest.mark.pty
+def test_sigterm_at_the_idle_prompt_leaves_cleanly(tmp_path) -> None:
+    env = pty_env(tmp_path, {})
+    log: list[str] = []
+    child = spawn_persona(["chat", str(REPO / "personas" / "astrid.yaml")], env, tmp_path, log)
+    try:
+        child.expect_exact(PROMPT)
+        child.kill(signal.SIGTERM)
+        child.expect_exact("log:")  # the normal way out: the prompt gave the terminal back
+        child.expect(pexpect.EOF)
+    except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+        raise AssertionError(f"{type(exc).__name__}; screen so far:\n{''.join(log)[-3000:]}") from None
+    finally:
+        child.close()
+    assert child.exitstatus == 143, "".join(log)[-2000:]
