@@ -129,3 +129,51 @@ def test_sigterm_at_the_idle_prompt_leaves_cleanly(tmp_path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 143, "".join(log)[-2000:]
+
+
+def screen_lines(raw: str, columns: int = 120, rows: int = 40) -> list[str]:
+    """What a person would see, scrollback included: the raw stream through a terminal emulator."""
+    import pyte
+
+    screen = pyte.HistoryScreen(columns, rows, history=5000)
+    pyte.Stream(screen).feed(raw)
+    scrolled = ["".join(line[x].data for x in range(columns)).rstrip() for line in screen.history.top]
+    return scrolled + [line.rstrip() for line in screen.display]
+
+
+@pytest.mark.pty
+def test_typing_while_a_reply_streams_prints_every_line_once_and_keeps_the_keys(tmp_path) -> None:
+    reply = "".join(f"Line {n:02d} of the reply, streamed a word at a time.\n\n" for n in range(1, 31))
+    with ScriptedOpenAIServer() as server:
+        server.enqueue(Text(reply, chunk_size=9, delay_s=0.02))
+        server.enqueue(Text("Second."))
+        env = pty_env(tmp_path, {
+            "PERSONA_PROVIDER": "openai", "PERSONA_MODEL": "gpt-4o-mini",
+            "PERSONA_API_KEY": "sk-test-pty-0000", "PERSONA_BASE_URL": server.base_url,
+        })
+        log: list[str] = []
+        child = spawn_persona(["chat", str(REPO / "personas" / "astrid.yaml")], env, tmp_path, log)
+        try:
+            child.expect_exact(PROMPT)
+            child.send("Stream it\r")
+            child.expect_exact("Line 03")
+            child.send("ab\r")  # an Enter typed during the reply, too
+            child.expect_exact("Line 12")
+            child.send("c")
+            child.expect_exact("$0.0")  # the usage line: the reply is over
+            child.expect_exact("c")  # the keys typed during the reply wait at the prompt
+            child.send("\r")
+            child.expect_exact("Second.")
+            child.expect_exact(PROMPT)
+            child.sendcontrol("d")
+            child.expect(pexpect.EOF)
+        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+            raise AssertionError(f"{type(exc).__name__}; screen so far:\n{''.join(log)[-3000:]}") from None
+        finally:
+            child.close()
+        assert server.requests[1].body["messages"][-1]["content"].endswith("ab\nc")
+    shown = screen_lines("".join(log))
+    counts = {n: sum(f"Line {n:02d} of the reply" in line for line in shown) for n in range(1, 31)}
+    assert counts == dict.fromkeys(range(1, 31), 1), "\n".join(shown)
+    before_the_end = shown[: next(i for i, line in enumerate(shown) if "Line 30" in line)]
+    assert not any(line.strip() in ("ab", "c", "abc") for line in before_the_end), "keys were echoed into the reply"
