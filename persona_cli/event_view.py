@@ -60,6 +60,9 @@ class EventView:
                     render_tool_result(self.info, name, content, is_error, ms)
             case ev.LoopGuardTriggered(name=name, count=count):
                 render_notice(self.info, f"⟳ {name} called {count}× with the same arguments; not run again (the model was told)")
+            case ev.Notice(text=text):
+                self.end_streams()
+                render_notice(self.info, f"⚠ {text}")
             case ev.SkillActivated(name=name):
                 render_notice(self.info, f"✦ skill activated: {name}")
             case ev.RetryWaiting(seconds=s, model=m, reason=why):

@@ -248,6 +248,8 @@ async def _run(
     with Foreground() as foreground:
         try:
             loop = await foreground.run(await_loading(session.agentic(), info, "loading memory and models…"))
+            for notice in session.take_notices():
+                render_notice(info, f"⚠ {notice}")
             # The first Ctrl-C stops the run cleanly (saved as cancelled, and it says so); a second quits.
             await foreground.run(consume(loop), token=token)
             for problem in loop.events.take_failures():

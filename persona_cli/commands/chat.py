@@ -97,6 +97,8 @@ async def _piped_turns(session: Session, messages: list[tuple[int, str | None]],
     with Foreground() as foreground:
         try:
             loop = await foreground.run(session.loop())
+            for notice in session.take_notices():
+                render_notice(info, f"⚠ {notice}")
             for number, text in messages:
                 if foreground.pending:  # Ctrl-C between two turns stops the rest too
                     return exit_codes.INTERRUPTED
@@ -239,6 +241,8 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
                 loop = await foreground.run(
                     await_loading(session.loop(), info, "loading memory and models (first turn only)…")
                 )
+                for notice in session.take_notices():
+                    render_notice(info, f"⚠ {notice}")
         except asyncio.CancelledError:
             if _being_cancelled():
                 raise

@@ -24,6 +24,7 @@ __all__ = [
     "FallbackTriggered",
     "HistoryCompacted",
     "LoopGuardTriggered",
+    "Notice",
     "ReplyCut",
     "RetryWaiting",
     "RoutingDecided",
@@ -101,6 +102,13 @@ class LoopGuardTriggered:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """One line the person should know that is not part of the reply (memory is off, say)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class SkillActivated:
     name: str
 
@@ -161,6 +169,7 @@ TurnEvent = (
     | ToolCallStarted
     | ToolCallFinished
     | LoopGuardTriggered
+    | Notice
     | SkillActivated
     | RetryWaiting
     | FallbackTriggered

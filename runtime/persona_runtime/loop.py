@@ -44,6 +44,7 @@ from persona_runtime.engine.stream import Cancelled
 from persona_runtime.engine.tools import ToolOutcome
 from persona_runtime.events import (
     HistoryCompacted,
+    Notice,
     RoutingDecided,
     SkillActivated,
     TextDelta,
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
     from persona_runtime.memory import PersonaMemory
     from persona_runtime.tier import ModelSlot, TierRegistry
 
-__all__ = ["SIDE_EFFECT_TOOLS", "ConversationLoop", "ToolApprover", "prefill_local_models"]
+__all__ = ["SIDE_EFFECT_TOOLS", "ConversationLoop", "MessageTooLong", "ToolApprover"]
 
 
 SUMMARY_INSTRUCTIONS = (
@@ -122,6 +123,7 @@ class ConversationLoop:
         self.engine, self.tools = options.build(tiers, toolbox)
         self.events = EventBus(subscribers, turn_log=turn_log)
         self._skill_index = _render_skill_index(list(self.skills.values()))
+        self._pending_notices: list[str] = []
 
     @property
     def toolbox(self) -> Any:
@@ -168,6 +170,8 @@ class ConversationLoop:
                 yield publish(failure)
             done = self._finish(conversation, turn_index, user_text, account, text, status, error=failure and failure.message)
             finished = True
+            while self._pending_notices:
+                yield publish(Notice(self._pending_notices.pop(0)))
             yield publish(done)
         except (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt):
             if not finished:
@@ -193,7 +197,11 @@ class ConversationLoop:
         text: list[str],
     ) -> AsyncIterator[TurnEvent]:
         self._check_length(user_text)
-        context = await self._retrieve(user_text)
+        try:
+            context = await self._retrieve(user_text)
+        except Exception as exc:  # noqa: BLE001 - memory is help, not a precondition: answer without it
+            context = RetrievedContext()
+            yield Notice(self._memory_fault("could not recall", exc))
         history, compacted = await self._history(conversation, account, cancel)
         if compacted is not None:
             yield compacted
@@ -272,6 +280,13 @@ class ConversationLoop:
                     activated = None
 
     # -- before generation ---------------------------------------------------------------
+
+    def _memory_fault(self, what: str, exc: BaseException) -> str:
+        from persona_runtime.memory_guard import describe_fault
+
+        store = getattr(self.memory, "root", None)
+        detail = describe_fault(exc, store) if store is not None else f"{type(exc).__name__}: {exc}"
+        return f"memory {what}: {redact(detail)}"
 
     def _check_length(self, user_text: str) -> None:
         """A message no model could read fails at once, before memory embeds megabytes of it."""
@@ -355,7 +370,10 @@ class ConversationLoop:
             reply_meta = {**meta, "tier": account.tier or "", "model": account.slot.model if account.slot else ""}
             conversation.messages.append(assistant_message(reply, created_at=now, metadata=reply_meta))
         if status == "ok" and self.memory is not None:
-            self.memory.remember_turn(user_text, reply, conversation_id=conversation.conversation_id)
+            try:
+                self.memory.remember_turn(user_text, reply, conversation_id=conversation.conversation_id)
+            except Exception as exc:  # noqa: BLE001 - the turn is kept and logged all the same
+                self._pending_notices.append(self._memory_fault("could not remember this turn", exc))
         log = account.turn_log(
             conversation_id=conversation.conversation_id, turn_index=turn_index, persona_id=self.persona_id,
             status=status, error=error, timestamp=now,
@@ -373,28 +391,6 @@ class ConversationLoop:
 def _sendable(messages: list[ConversationMessage]) -> list[ConversationMessage]:
     """History as the model sees it: failed user messages (kept for /retry) are not sent."""
     return [m for m in messages if not (m.role == "user" and m.metadata.get("status") == "error")]
-
-
-def prefill_local_models(persona: Persona, tiers: TierRegistry, prompt_builder: PromptBuilder | None = None) -> int:
-    """Read the system message every turn will start with into each local model a tier uses
-    (:meth:`LlamaCppBackend.prefill`), so the first reply does not wait for it. Local tiers get
-    no tools, hence no skill index: exactly what :meth:`ConversationLoop.turn` sends them.
-    Blocking; run it on a thread of its own once the models are loading. Returns tokens read."""
-    system = (prompt_builder or PromptBuilder()).system_message(persona)
-    seen: set[int] = set()
-    read = 0
-    for _name, _serving, slot in tiers.describe():
-        if slot.provider != "gguf":
-            continue
-        try:
-            backend = tiers.backend_for(slot)
-        except Exception:  # noqa: BLE001, S112 - a model that cannot load is reported by the turn that needs it
-            continue
-        prefill = getattr(backend, "prefill", None)
-        if prefill is not None and id(backend) not in seen:
-            seen.add(id(backend))
-            read += prefill([system])
-    return read
 
 
 def _render_skill_index(skills: list[Any]) -> str:

@@ -24,7 +24,7 @@ StoreKind = ("identity", "self_facts", "worldview", "episodic")
 class PersonaMemory:
     """The four typed stores for one persona, plus retrieval and write-back."""
 
-    def __init__(self, persona: Persona, stores: dict[str, Any], *, registry: Any = None) -> None:
+    def __init__(self, persona: Persona, stores: dict[str, Any], *, registry: Any = None, root: Path | None = None) -> None:
         missing = [k for k in StoreKind if k not in stores]
         if missing:
             raise ValueError(f"missing stores: {', '.join(missing)}")
@@ -32,6 +32,8 @@ class PersonaMemory:
         self.persona_id = persona.persona_id or "persona"
         self.stores = stores
         self._registry = registry
+        #: The store's folder (for messages about it), when it is on disk.
+        self.root = root
         self._identity_cache: tuple[Any, ...] | None = None
 
     @classmethod
@@ -54,7 +56,7 @@ class PersonaMemory:
             "episodic": EpisodicStore(backend=chroma, audit_logger=audit),
         }
         registry = PersonaRegistry(stores=stores, audit_logger=audit)
-        return cls(persona, stores, registry=registry)
+        return cls(persona, stores, registry=registry, root=root)
 
     def load(self) -> None:
         """Index the persona's YAML content into the stores. Idempotent."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,9 +101,11 @@ def make_router(persona: Persona, tiers: TierRegistry) -> Any:
 class HeavyParts:
     """What the background thread loads: memory (Chroma, the embedder) and the persona's skills."""
 
-    memory: PersonaMemory
+    memory: PersonaMemory | None  # None: the store could not be used (see HeavyParts.notices)
     skills: list[Any]
     skill_injector: Any
+    #: What the person should hear about the load (a store set aside, memory off), once.
+    notices: list[str] = field(default_factory=list)
 
 
 class Session:
@@ -168,7 +170,7 @@ class Session:
             return
         # While the person types: a local model reads the system message now, not at the first turn.
         try:
-            from persona_runtime.loop import prefill_local_models
+            from persona_runtime.prefill import prefill_local_models
 
             prefill_local_models(self.persona, self.tiers)
         except Exception:  # noqa: BLE001, S110 - only a head start; the first turn reads it anyway
@@ -188,6 +190,16 @@ class Session:
     def built_loop(self) -> ConversationLoop | None:
         """The ConversationLoop if it is built already (no waiting), else None."""
         return self._loop
+
+    def take_notices(self) -> list[str]:
+        """Notices from the background load (once it is done), each given once."""
+        future = self._heavy
+        if not future.done() or future.exception() is not None:
+            return []
+        heavy = future.result()
+        notices = list(heavy.notices)
+        heavy.notices.clear()
+        return notices
 
     async def loop(self) -> ConversationLoop:
         """The ConversationLoop, built on first use (waits for the background load)."""
@@ -283,11 +295,18 @@ def load_heavy_parts(session: Session) -> HeavyParts:
 
     tighten_private(session.paths.root / "memory")
     tighten_private(session.paths.audit)
+    from persona_runtime.memory_guard import describe_fault, set_aside_if_broken
+
     choice = session.embedder
-    memory = PersonaMemory.open(
-        session.persona, root=session.paths.memory(choice.key), embedder=choice.embedder, audit_root=session.paths.audit
-    )
-    memory.load()
+    store = session.paths.memory(choice.key)
+    notices = [notice] if (notice := set_aside_if_broken(store)) else []
+    memory: PersonaMemory | None
+    try:
+        memory = PersonaMemory.open(session.persona, root=store, embedder=choice.embedder, audit_root=session.paths.audit)
+        memory.load()
+    except Exception as exc:  # noqa: BLE001 - a broken store turns memory off, never the chat
+        memory = None
+        notices.append(f"memory is off for this session: {describe_fault(exc, store)}")
     skills: list[Any] = []
     injector = None
     if session.persona.skills:
@@ -295,7 +314,7 @@ def load_heavy_parts(session: Session) -> HeavyParts:
 
         skills = SkillScanner([BUILTIN_ROOT]).scan(session.persona.skills, tool_allow_list=session.persona.tools)
         injector = SkillInjector()
-    return HeavyParts(memory=memory, skills=skills, skill_injector=injector)
+    return HeavyParts(memory=memory, skills=skills, skill_injector=injector, notices=notices)
 
 
 async def build_toolbox(session: Session, heavy: HeavyParts) -> tuple[Any, list[Any]]:

@@ -332,7 +332,7 @@ class _PrefillRecorder(ScriptedBackend):
 def test_prefill_local_models_reads_the_turns_system_message_into_each_local_model_once() -> None:
     from persona.schema.persona import Persona
 
-    from persona_runtime.loop import prefill_local_models
+    from persona_runtime.prefill import prefill_local_models
     from persona_runtime.prompt import PromptBuilder
     from persona_runtime.tier import TierConfig, TierRegistry
 
@@ -353,7 +353,8 @@ def test_what_is_prefilled_is_what_a_local_turn_starts_with() -> None:
     from persona.schema.conversation import Conversation
     from persona.schema.persona import Persona
 
-    from persona_runtime.loop import ConversationLoop, prefill_local_models
+    from persona_runtime.loop import ConversationLoop
+    from persona_runtime.prefill import prefill_local_models
     from persona_runtime.tier import TierConfig, TierRegistry
 
     persona = Persona.model_validate({

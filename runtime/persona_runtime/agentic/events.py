@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from persona_runtime.events import (
     FallbackTriggered,
     LoopGuardTriggered,
+    Notice,
     ReplyCut,
     RetryWaiting,
     SkillActivated,
@@ -40,6 +41,7 @@ __all__ = [
     "FallbackTriggered",
     "FinalAnswer",
     "LoopGuardTriggered",
+    "Notice",
     "ReplyCut",
     "RetryWaiting",
     "RunFinished",
@@ -137,6 +139,7 @@ AgentEvent = (
     | ToolCallStarted
     | ToolCallFinished
     | LoopGuardTriggered
+    | Notice
     | SkillActivated
     | RetryWaiting
     | FallbackTriggered

@@ -63,6 +63,7 @@ from persona_runtime.engine.engine import EngineOptions
 from persona_runtime.engine.messages import assistant_message, system_message, user_message
 from persona_runtime.engine.stream import Cancelled, cancellable
 from persona_runtime.engine.tools import call_signature
+from persona_runtime.events import Notice
 from persona_runtime.fallback import short_error
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.recorder import EventBus, Subscriber
@@ -207,7 +208,9 @@ class AgenticLoop:
     ) -> AsyncIterator[AgentEvent]:
         """Steps until the run stops; sets ``st.stop``."""
         if not st.messages:
-            st.messages = await self._floor(st.run.task)
+            st.messages, trouble = await self._floor(st.run.task)
+            if trouble is not None:
+                yield Notice(trouble)
         self.records.save(st)
         if st.pending_question is not None:
             index = st.steps[-1].index if st.steps else 0
@@ -258,11 +261,18 @@ class AgenticLoop:
         )
         return RunState(run=run, messages=[], steps=[], limit=steps_now, resumed=False)
 
-    async def _floor(self, task: str) -> list[ConversationMessage]:
-        """``[system (persona + memory + agent instructions), TASK]``."""
-        context = RetrievedContext()
+    async def _floor(self, task: str) -> tuple[list[ConversationMessage], str | None]:
+        """``[system (persona + memory + agent instructions), TASK]``, and a notice when memory
+        could not be read (the run goes on without it)."""
+        context, trouble = RetrievedContext(), None
         if self.memory is not None:
-            context = await asyncio.to_thread(self.memory.retrieve, task)
+            try:
+                context = await asyncio.to_thread(self.memory.retrieve, task)
+            except Exception as exc:  # noqa: BLE001 - memory is help, not a precondition
+                from persona_runtime.memory_guard import describe_fault
+
+                store = getattr(self.memory, "root", None)
+                trouble = "memory could not recall: " + (describe_fault(exc, store) if store else f"{type(exc).__name__}: {exc}")
         window = self.tiers.context_window_for("frontier")
         prompt = self.prompt_builder.build(
             self.persona, context, [], f"TASK: {task}",
@@ -270,7 +280,7 @@ class AgenticLoop:
             skill_index=self._skill_index() if self.tools.available else "",
             extra_system=AGENT_INSTRUCTIONS,
         )
-        return list(prompt.messages)
+        return list(prompt.messages), trouble
 
     def _skill_index(self) -> str:
         if not self.skills:
