@@ -68,6 +68,12 @@ def _run_piped(session: Session, *, tier: str, auto_approve: bool) -> int:
     return asyncio.run(_piped_turns(session, messages, tier, auto_approve, out, info))
 
 
+def not_utf8(text: str) -> bool:
+    """Bytes that were not UTF-8 reach us as lone surrogates (prompt-toolkit decodes with
+    surrogateescape); nothing downstream could encode them."""
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def _piped_lines(stream: Any) -> list[tuple[int, str | None]]:
     """(line number, text) per non-blank line; text is None for a line that is not UTF-8, which
     fails that turn only, with one line saying which."""
@@ -224,6 +230,9 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
         text = await prompt.read()
         if text is None or foreground.stopped_by is not None:
             return
+        if not_utf8(text):
+            render_notice(info, "✗ what you typed is not all UTF-8 text, so it was not sent (↑ brings it back to fix)")
+            continue
         if text.startswith("/"):
             action = await handle_slash(ctx, text.strip())
             if action == "exit":

@@ -177,3 +177,32 @@ def test_typing_while_a_reply_streams_prints_every_line_once_and_keeps_the_keys(
     assert counts == dict.fromkeys(range(1, 31), 1), "\n".join(shown)
     before_the_end = shown[: next(i for i, line in enumerate(shown) if "Line 30" in line)]
     assert not any(line.strip() in ("ab", "c", "abc") for line in before_the_end), "keys were echoed into the reply"
+
+
+@pytest.mark.pty
+def test_typed_bytes_that_are_not_utf8_fail_that_message_only(tmp_path) -> None:
+    import os
+
+    with ScriptedOpenAIServer() as server:
+        server.enqueue(Text("Fine, that one I can read."))
+        env = pty_env(tmp_path, {
+            "PERSONA_PROVIDER": "openai", "PERSONA_MODEL": "gpt-4o-mini",
+            "PERSONA_API_KEY": "sk-test-pty-0000", "PERSONA_BASE_URL": server.base_url,
+        })
+        log: list[str] = []
+        child = spawn_persona(["chat", str(REPO / "personas" / "astrid.yaml")], env, tmp_path, log)
+        try:
+            child.expect_exact(PROMPT)
+            os.write(child.child_fd, b"caf\xe9 \xff\xfe ok\r")
+            child.expect_exact("not all UTF-8 text")
+            child.expect_exact(PROMPT)
+            child.send("A clean question\r")
+            child.expect_exact("Fine, that one I can read.")
+            child.expect_exact(PROMPT)
+            child.sendcontrol("d")
+            child.expect(pexpect.EOF)
+        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+            raise AssertionError(f"{type(exc).__name__}; screen so far:\n{''.join(log)[-3000:]}") from None
+        finally:
+            child.close()
+        assert child.exitstatus == 0 and len(server.requests) == 1
