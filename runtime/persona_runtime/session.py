@@ -335,4 +335,10 @@ async def build_toolbox(session: Session, heavy: HeavyParts) -> tuple[Any, list[
         chroma_path=session.paths.root / "memory",
     )
     toolbox, clients = await build_default_toolbox(config, session.persona, extra_tools=extra or None)
+    unknown = sorted(set(session.persona.tools) - set(toolbox.names()))
+    if unknown:
+        heavy.notices.append(
+            f"the persona lists tool{'s' if len(unknown) > 1 else ''} that do{'' if len(unknown) > 1 else 'es'} not exist "
+            f"({', '.join(unknown)}); {'they are' if len(unknown) > 1 else 'it is'} ignored. Known: {', '.join(sorted(toolbox.names()))}"
+        )
     return toolbox, list(clients)

@@ -1,4 +1,5 @@
-"""Memory faults on the real Chroma store: the chat goes on, and says so once, in one line."""
+"""A session on real parts that meets a fault goes on, and says so once, in one line: memory store
+faults on the real Chroma store, tools the persona names that do not exist."""
 
 from __future__ import annotations
 
@@ -85,3 +86,23 @@ def test_a_store_that_fails_mid_session_answers_without_memory(tmp_path: Path, m
     notices = [e.text for e in events if isinstance(e, ev.Notice)]
     assert events[-1].status == "ok" and events[-1].text == "Still here."
     assert len(notices) == 1 and notices[0].startswith("memory could not recall")
+
+
+def test_unknown_tools_in_the_persona_are_named_once(tmp_path: Path) -> None:
+    persona = tmp_path / "typo.yaml"
+    persona.write_text((PERSONAS / "kai.yaml").read_text().replace("tools: [", "tools: [web_serch, "), encoding="utf-8")
+    assert "web_serch" in persona.read_text()
+    session = open_session(
+        persona, settings=Settings(data_dir=tmp_path / "home", embedder="hash"),
+        tiers=TierRegistry([TierConfig.from_backend("mid", ScriptedBackend(["ok"]))]),
+    )
+
+    async def build() -> list[str]:
+        try:
+            await session.loop()
+            return session.take_notices()
+        finally:
+            await session.aclose()
+
+    notices = asyncio.run(asyncio.wait_for(build(), 120))
+    assert len(notices) == 1 and "web_serch" in notices[0] and "ignored" in notices[0]
