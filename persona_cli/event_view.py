@@ -67,7 +67,8 @@ class EventView:
                 render_notice(self.info, f"✦ skill activated: {name}")
             case ev.RetryWaiting(seconds=s, model=m, reason=why):
                 self.end_streams()
-                render_notice(self.info, f"⏳ {m} is rate limited ({why}); retrying in {s:g} s")
+                what = "is rate limited" if why.startswith("RateLimitError") else "failed"
+                render_notice(self.info, f"⏳ {m} {what} ({why}); retrying in {s:g} s")
             case ev.FallbackTriggered() as f:
                 if f.discarded_text and self._answer is not None:
                     self._answer.discard()

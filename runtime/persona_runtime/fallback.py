@@ -56,6 +56,7 @@ async def walk_fallback_chain(
     """
     chain = tiers.fallback_chain(tier)
     for position, (tier_name, slot) in enumerate(chain):
+        alone = len(chain) == 1
         state.tier, state.slot = tier_name, slot
         retried = False
         while True:
@@ -75,6 +76,12 @@ async def walk_fallback_chain(
                     yield RetryWaiting(wait, tier_name, slot.model, redact(short_error(err)))
                     await sleep(wait)
                     continue
+                if alone and not retried and not shown and is_transient(err):
+                    # With no other model to fall back to, a 5xx or a dropped connection gets one more try.
+                    retried = True
+                    yield RetryWaiting(SINGLE_MODEL_RETRY_S, tier_name, slot.model, redact(short_error(err)))
+                    await sleep(SINGLE_MODEL_RETRY_S)
+                    continue
                 if position + 1 < len(chain):
                     next_tier, next_slot = chain[position + 1]
                     yield FallbackTriggered(
@@ -89,6 +96,21 @@ async def walk_fallback_chain(
                 state.attempts.append(attempt_record(tier_name, slot, "ok", started))
                 return
     raise AllModelsFailed
+
+
+SINGLE_MODEL_RETRY_S = 1.0
+
+
+def is_transient(err: BaseException) -> bool:
+    """A fault that may not happen again: a server error (HTTP 5xx), a timeout, a dropped
+    connection. Not a bad key, an unknown model, a rate limit (it says when) or a bad request."""
+    from persona.backends.errors import BackendTimeoutError
+
+    if isinstance(err, BackendTimeoutError | ConnectionError | TimeoutError):
+        return True
+    context = getattr(err, "context", None) or {}
+    status = context.get("status_code") if isinstance(context, dict) else None
+    return isinstance(status, str) and status.isdigit() and int(status) >= 500
 
 
 def retry_after(err: BaseException) -> float | None:

@@ -25,7 +25,7 @@ from persona_runtime.agentic import AgenticLoop, Run, RunStatus, StepType
 from persona_runtime.agentic import events as aev
 from persona_runtime.loop import ConversationLoop
 from persona_runtime.tier_env import tier_registry_from_env
-from persona_runtime.turnlog import JSONLTurnLogWriter, TurnLog
+from persona_runtime.turnlog import JSONLTurnLogWriter, MemoryTurnLogWriter, TurnLog
 from tests.support.openai_server import (
     CutStream,
     EmptyCompletion,
@@ -469,3 +469,28 @@ def test_the_fallback_line_is_dim_on_a_terminal() -> None:
 class _NullConsole:
     def print(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+
+@pytest.mark.parametrize(("first", "answered"), [(Status(500), True), (Status(503), True), (Status(401), False)])
+def test_a_single_model_retries_a_server_error_once(server, tmp_path, first, answered) -> None:
+    from tests.support.env import openai_tier_env
+
+    server.enqueue(first)
+    server.enqueue(Text("Second try worked."))
+    tiers = tier_registry_from_env(openai_tier_env(server.base_url, {"MID": "gpt-4o-mini"}))
+    loop = ConversationLoop(persona=PERSONA, tiers=tiers, turn_log=MemoryTurnLogWriter())
+
+    async def turn() -> list[Any]:
+        try:
+            return [e async for e in loop.turn(Conversation(conversation_id="one", persona_id="tester"), "Hi", tier="mid")]
+        finally:
+            await tiers.aclose()
+
+    events = asyncio.run(turn())
+    retries = [e for e in events if isinstance(e, ev.RetryWaiting)]
+    if answered:
+        assert events[-1].status == "ok" and events[-1].text == "Second try worked."
+        assert len(retries) == 1 and len(server.requests) == 2
+        assert [a.outcome for a in events[-1].log.attempts] == ["error", "ok"]
+    else:  # a bad key will not get better by asking again
+        assert events[-1].status == "error" and retries == [] and len(server.requests) == 1
