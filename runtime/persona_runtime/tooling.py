@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from persona_runtime.secrets import redact
@@ -18,7 +20,9 @@ from persona_runtime.secrets import redact
 if TYPE_CHECKING:
     from persona.schema.tools import ToolCall, ToolResult
 
-__all__ = ["DECLINED", "SIDE_EFFECT_TOOLS", "THREADED_TOOLS", "ToolApprover", "error_result", "inject_skill", "run_tool_call"]
+__all__ = [
+    "DECLINED", "SIDE_EFFECT_TOOLS", "THREADED_TOOLS", "ToolApprover", "ToolRun", "error_result", "inject_skill", "run_tool_call",
+]
 
 #: Tools that write or send something; the CLI asks before running them.
 SIDE_EFFECT_TOOLS = frozenset({"file_write", "web_fetch", "web_search", "send_email", "mcp_call"})
@@ -36,6 +40,14 @@ def error_result(call: ToolCall, content: str) -> ToolResult:
     return ToolResult(tool_name=call.name, call_id=call.call_id, content=content, is_error=True)
 
 
+@dataclass(frozen=True)
+class ToolRun:
+    result: ToolResult
+    approved: bool
+    #: Time the person took to answer the approval question (0 when none was asked).
+    approval_ms: float = 0.0
+
+
 async def run_tool_call(
     toolbox: Any,
     call: ToolCall,
@@ -44,16 +56,19 @@ async def run_tool_call(
     timeout_s: float,
     max_chars: int,
     guard: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None,
-) -> tuple[ToolResult, bool]:
-    """Run ``call``; returns (result, approved). ``guard`` wraps awaits (e.g. a cancel token)."""
+) -> ToolRun:
+    """Run ``call``. ``guard`` wraps awaits (e.g. a cancel token)."""
     from persona.schema.tools import truncated_tool_call_message
 
     wrap = guard or (lambda awaitable: awaitable)
-    approved = True
+    approved, approval_ms = True, 0.0
+    if not call.truncated and approve is not None and call.name in SIDE_EFFECT_TOOLS and call.name in toolbox.names():
+        asked = time.perf_counter()
+        approved = bool(await wrap(approve(call)))
+        approval_ms = (time.perf_counter() - asked) * 1000
     if call.truncated:
         result = error_result(call, truncated_tool_call_message(call.name))
-    elif approve is not None and call.name in SIDE_EFFECT_TOOLS and call.name in toolbox.names() and not await wrap(approve(call)):
-        approved = False
+    elif not approved:
         result = error_result(call, DECLINED)
     else:
         result = await wrap(_dispatch(toolbox, call, timeout_s))
@@ -62,7 +77,7 @@ async def run_tool_call(
         result = result.model_copy(
             update={"content": result.content[:max_chars] + f"\n[… {cut} more characters cut]", "truncated": True}
         )
-    return result, approved
+    return ToolRun(result, approved, approval_ms)
 
 
 async def _dispatch(toolbox: Any, call: ToolCall, timeout_s: float) -> ToolResult:

@@ -25,6 +25,7 @@ from persona_runtime.testing import Reply, ScriptedBackend, ScriptedToolCall
 from persona_runtime.tier import TierConfig, TierRegistry
 from persona_runtime.turnlog import MemoryTurnLogWriter
 
+from tests.support.agentic import FakeToolbox
 from tests.support.fifo import release_fifo
 
 BOUND_S = 20
@@ -36,7 +37,9 @@ def persona(*tools: str) -> Persona:
     )
 
 
-def run_turn(toolbox: Any, script: list[Any], *, tools: tuple[str, ...], **loop_kw: Any) -> tuple[list[Any], ScriptedBackend, MemoryTurnLogWriter]:
+def run_turn(
+    toolbox: Any, script: list[Any], *, tools: tuple[str, ...], approve: Any = None, **loop_kw: Any
+) -> tuple[list[Any], ScriptedBackend, MemoryTurnLogWriter]:
     backend = ScriptedBackend(script)
     log = MemoryTurnLogWriter()
     loop = ConversationLoop(
@@ -45,11 +48,11 @@ def run_turn(toolbox: Any, script: list[Any], *, tools: tuple[str, ...], **loop_
     )
     conv = Conversation(conversation_id="tools", persona_id="toolie")
 
-    async def approve(_call: Any) -> bool:
+    async def yes(_call: Any) -> bool:
         return True
 
     async def main() -> list[Any]:
-        return [e async for e in loop.turn(conv, "use the tool", tier="mid", approve=approve)]
+        return [e async for e in loop.turn(conv, "use the tool", tier="mid", approve=approve or yes)]
 
     events = asyncio.run(asyncio.wait_for(main(), BOUND_S))
     return events, backend, log
@@ -280,3 +283,21 @@ def test_a_blocked_local_tool_can_be_cancelled(sandbox) -> None:
     assert not finished_calls(seen)
     assert [r.status for r in log.logs] == ["interrupted"]
     assert [m.role for m in conv.messages] == ["user", "assistant"]
+
+
+def test_the_persons_time_at_the_approval_question_is_logged_apart_from_the_tools() -> None:
+    async def write_file(path: str, content: str) -> str:
+        return "written"
+
+    async def slow_person(_call: Any) -> bool:
+        await asyncio.sleep(0.3)  # the person reading the question, not synchronisation
+        return True
+
+    toolbox = FakeToolbox(file_write=write_file)
+    events, _backend, log = run_turn(
+        toolbox, [call("file_write", path="a.md", content="x"), Reply("Done.")], tools=("file_write",), approve=slow_person,
+    )
+    [record] = log.logs[0].tool_calls
+    assert record.approval_ms >= 250 and record.duration_ms < record.approval_ms
+    finished = [e for e in events if isinstance(e, ev.ToolCallFinished)]
+    assert finished[0].duration_ms < 250

@@ -99,6 +99,8 @@ class StepToolCall(_Frozen):
     result: str = ""
     is_error: bool = False
     duration_ms: float = 0.0
+    #: The person's time at the approval question, apart from the tool's.
+    approval_ms: float = 0.0
     #: False when the person declined to run it.
     approved: bool = True
     #: True when the loop guard refused to run a repeated call.

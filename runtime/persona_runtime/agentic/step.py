@@ -169,7 +169,7 @@ class StepCalls:
                     StepToolCall(
                         call_id=call.call_id, name=call.name, arguments=dict(call.args), result=item.shown,
                         is_error=result.is_error, duration_ms=round(item.duration_ms, 3), approved=item.approved,
-                        repeated=item.repeated,
+                        repeated=item.repeated, approval_ms=round(item.approval_ms, 3),
                     )
                 )
                 group.append(tool_result_message(call, result, reply.provider, reply.native))

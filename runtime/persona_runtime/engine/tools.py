@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from persona_runtime.engine.stream import Cancelled, cancellable
 from persona_runtime.events import LoopGuardTriggered, ToolCallFinished, ToolCallStarted
 from persona_runtime.secrets import redact
-from persona_runtime.tooling import ToolApprover, error_result, run_tool_call
+from persona_runtime.tooling import ToolApprover, ToolRun, error_result, run_tool_call
 from persona_runtime.turnlog import ToolCallRecord
 
 if TYPE_CHECKING:
@@ -50,12 +50,16 @@ class ToolOutcome:
     shown: str
     approved: bool
     repeated: bool
+    #: The tool's own time, without the person's time at the approval question.
     duration_ms: float
+    approval_ms: float = 0.0
 
     @property
     def record(self) -> ToolCallRecord:
         """The call as the TurnLog keeps it."""
-        return ToolCallRecord(name=self.call.name, ok=not self.result.is_error, duration_ms=self.duration_ms)
+        return ToolCallRecord(
+            name=self.call.name, ok=not self.result.is_error, duration_ms=self.duration_ms, approval_ms=self.approval_ms
+        )
 
     @property
     def skill_name(self) -> str | None:
@@ -104,17 +108,16 @@ class ToolRunner:
             started = time.perf_counter()
             repeated = bool(self.loop_guard) and count >= self.loop_guard and not call.truncated
             if repeated:
-                result = error_result(call, LOOP_GUARD_RESULT.format(name=call.name, previous=count - 1))
-                approved = True
+                run = ToolRun(error_result(call, LOOP_GUARD_RESULT.format(name=call.name, previous=count - 1)), True)
                 yield LoopGuardTriggered(call.name, dict(call.args), count)
             elif not self.available:
-                result, approved = error_result(call, NO_TOOLS_RESULT), True
+                run = ToolRun(error_result(call, NO_TOOLS_RESULT), True)
             else:
-                result, approved = await run_tool_call(
+                run = await run_tool_call(
                     self.toolbox, call, approve=approve, timeout_s=self.timeout_s, max_chars=self.max_chars,
                     guard=lambda awaitable: cancellable(awaitable, cancel),
                 )
-            duration = (time.perf_counter() - started) * 1000
-            shown = redact(result.content)
-            yield ToolOutcome(call, result, shown, approved, repeated, duration)
-            yield ToolCallFinished(call.call_id, call.name, shown, result.is_error, duration, approved)
+            duration = (time.perf_counter() - started) * 1000 - run.approval_ms
+            shown = redact(run.result.content)
+            yield ToolOutcome(call, run.result, shown, run.approved, repeated, duration, run.approval_ms)
+            yield ToolCallFinished(call.call_id, call.name, shown, run.result.is_error, duration, run.approved)

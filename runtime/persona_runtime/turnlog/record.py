@@ -31,7 +31,9 @@ class _Record(BaseModel):
 class ToolCallRecord(_Record):
     name: str
     ok: bool
+    #: The tool's own time; the person's time at the approval question is apart.
     duration_ms: float = 0.0
+    approval_ms: float = 0.0
 
 
 class AttemptRecord(_Record):
