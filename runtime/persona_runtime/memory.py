@@ -47,7 +47,17 @@ class PersonaMemory:
 
         ensure_private_dir(root)
         ensure_private_dir(audit_root)
-        chroma = ChromaBackend(persist_path=root, embedder=embedder)
+
+        class BatchedChroma(ChromaBackend):
+            """Chroma refuses more than ``get_max_batch_size()`` (5,461) records in one call:
+            a persona with 10,000 self facts never started. Larger writes go in batches."""
+
+            def upsert(self, *, persona_id: str, store_kind: str, chunks: list[Any]) -> None:
+                size = self._client.get_max_batch_size()
+                for start in range(0, len(chunks), size):
+                    super().upsert(persona_id=persona_id, store_kind=store_kind, chunks=chunks[start : start + size])
+
+        chroma = BatchedChroma(persist_path=root, embedder=embedder)
         audit = JSONLAuditLogger(audit_root)
         stores = {
             "identity": IdentityStore(backend=chroma, audit_logger=audit),
@@ -59,9 +69,24 @@ class PersonaMemory:
         return cls(persona, stores, registry=registry, root=root)
 
     def load(self) -> None:
-        """Index the persona's YAML content into the stores. Idempotent."""
-        if self._registry is not None:
-            self._registry.load_persona(self.persona)
+        """Index the persona's YAML content into the stores, unless this very content was
+        indexed before (a marker holds its hash): a big persona is embedded once, not at
+        every start. Idempotent either way."""
+        if self._registry is None:
+            return
+        marker = self.root / f"indexed-{self.persona_id}.sha256" if self.root is not None else None
+        digest = _content_hash(self.persona)
+        try:
+            if marker is not None and marker.read_text(encoding="ascii").strip() == digest:
+                return
+        except OSError:
+            pass
+        self._registry.load_persona(self.persona)
+        if marker is not None:
+            try:
+                marker.write_text(digest + "\n", encoding="ascii")
+            except OSError:
+                pass  # indexing again next time is slower, not wrong
 
     def retrieve(self, message: str, *, top_k: int = 3) -> RetrievedContext:
         if self._identity_cache is None:
@@ -101,3 +126,10 @@ class PersonaMemory:
             metadata={"importance": "0.5", "conversation_id": conversation_id, "source": "chat"},
             written_by="persona_runtime.loop",
         )
+
+
+def _content_hash(persona: Persona) -> str:
+    """What indexing depends on: the persona's content (the store folder already names the embedder)."""
+    import hashlib
+
+    return hashlib.sha256(persona.model_dump_json().encode("utf-8")).hexdigest()

@@ -106,3 +106,35 @@ def test_unknown_tools_in_the_persona_are_named_once(tmp_path: Path) -> None:
 
     notices = asyncio.run(asyncio.wait_for(build(), 120))
     assert len(notices) == 1 and "web_serch" in notices[0] and "ignored" in notices[0]
+
+
+def test_a_persona_with_more_facts_than_one_chroma_batch_is_indexed_once(tmp_path: Path) -> None:
+    from persona.schema.persona import Persona
+    from persona.stores import HashEmbedder
+
+    from persona_runtime.memory import PersonaMemory
+
+    big = Persona.model_validate({
+        "persona_id": "big", "identity": {"name": "Big", "role": "tester", "background": "Knows a lot."},
+        "self_facts": [{"fact": f"Fact number {n} about me."} for n in range(6_000)],  # Chroma takes 5,461 a call
+    })
+
+    def open_memory() -> PersonaMemory:
+        return PersonaMemory.open(big, root=tmp_path / "store", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+
+    first = open_memory()
+    first.load()
+    assert len(first.stores["self_facts"].get_all("big")) == 6_000
+
+    again = open_memory()
+    loads: list[object] = []
+    again._registry.load_persona = loads.append  # a spy: the same content is not indexed again
+    again.load()
+    assert loads == []
+    assert again.retrieve("Fact number 42").self_facts  # and memory still answers
+
+    changed = Persona.model_validate(big.model_dump() | {"self_facts": [{"fact": "Only one fact now."}]})
+    third = PersonaMemory.open(changed, root=tmp_path / "store", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    third._registry.load_persona = loads.append
+    third.load()
+    assert loads == [changed]  # new content is indexed
