@@ -55,6 +55,7 @@ from persona_runtime.events import (
 )
 from persona_runtime.fallback import AllModelsFailed, failure_message, short_error
 from persona_runtime.history import HistoryWindow
+from persona_runtime.memory_guard import memory_notice
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.recorder import EventBus, Subscriber
 from persona_runtime.routing.types import RoutingContext, RoutingDecision
@@ -201,7 +202,7 @@ class ConversationLoop:
             context = await self._retrieve(user_text)
         except Exception as exc:  # noqa: BLE001 - memory is help, not a precondition: answer without it
             context = RetrievedContext()
-            yield Notice(self._memory_fault("could not recall", exc))
+            yield Notice(memory_notice("could not recall", self.memory, exc))
         history, compacted = await self._history(conversation, account, cancel)
         if compacted is not None:
             yield compacted
@@ -280,13 +281,6 @@ class ConversationLoop:
                     activated = None
 
     # -- before generation ---------------------------------------------------------------
-
-    def _memory_fault(self, what: str, exc: BaseException) -> str:
-        from persona_runtime.memory_guard import describe_fault
-
-        store = getattr(self.memory, "root", None)
-        detail = describe_fault(exc, store) if store is not None else f"{type(exc).__name__}: {exc}"
-        return f"memory {what}: {redact(detail)}"
 
     def _check_length(self, user_text: str) -> None:
         """A message no model could read fails at once, before memory embeds megabytes of it."""
@@ -373,7 +367,7 @@ class ConversationLoop:
             try:
                 self.memory.remember_turn(user_text, reply, conversation_id=conversation.conversation_id)
             except Exception as exc:  # noqa: BLE001 - the turn is kept and logged all the same
-                self._pending_notices.append(self._memory_fault("could not remember this turn", exc))
+                self._pending_notices.append(memory_notice("could not remember this turn", self.memory, exc))
         log = account.turn_log(
             conversation_id=conversation.conversation_id, turn_index=turn_index, persona_id=self.persona_id,
             status=status, error=error, timestamp=now,

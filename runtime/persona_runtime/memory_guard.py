@@ -13,7 +13,7 @@ import errno
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["DATABASE_FILE", "describe_fault", "set_aside_if_broken"]
+__all__ = ["DATABASE_FILE", "describe_fault", "memory_notice", "set_aside_if_broken"]
 
 DATABASE_FILE = "chroma.sqlite3"
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -52,3 +52,12 @@ def describe_fault(exc: BaseException, store: Path) -> str:
         return f"cannot open {database}: permission denied; check the folder's owner and mode"
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return f"cannot use the memory store {database} ({type(exc).__name__}: {detail}); move {store} aside to start a fresh one"
+
+
+def memory_notice(what: str, memory: object, exc: BaseException) -> str:
+    """``memory <what>: <the fault>`` for a turn or run that goes on without memory."""
+    from persona_runtime.secrets import redact
+
+    store = getattr(memory, "root", None)
+    detail = describe_fault(exc, store) if store is not None else f"{type(exc).__name__}: {exc}"
+    return f"memory {what}: {redact(detail)}"

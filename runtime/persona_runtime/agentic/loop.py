@@ -64,6 +64,7 @@ from persona_runtime.engine.messages import assistant_message, system_message, u
 from persona_runtime.engine.stream import Cancelled, cancellable
 from persona_runtime.engine.tools import call_signature
 from persona_runtime.events import Notice
+from persona_runtime.memory_guard import memory_notice
 from persona_runtime.fallback import short_error
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.recorder import EventBus, Subscriber
@@ -269,10 +270,7 @@ class AgenticLoop:
             try:
                 context = await asyncio.to_thread(self.memory.retrieve, task)
             except Exception as exc:  # noqa: BLE001 - memory is help, not a precondition
-                from persona_runtime.memory_guard import describe_fault
-
-                store = getattr(self.memory, "root", None)
-                trouble = "memory could not recall: " + (describe_fault(exc, store) if store else f"{type(exc).__name__}: {exc}")
+                trouble = memory_notice("could not recall", self.memory, exc)
         window = self.tiers.context_window_for("frontier")
         prompt = self.prompt_builder.build(
             self.persona, context, [], f"TASK: {task}",
