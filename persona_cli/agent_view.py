@@ -111,7 +111,7 @@ class AgentView(EventView):
             render_notice(self.info, f"⏹ cancelled · {summary}")
             render_notice(self.info, f"  continue with: persona agent --resume {run.id}")
         else:
-            self.info.print(Text(f"✗ {sanitize(run.error or 'the run failed')}", style="red"))
+            self.info.print(Text(f"✗ {sanitize(run.error or 'the run failed')}", style="red"), soft_wrap=not self.info.is_terminal)
             render_notice(self.info, f"✗ error · {summary}")
 
 

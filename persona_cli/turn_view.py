@@ -78,7 +78,7 @@ class TurnView(EventView):
                 render_notice(self.info, f"⋯ folded {n} older messages into a summary ({m})")
             case ev.TurnFailed(message=message):
                 self.end_streams()
-                self.info.print(Text(f"✗ {sanitize(message)}", style="red"))
+                self.info.print(Text(f"✗ {sanitize(message)}", style="red"), soft_wrap=not self.info.is_terminal)
                 if self.can_retry:
                     render_notice(self.info, "your message is kept: /retry to send it again")
             case ev.TurnFinished() as done:

@@ -65,6 +65,19 @@ def test_a_piped_line_that_is_not_utf8_fails_that_turn_only(server, tmp_path, mo
     assert len(server.requests) == 2
 
 
+def test_a_piped_message_too_long_for_every_model_is_one_line_and_the_next_is_answered(server, tmp_path, monkeypatch) -> None:
+    for key, value in server_env(server, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    server.enqueue(Text("Short answer."))
+    huge = "word " * 600_000  # ~750k tokens by estimate: more than any window
+    result = CliRunner().invoke(app, ["chat", str(ASTRID)], input=huge + "\nA short one.\n")
+    assert result.exit_code == 1 and result.stdout == "Short answer.\n"
+    failures = [line for line in result.stderr.splitlines() if line.startswith("✗")]
+    assert len(failures) == 1 and "largest context window" in failures[0] and failures[0].endswith("send it in parts")
+    assert len(server.requests) == 1  # the long one never left
+
+
 def test_piped_chat_exits_1_when_every_model_fails(server, tmp_path, monkeypatch) -> None:
     for key, value in server_env(server, tmp_path).items():
         monkeypatch.setenv(key, value)
