@@ -600,3 +600,12 @@ def test_event_to_dict_is_json(tmp_path: Path) -> None:
     assert last["type"] == "run_finished" and last["status"] == "completed" and "usage" in last and "cost_cents" in last
     assert json.loads(lines[0])["type"] == "run_started"
     assert any(json.loads(x)["type"] == "tool_call_started" for x in lines)
+
+
+def test_the_run_file_keeps_no_secret_from_the_task_or_the_replies(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["[FINAL] Stored sk-live-abcdefghijkl0123 safely."])
+    loop, _ = make_loop(tiers(frontier=backend), tmp_path)
+    result = final_run(run(collect(loop, "Keep my key sk-live-abcdefghijkl0123 in mind")))
+    saved = (tmp_path / "runs" / f"{result.id}.json").read_text()
+    assert "sk-live-abcdefghijkl0123" not in saved and "[redacted]" in saved
+    assert result.output == "Stored [redacted] safely."

@@ -89,3 +89,14 @@ def test_save_marks_a_reply_that_was_cut_short(tmp_path) -> None:
     saved = (tmp_path / "chat.md").read_text()
     assert f"Once upon\n\n{INTERRUPTED_LABEL}\n" in saved
     assert "The end.\n" in saved and saved.count(INTERRUPTED_LABEL) == 1
+
+
+def test_save_writes_no_secret(tmp_path) -> None:
+    ctx, _ = context(tmp_path)
+    ctx.conversation.messages += [
+        ConversationMessage(role="user", content="my key is sk-live-abcdefghijkl0123", created_at=NOW),
+        ConversationMessage(role="assistant", content="Noted sk-live-abcdefghijkl0123.", created_at=NOW),
+    ]
+    say(ctx, "/save " + str(tmp_path / "chat.md"))
+    saved = (tmp_path / "chat.md").read_text()
+    assert "sk-live-abcdefghijkl0123" not in saved and saved.count("[redacted]") == 2

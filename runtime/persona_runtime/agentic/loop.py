@@ -258,7 +258,7 @@ class AgenticLoop:
         if task is None or not task.strip():
             raise ValueError("the task is empty")
         run = Run(
-            id=new_id(), task=task.strip(), persona_id=self.persona_id, persona_path=self.persona_path, max_steps=steps_now
+            id=new_id(), task=redact(task.strip()), persona_id=self.persona_id, persona_path=self.persona_path, max_steps=steps_now
         )
         return RunState(run=run, messages=[], steps=[], limit=steps_now, resumed=False)
 

@@ -85,7 +85,7 @@ class RunRecords:
                 "status": status,
                 "max_steps": st.limit,
                 "steps": tuple(st.steps),
-                "output": st.output,
+                "output": redact(st.output) if st.output else st.output,
                 "best_effort": st.best_effort,
                 "error": redact(st.error) if st.error else None,
                 "pending_question": st.pending_question,
