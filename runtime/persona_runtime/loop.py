@@ -171,9 +171,10 @@ class ConversationLoop:
                 yield publish(failure)
             done = self._finish(conversation, turn_index, user_text, account, text, status, error=failure and failure.message)
             finished = True
+            publish(done)  # the TurnLog is written now, even if the consumer leaves during a notice
             while self._pending_notices:
                 yield publish(Notice(self._pending_notices.pop(0)))
-            yield publish(done)
+            yield done
         except (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt):
             if not finished:
                 finished = True
