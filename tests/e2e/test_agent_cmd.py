@@ -24,7 +24,7 @@ from tests.support.openai_server import (
     Text,
     ToolCall,
 )
-from tests.support.pty import pty_env, spawn_persona
+from tests.support.pty import persona_in_pty
 from tests.support.paths import REPO
 
 KAI = REPO / "personas" / "kai.yaml"
@@ -281,36 +281,20 @@ def test_help_lists_the_options() -> None:
 # -- a real terminal -------------------------------------------------------------------------
 
 
-def _pty_env(server: ScriptedOpenAIServer, home: Path) -> dict[str, str]:
-    return pty_env(home, {
-        "PERSONA_PROVIDER": "openai", "PERSONA_MODEL": "gpt-4o-mini",
-        "PERSONA_API_KEY": "sk-test-pty-0000", "PERSONA_BASE_URL": server.base_url,
-    })
-
-
-def _spawn(args: list[str], env: dict[str, str], cwd: Path, log: list[str]) -> pexpect.spawn:
-    return spawn_persona(args, env, cwd, log, timeout=90)
-
-
 @pytest.mark.pty
 def test_pty_answering_a_question_by_typing(tmp_path) -> None:
     home = tmp_path / "home"
     with ScriptedOpenAIServer() as server:
         server.enqueue(Text("[ASK_USER] Which database?"))
         server.enqueue(Text("[FINAL] Use DuckDB."))
-        log: list[str] = []
-        child = _spawn(["agent", str(KAI), "Pick a database for analytics"], _pty_env(server, home), tmp_path, log)
-        try:
+        args = ["agent", str(KAI), "Pick a database for analytics"]
+        with persona_in_pty(args, home, tmp_path, server=server, timeout=90) as (child, log):
             child.expect_exact("Which database?")
             child.expect_exact("›")  # the answer prompt
             child.send("duckdb\r")
             child.expect_exact("Use DuckDB.")
             child.expect_exact("completed")
             child.expect(pexpect.EOF)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            raise AssertionError(f"{type(exc).__name__}; screen so far:\n{''.join(log)[-3000:]}") from None
-        finally:
-            child.close()
         assert child.exitstatus == 0, "".join(log)[-2000:]
         assert "\x07" in "".join(log)  # the bell rang for the question
         assert server.requests[1].body["messages"][-1] == {"role": "user", "content": "duckdb"}
@@ -325,17 +309,11 @@ def test_pty_ctrl_c_cancels_the_run_and_saves_it(tmp_path) -> None:
     story = "Thinking about every storage engine in turn, slowly and carefully. " * 30
     with ScriptedOpenAIServer() as server:
         server.enqueue(Text(story, chunk_size=12, delay_s=0.25))  # ~40 s unless interrupted
-        log: list[str] = []
-        child = _spawn(["agent", str(KAI), "Pick a database"], _pty_env(server, home), tmp_path, log)
-        try:
+        with persona_in_pty(["agent", str(KAI), "Pick a database"], home, tmp_path, server=server, timeout=90) as (child, log):
             child.expect_exact("Thinking abo")  # the first 12-character delta: step 1 is streaming
             child.sendcontrol("c")
             child.expect_exact("cancelled")
             child.expect(pexpect.EOF)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            raise AssertionError(f"{type(exc).__name__}; screen so far:\n{''.join(log)[-3000:]}") from None
-        finally:
-            child.close()
         assert child.exitstatus == 130, "".join(log)[-2000:]
     [saved] = runs(home)
     assert saved["status"] == "cancelled" and saved["steps"][0]["type"] == "cancelled"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pexpect
 
@@ -43,3 +46,28 @@ class ScreenCollector:
 
     def flush(self) -> None:
         pass
+
+
+def server_vars(server: Any) -> dict[str, str]:
+    """One model for every tier: gpt-4o-mini on the scripted server."""
+    return {
+        "PERSONA_PROVIDER": "openai", "PERSONA_MODEL": "gpt-4o-mini",
+        "PERSONA_API_KEY": "sk-test-pty-0000", "PERSONA_BASE_URL": server.base_url,
+    }
+
+
+@contextmanager
+def persona_in_pty(
+    args: list[str], home: Path, cwd: Path, *, server: Any = None, timeout: float = 60
+) -> Iterator[tuple[pexpect.spawn, list[str]]]:
+    """``persona ARGS`` in a pty (on ``server``'s model when given); yields (child, screen).
+    A timeout or an early exit fails with what was on the screen; the child is always closed."""
+    screen: list[str] = []
+    env = pty_env(home, server_vars(server) if server is not None else {})
+    child = spawn_persona(args, env, cwd, screen, timeout=timeout)
+    try:
+        yield child, screen
+    except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+        raise AssertionError(f"{type(exc).__name__}; screen so far:\n{''.join(screen)[-3000:]}") from None
+    finally:
+        child.close()
