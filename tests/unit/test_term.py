@@ -133,7 +133,7 @@ def test_tab_and_newline_stay_crlf_is_a_newline_and_a_lone_cr_is_shown() -> None
     [
         "\x1b[2J\x1b[H",  # clear the screen, cursor home
         "\x1b[31mred\x1b[0m",  # SGR
-        "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\",  # OSC 8 hyperlink
+        "\x1b]8;;https://evil.example.com\x1b\\click\x1b]8;;\x1b\\",  # OSC 8 hyperlink
         "\x1b]0;new window title\x07",  # OSC set title, BEL-terminated
         "\x1b]52;c;cHduZWQ=\x07",  # OSC 52: write the clipboard
         "\x9b2J",  # 8-bit CSI
