@@ -41,5 +41,15 @@ def server():
 
 
 @pytest.fixture
+def chroma_server(tmp_path):
+    """A real Chroma server (`chroma run`) on 127.0.0.1 and a free port, data under tmp_path;
+    killed at teardown (tests/support/chroma_server.py)."""
+    from tests.support.chroma_server import ChromaServerProcess
+
+    with ChromaServerProcess(tmp_path / "chroma-server") as chroma:
+        yield chroma
+
+
+@pytest.fixture
 def srv(server):
     return server

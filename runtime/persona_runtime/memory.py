@@ -8,13 +8,20 @@ and writes finished turns back to the episodic store.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from persona_runtime.chroma_server import MemoryServerDown
+from persona_runtime.memory_queue import MemoryQueue
 from persona_runtime.prompt import RetrievedContext
 
 if TYPE_CHECKING:
     from persona.schema.persona import Persona
+
+    from persona_runtime.chroma_server import ChromaServer
+
+T = TypeVar("T")
 
 __all__ = ["PersonaMemory", "StoreKind"]
 
@@ -24,7 +31,17 @@ StoreKind = ("identity", "self_facts", "worldview", "episodic")
 class PersonaMemory:
     """The four typed stores for one persona, plus retrieval and write-back."""
 
-    def __init__(self, persona: Persona, stores: dict[str, Any], *, registry: Any = None, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        persona: Persona,
+        stores: dict[str, Any],
+        *,
+        registry: Any = None,
+        root: Path | None = None,
+        backend: Any = None,
+        queue: MemoryQueue | None = None,
+        marker_dir: Path | None = None,
+    ) -> None:
         missing = [k for k in StoreKind if k not in stores]
         if missing:
             raise ValueError(f"missing stores: {', '.join(missing)}")
@@ -34,30 +51,46 @@ class PersonaMemory:
         self._registry = registry
         #: The store's folder (for messages about it), when it is on disk.
         self.root = root
+        self.backend = backend
+        #: The memory server (None: the embedded store), and writes waiting for it.
+        self.server = getattr(backend, "server", None)
+        self.queue = queue
+        self._marker_dir = marker_dir if marker_dir is not None else root
         self._identity_cache: tuple[Any, ...] | None = None
+        self._outage = False  # the server did not answer the last request
+        self._outage_told = False  # ... and the person has heard about it (one notice per outage)
+        self._loaded = False
 
     @classmethod
-    def open(cls, persona: Persona, *, root: Path, embedder: Any, audit_root: Path) -> PersonaMemory:
-        """Chroma under ``root`` (one directory per embedder), audit JSONL under ``audit_root``."""
+    def open(
+        cls,
+        persona: Persona,
+        *,
+        root: Path,
+        embedder: Any,
+        audit_root: Path,
+        server: ChromaServer | None = None,
+        queue_dir: Path | None = None,
+    ) -> PersonaMemory:
+        """Chroma under ``root``, or on ``server`` (then ``root`` keeps only the indexing marker,
+        and writes the server misses wait in ``queue_dir``); audit JSONL under ``audit_root``.
+        Opening a server store makes no request."""
         from persona.audit import JSONLAuditLogger
         from persona.registry import PersonaRegistry
-        from persona.stores import ChromaBackend, EpisodicStore, IdentityStore, SelfFactsStore, WorldviewStore
+        from persona.stores import EpisodicStore, IdentityStore, SelfFactsStore, WorldviewStore
 
+        from persona_runtime.chroma_backends import LocalChroma, ServerChroma
         from persona_runtime.paths import ensure_private_dir
 
         ensure_private_dir(root)
         ensure_private_dir(audit_root)
-
-        class BatchedChroma(ChromaBackend):
-            """Chroma refuses more than ``get_max_batch_size()`` (5,461) records in one call:
-            a persona with 10,000 self facts never started. Larger writes go in batches."""
-
-            def upsert(self, *, persona_id: str, store_kind: str, chunks: list[Any]) -> None:
-                size = self._client.get_max_batch_size()
-                for start in range(0, len(chunks), size):
-                    super().upsert(persona_id=persona_id, store_kind=store_kind, chunks=chunks[start : start + size])
-
-        chroma = BatchedChroma(persist_path=root, embedder=embedder)
+        queue = None
+        if server is not None:
+            chroma: Any = ServerChroma(server=server, embedder=embedder)
+            pid = "".join(c if c.isalnum() or c in "_-" else "_" for c in (persona.persona_id or "persona"))
+            queue = MemoryQueue((queue_dir if queue_dir is not None else root / "queue") / f"{pid}.jsonl")
+        else:
+            chroma = LocalChroma(persist_path=root, embedder=embedder)
         audit = JSONLAuditLogger(audit_root)
         stores = {
             "identity": IdentityStore(backend=chroma, audit_logger=audit),
@@ -66,29 +99,58 @@ class PersonaMemory:
             "episodic": EpisodicStore(backend=chroma, audit_logger=audit),
         }
         registry = PersonaRegistry(stores=stores, audit_logger=audit)
-        return cls(persona, stores, registry=registry, root=root)
+        if server is not None:
+            return cls(persona, stores, registry=registry, backend=chroma, queue=queue, marker_dir=root)
+        return cls(persona, stores, registry=registry, root=root, backend=chroma)
 
     def load(self) -> None:
         """Index the persona's YAML content into the stores, unless this very content was
         indexed before (a marker holds its hash): a big persona is embedded once, not at
-        every start. Idempotent either way."""
+        every start. Idempotent either way. On a server, the marker is kept per server
+        (URL, tenant, database) and trusted only while the server holds the identity; then
+        the writes queued while it was away are replayed."""
         if self._registry is None:
             return
-        marker = self.root / f"indexed-{self.persona_id}.sha256" if self.root is not None else None
+        try:
+            self._guarded(self._load)
+        except MemoryServerDown:
+            self._outage_told = True  # the caller tells the person (HeavyParts.notices)
+            raise
+
+    def _load(self) -> None:
+        marker = self._marker_dir / f"indexed-{self.persona_id}.sha256" if self._marker_dir is not None else None
         digest = _content_hash(self.persona)
         try:
-            if marker is not None and marker.read_text(encoding="ascii").strip() == digest:
-                return
+            fresh = marker is not None and marker.read_text(encoding="ascii").strip() == digest
         except OSError:
-            pass
-        self._registry.load_persona(self.persona)
-        if marker is not None:
-            try:
-                marker.write_text(digest + "\n", encoding="ascii")
-            except OSError:
-                pass  # indexing again next time is slower, not wrong
+            fresh = False
+        if fresh and self.server is not None:
+            fresh = self.backend.count(persona_id=self.persona_id, store_kind="identity", include_superseded=True) > 0
+        if not fresh:
+            self._registry.load_persona(self.persona)
+            if marker is not None:
+                try:
+                    marker.write_text(digest + "\n", encoding="ascii")
+                except OSError:
+                    pass  # indexing again next time is slower, not wrong
+        self._loaded = True
+        self._replay()
 
     def retrieve(self, message: str, *, top_k: int = 3) -> RetrievedContext:
+        """Typed context for ``message``. With memory on a server that cannot be reached, the
+        first fault of an outage raises :class:`MemoryServerDown` (one notice); later turns of
+        the same outage recall nothing, quietly, until the server answers again."""
+        try:
+            return self._guarded(lambda: self._retrieve(message, top_k))
+        except MemoryServerDown as exc:
+            if self._outage_told:
+                return RetrievedContext(identity=self._identity_cache or ())
+            self._outage_told = True
+            raise MemoryServerDown(f"{exc}; the chat goes on without memory until it is back") from None
+
+    def _retrieve(self, message: str, top_k: int) -> RetrievedContext:
+        if self.server is not None and not self._loaded and self._registry is not None:
+            self._load()  # the server was down at start: index the persona now it is back
         if self._identity_cache is None:
             self._identity_cache = tuple(self.stores["identity"].get_all(self.persona_id))
         query = message.strip() or self.persona.identity.role
@@ -101,24 +163,83 @@ class PersonaMemory:
 
     def remember(self, text: str, *, metadata: dict[str, str], written_by: str) -> str:
         """Write one episodic chunk; returns its id. Secrets (a key the person typed, the model
-        echoed or a tool read) are redacted first: memory is resent on later turns."""
+        echoed or a tool read) are redacted first: memory is resent on later turns. With memory
+        on a server that cannot be reached, the chunk (its id already minted) is queued on disk
+        and written at the next write or the next start; the first such fault of an outage
+        raises :class:`MemoryServerDown` (one notice), later ones are quiet."""
         from persona.schema.chunks import ChunkProvenance, PersonaChunk, WriteSource, mint_chunk_id
 
         from persona_runtime.secrets import redact
 
+        extra = self.server.secrets if self.server is not None else ()
         chunk_id = mint_chunk_id(self.persona_id, "episodic")
         now = datetime.now(UTC)
         chunk = PersonaChunk(
             id=chunk_id,
-            text=redact(text),
-            metadata={k: redact(str(v)) for k, v in metadata.items()},
+            text=redact(text, extra),
+            metadata={k: redact(str(v), extra) for k, v in metadata.items()},
             created_at=now,
             provenance=ChunkProvenance(
                 source=WriteSource.SYSTEM, logical_id=chunk_id, version=1, written_at=now, written_by=written_by
             ),
         )
-        self.stores["episodic"].write(self.persona_id, [chunk], source=WriteSource.SYSTEM, written_by=written_by)
+        if self.queue is None:
+            self._write("episodic", [chunk])
+            return chunk_id
+        self.queue.append("episodic", chunk)  # first on disk: a crash mid-write loses nothing
+        try:
+            self._guarded(self._replay)
+        except MemoryServerDown as exc:
+            if self._outage_told:
+                return chunk_id
+            self._outage_told = True
+            raise MemoryServerDown(f"{exc}; it is queued in {self.queue.path} until the server is back") from None
         return chunk_id
+
+    # -- the server's faults -------------------------------------------------------------
+
+    @property
+    def pending_writes(self) -> int:
+        """Chunks queued for the memory server (0 for the embedded store)."""
+        return len(self.queue) if self.queue is not None else 0
+
+    def _write(self, store_kind: str, chunks: list[Any]) -> None:
+        written_by = chunks[0].provenance.written_by if chunks and chunks[0].provenance else None
+        self.stores[store_kind].write(self.persona_id, chunks, written_by=written_by)
+
+    def _exists(self, store_kind: str, ids: list[str]) -> set[str]:
+        found = self.backend.get_by_ids(persona_id=self.persona_id, store_kind=store_kind, ids=ids)
+        return {c.id for c in found}
+
+    def _replay(self) -> int:
+        """Write what the queue holds (idempotent: ids the server has are skipped)."""
+        if self.queue is None:
+            return 0
+        return self.queue.replay(self._write, self._exists)
+
+    def _guarded(self, work: Callable[[], T]) -> T:
+        """Run ``work``; on a server, an unreachable server becomes :class:`MemoryServerDown`
+        (raised once per outage by the callers that tell the person) and a success ends the outage."""
+        if self.server is None:
+            return work()
+        from persona_runtime.chroma_http import is_unreachable
+        from persona_runtime.chroma_server import unreachable_message
+
+        try:
+            result = work()
+        except MemoryServerDown:
+            self._outage = True
+            self.backend.forget_collections()
+            raise
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            self._outage = True
+            self.backend.forget_collections()
+            raise MemoryServerDown(unreachable_message(self.server, exc)) from None
+        if self._outage:
+            self._outage = self._outage_told = False
+        return result
 
     def remember_turn(self, user_text: str, assistant_text: str, *, conversation_id: str) -> str:
         return self.remember(

@@ -59,5 +59,9 @@ def memory_notice(what: str, memory: object, exc: BaseException) -> str:
     from persona_runtime.secrets import redact
 
     store = getattr(memory, "root", None)
+    server = getattr(memory, "server", None)
+    if server is not None:  # MemoryServerDown says which server and what happens now
+        detail = " ".join(str(exc).split()) if type(exc).__name__ == "MemoryServerDown" else f"{type(exc).__name__}: {exc}"
+        return f"memory {what}: {redact(detail, server.secrets)}"
     detail = describe_fault(exc, store) if store is not None else f"{type(exc).__name__}: {exc}"
     return f"memory {what}: {redact(detail)}"

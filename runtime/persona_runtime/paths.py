@@ -82,6 +82,14 @@ class DataPaths:
         """Chroma store; keyed by embedder so vectors of different models never mix."""
         return self.root / "memory" / embedder_key
 
+    def server_memory(self, server_key: str) -> Path:
+        """What is kept here about memory on a server (the indexing markers), per server."""
+        return self.root / "memory" / f"server-{server_key}"
+
+    def memory_queue(self, server_key: str) -> Path:
+        """Memory writes waiting for the server (one JSONL per persona), per server."""
+        return self.root / "memory-queue" / server_key
+
     @property
     def audit(self) -> Path:
         return self.root / "audit"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from persona_runtime.chroma_server import ChromaServer, chroma_server_from_env
 from persona_runtime.errors import ConfigError
 from persona_runtime.paths import DataPaths, data_dir_from_env, platform_data_dir
 from persona_runtime.turnlog.files import DEFAULT_KEEP
@@ -89,6 +90,9 @@ class Settings:
     #: The tiers and their models (``PERSONA_<TIER>_*``, ``PERSONA_PROVIDER`` ..., ``PERSONA_LOCAL_MODEL``);
     #: empty: the bundled local model on every tier.
     tiers: tuple[TierConfig, ...] = ()
+    #: Memory on a Chroma server (``PERSONA_CHROMA_URL``, ``_TOKEN``, ``_TENANT``, ``_DATABASE``);
+    #: None: the embedded store under ``data_dir``.
+    chroma: ChromaServer | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +117,7 @@ class Settings:
             data_dir=data_dir_from_env(source),
             verbose=verbose_from_env(source),
             tiers=tuple(tiers),
+            chroma=chroma_server_from_env(source),
         )
 
     def data_paths(self) -> DataPaths:
