@@ -1,0 +1,93 @@
+"""Copy a persona's memory between the embedded store and a Chroma server, idempotently.
+
+All four stores (identity, self facts, worldview, episodic) are copied record by record with
+their ids, documents, embeddings and metadata (superseded versions too, so version chains stay
+whole). A record whose id the destination already holds is left alone: running it twice copies
+nothing the second time. Both ends must hold vectors of the same embedder (collection metadata);
+otherwise nothing is copied and the error says so in one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from persona_runtime.chroma_server import ChromaServer
+
+__all__ = ["MigrationResult", "migrate_memory"]
+
+_KINDS = ("identity", "self_facts", "worldview", "episodic")
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    copied: int
+    already: int
+    source: str
+    destination: str
+
+    def summary(self) -> str:
+        return f"copied {self.copied}, already there {self.already} ({self.source} → {self.destination})"
+
+
+class _NamedEmbedder:
+    """Only the embedder's name and width: migration copies vectors, it never makes any."""
+
+    def __init__(self, model_name: str, dimension: int) -> None:
+        self.model_name = model_name
+        self.dimension = dimension
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        raise RuntimeError("migration copies stored vectors; it does not embed")
+
+
+def migrate_memory(
+    persona_id: str, *, local_root: Path, server: ChromaServer, to_server: bool, embedder: Any
+) -> MigrationResult:
+    """Copy ``persona_id``'s memory from ``local_root`` to ``server`` (``to_server``) or back.
+    ``embedder`` is only asked for its name and dimension. Raises ``MemoryServerDown`` when the
+    server cannot be reached and ``EmbedderMismatch`` when either end holds another embedder's vectors."""
+    from persona.stores.chroma import collection_name_for
+
+    from persona_runtime.chroma_backends import LocalChroma, ServerChroma, check_embedder, embedder_name
+    from persona_runtime.paths import ensure_private_dir
+
+    named = _NamedEmbedder(embedder_name(embedder), int(embedder.dimension))
+    ensure_private_dir(local_root)
+    local = LocalChroma(persist_path=local_root, embedder=named)  # type: ignore[arg-type]
+    remote = ServerChroma(server=server, embedder=named)  # type: ignore[arg-type]
+    source, destination = (local, remote) if to_server else (remote, local)
+    copied = already = 0
+    for kind in _KINDS:
+        name = collection_name_for(persona_id, kind)
+        try:
+            from_collection = source._client.get_collection(name=name, embedding_function=None)
+        except Exception as exc:
+            if _is_not_found(exc):
+                continue  # nothing of this kind to copy
+            raise
+        check_embedder(from_collection, key=named.model_name, dimension=named.dimension, where=source.where)
+        records = from_collection.get(include=["documents", "embeddings", "metadatas"])
+        ids = [str(i) for i in records.get("ids") or []]
+        if not ids:
+            continue
+        to_collection = destination._collection(persona_id, kind)  # creates it, or checks its embedder
+        there = set(to_collection.get(ids=ids, include=[]).get("ids") or [])
+        rows = [i for i, chunk_id in enumerate(ids) if chunk_id not in there]
+        already += len(ids) - len(rows)
+        size = destination._client.get_max_batch_size()
+        for start in range(0, len(rows), size):
+            part = rows[start : start + size]
+            to_collection.upsert(
+                ids=[ids[i] for i in part],
+                documents=[records["documents"][i] for i in part],
+                embeddings=[records["embeddings"][i] for i in part],
+                metadatas=[records["metadatas"][i] for i in part],
+            )
+        copied += len(rows)
+    return MigrationResult(copied=copied, already=already, source=source.where, destination=destination.where)
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("NotFoundError", "InvalidCollectionException") or "does not exist" in str(exc).lower()
