@@ -1,0 +1,151 @@
+"""PersonaMemory on a real Chroma server (`chroma run` on 127.0.0.1, started by the fixture)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from persona.stores import HashEmbedder
+
+from persona_runtime.chroma_server import ChromaServer, EmbedderMismatch, MemoryServerDown, make_client
+from persona_runtime.memory import PersonaMemory
+from persona_runtime.memory_migrate import migrate_memory
+from persona_runtime.persona_file import load_persona
+from tests.support.paths import REPO
+
+PERSONA = load_persona(REPO / "personas" / "astrid.yaml")
+
+
+class OtherEmbedder(HashEmbedder):
+    """Same width, another model: its vectors must never share a collection with HashEmbedder's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model_name = "other-embedder"
+
+
+def open_memory(home: Path, server: ChromaServer, embedder=None) -> PersonaMemory:
+    return PersonaMemory.open(
+        PERSONA, root=home / "marker", embedder=embedder or HashEmbedder(), audit_root=home / "audit",
+        server=server, queue_dir=home / "queue",
+    )
+
+
+def episodic_texts(memory: PersonaMemory) -> list[str]:
+    return sorted(c.text for c in memory.stores["episodic"].get_all(memory.persona_id))
+
+
+def test_what_one_client_is_told_the_other_recalls(chroma_server, tmp_path) -> None:
+    server = ChromaServer.parse(chroma_server.url)
+    laptop, desktop = open_memory(tmp_path / "a", server), open_memory(tmp_path / "b", server)
+    laptop.load()
+    desktop.load()  # the same persona indexed twice: deterministic ids, so nothing doubles
+    assert len(laptop.stores["identity"].get_all(PERSONA.persona_id)) == len(desktop.retrieve("x").identity)
+    laptop.remember("USER: My boat is called Tern.", metadata={}, written_by="test")
+    assert [c.text for c in desktop.retrieve("boat").episodic] == ["USER: My boat is called Tern."]
+
+
+def test_a_dead_server_queues_writes_tells_once_and_replays_when_back(chroma_server, tmp_path) -> None:
+    server = ChromaServer.parse(chroma_server.url)
+    memory = open_memory(tmp_path, server)
+    memory.load()
+    memory.remember("USER: one", metadata={}, written_by="test")
+    chroma_server.stop()
+    with pytest.raises(MemoryServerDown, match="unreachable.*goes on without memory"):
+        memory.retrieve("anything")
+    assert memory.retrieve("anything").episodic == ()  # the same outage: quiet
+    memory.remember("USER: two", metadata={}, written_by="test")  # quiet too: already told
+    memory.remember("USER: three", metadata={}, written_by="test")
+    assert memory.pending_writes == 2
+    chroma_server.start()
+    memory.remember("USER: four", metadata={}, written_by="test")  # replays the queue first
+    assert memory.pending_writes == 0 and not memory.queue.path.exists()
+    assert episodic_texts(memory) == ["USER: four", "USER: one", "USER: three", "USER: two"]
+    chroma_server.stop()  # a new outage gets its own notice
+    with pytest.raises(MemoryServerDown, match="queued in"):
+        memory.remember("USER: five", metadata={}, written_by="test")
+
+
+def test_the_next_start_replays_the_queue_once(chroma_server, tmp_path) -> None:
+    server = ChromaServer.parse(chroma_server.url)
+    first = open_memory(tmp_path, server)
+    first.load()
+    chroma_server.stop()
+    with pytest.raises(MemoryServerDown):
+        first.remember("USER: queued while down", metadata={}, written_by="test")
+    chroma_server.start()
+    second = open_memory(tmp_path, server)  # the next start
+    second.load()
+    assert second.pending_writes == 0
+    assert episodic_texts(second) == ["USER: queued while down"]
+    third = open_memory(tmp_path, server)
+    third.queue.append("episodic", second.stores["episodic"].get_all(PERSONA.persona_id)[0])  # landed, answer lost
+    third.load()
+    assert episodic_texts(third) == ["USER: queued while down"]  # idempotent: not written twice
+
+
+def test_down_at_start_means_memory_waits_and_indexes_when_back(chroma_server, tmp_path) -> None:
+    server = ChromaServer.parse(chroma_server.url)
+    chroma_server.stop()
+    memory = open_memory(tmp_path, server)
+    with pytest.raises(MemoryServerDown):
+        memory.load()
+    assert memory.retrieve("hello").episodic == ()  # told at start (the load's notice): quiet
+    chroma_server.start()
+    assert len(memory.retrieve("hello").identity) > 0  # indexed now that the server is back
+
+
+def test_another_embedder_fails_in_one_line_and_writes_nothing(chroma_server, tmp_path) -> None:
+    server = ChromaServer.parse(chroma_server.url)
+    first = open_memory(tmp_path / "a", server)
+    first.load()
+    first.remember("USER: hash vectors", metadata={}, written_by="test")
+    other = open_memory(tmp_path / "b", server, embedder=OtherEmbedder())
+    with pytest.raises(EmbedderMismatch) as caught:
+        other.load()
+    message = str(caught.value)
+    assert "\n" not in message and "'hash" in message and "'other-embedder'" in message and "PERSONA_EMBEDDER" in message
+    with pytest.raises(EmbedderMismatch):
+        other.remember("USER: other vectors", metadata={}, written_by="test")
+    assert episodic_texts(first) == ["USER: hash vectors"]
+
+
+def test_migration_both_ways_is_idempotent(chroma_server, tmp_path) -> None:
+    local_root = tmp_path / "local-memory"
+    local = PersonaMemory.open(PERSONA, root=local_root, embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    local.load()
+    local.remember("USER: local only", metadata={}, written_by="test")
+    total = sum(len(s.get_all(PERSONA.persona_id, include_superseded=True)) for s in local.stores.values())
+    server = ChromaServer.parse(chroma_server.url)
+    up = migrate_memory(PERSONA.persona_id, local_root=local_root, server=server, to_server=True, embedder=HashEmbedder())
+    assert (up.copied, up.already) == (total, 0)
+    again = migrate_memory(PERSONA.persona_id, local_root=local_root, server=server, to_server=True, embedder=HashEmbedder())
+    assert (again.copied, again.already) == (0, total)
+    remote = open_memory(tmp_path / "remote", server)
+    assert [c.text for c in remote.retrieve("local").episodic] == ["USER: local only"]  # vectors came along
+    remote.remember("USER: told the server", metadata={}, written_by="test")
+    back_root = tmp_path / "back"
+    down = migrate_memory(PERSONA.persona_id, local_root=back_root, server=server, to_server=False, embedder=HashEmbedder())
+    assert (down.copied, down.already) == (total + 1, 0)
+    twice = migrate_memory(PERSONA.persona_id, local_root=back_root, server=server, to_server=False, embedder=HashEmbedder())
+    assert (twice.copied, twice.already) == (0, total + 1)
+    back = PersonaMemory.open(PERSONA, root=back_root, embedder=HashEmbedder(), audit_root=tmp_path / "audit2")
+    assert episodic_texts(back) == ["USER: local only", "USER: told the server"]
+    with pytest.raises(EmbedderMismatch):
+        migrate_memory(PERSONA.persona_id, local_root=back_root, server=server, to_server=True, embedder=OtherEmbedder())
+
+
+def test_a_server_that_never_answers_fails_within_the_timeout(tmp_path) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        server = ChromaServer.parse(f"http://127.0.0.1:{port}", token="tok-never-shown-123")
+        server = ChromaServer(**{**server.__dict__, "read_timeout_s": 0.5, "connect_timeout_s": 0.5})
+        started = time.monotonic()
+        with pytest.raises(MemoryServerDown) as caught:
+            make_client(server)
+        assert time.monotonic() - started < 5
+        assert "tok-never-shown-123" not in str(caught.value) and str(port) in str(caught.value)
