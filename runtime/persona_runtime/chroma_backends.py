@@ -73,8 +73,25 @@ class LocalChroma(ChromaBackend):
         check_embedder(collection, key=self.embedder_key, dimension=int(self.embedder.dimension), where=self.where)
         return collection
 
+    def collection(self, persona_id: str, store_kind: str) -> Any:
+        """The collection (created if new, with our embedder's name), after the embedder check."""
+        return self._collection(persona_id, store_kind)
+
+    def existing_collection(self, persona_id: str, store_kind: str) -> Any | None:
+        """The collection if it exists (nothing is created), unchecked; None otherwise."""
+        try:
+            return self._client.get_collection(name=collection_name_for(persona_id, store_kind), embedding_function=None)
+        except Exception as exc:
+            if type(exc).__name__ in ("NotFoundError", "InvalidCollectionException") or "does not exist" in str(exc).lower():
+                return None
+            raise
+
+    def batch_size(self) -> int:
+        """The most records Chroma takes in one call."""
+        return int(self._client.get_max_batch_size())
+
     def upsert(self, *, persona_id: str, store_kind: str, chunks: list[Any]) -> None:
-        size = self._client.get_max_batch_size()
+        size = self.batch_size()
         for start in range(0, len(chunks), size):
             super().upsert(persona_id=persona_id, store_kind=store_kind, chunks=chunks[start : start + size])
 

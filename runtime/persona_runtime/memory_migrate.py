@@ -48,8 +48,6 @@ def migrate_memory(
     """Copy ``persona_id``'s memory from ``local_root`` to ``server`` (``to_server``) or back.
     ``embedder`` is only asked for its name and dimension. Raises ``MemoryServerDown`` when the
     server cannot be reached and ``EmbedderMismatch`` when either end holds another embedder's vectors."""
-    from persona.stores.chroma import collection_name_for
-
     from persona_runtime.chroma_backends import LocalChroma, ServerChroma, check_embedder, embedder_name
     from persona_runtime.paths import ensure_private_dir
 
@@ -60,23 +58,19 @@ def migrate_memory(
     source, destination = (local, remote) if to_server else (remote, local)
     copied = already = 0
     for kind in _KINDS:
-        name = collection_name_for(persona_id, kind)
-        try:
-            from_collection = source._client.get_collection(name=name, embedding_function=None)
-        except Exception as exc:
-            if _is_not_found(exc):
-                continue  # nothing of this kind to copy
-            raise
+        from_collection = source.existing_collection(persona_id, kind)
+        if from_collection is None:
+            continue  # nothing of this kind to copy
         check_embedder(from_collection, key=named.model_name, dimension=named.dimension, where=source.where)
         records = from_collection.get(include=["documents", "embeddings", "metadatas"])
         ids = [str(i) for i in records.get("ids") or []]
         if not ids:
             continue
-        to_collection = destination._collection(persona_id, kind)  # creates it, or checks its embedder
+        to_collection = destination.collection(persona_id, kind)  # creates it, or checks its embedder
         there = set(to_collection.get(ids=ids, include=[]).get("ids") or [])
         rows = [i for i, chunk_id in enumerate(ids) if chunk_id not in there]
         already += len(ids) - len(rows)
-        size = destination._client.get_max_batch_size()
+        size = destination.batch_size()
         for start in range(0, len(rows), size):
             part = rows[start : start + size]
             to_collection.upsert(
@@ -88,6 +82,3 @@ def migrate_memory(
         copied += len(rows)
     return MigrationResult(copied=copied, already=already, source=source.where, destination=destination.where)
 
-
-def _is_not_found(exc: BaseException) -> bool:
-    return type(exc).__name__ in ("NotFoundError", "InvalidCollectionException") or "does not exist" in str(exc).lower()

@@ -149,3 +149,36 @@ def test_a_server_that_never_answers_fails_within_the_timeout(tmp_path) -> None:
             make_client(server)
         assert time.monotonic() - started < 5
         assert "tok-never-shown-123" not in str(caught.value) and str(port) in str(caught.value)
+
+
+def run_persona(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """``persona ARGS`` in process, through ``main()`` (which maps errors to exit codes)."""
+    from persona_cli.app import main
+
+    monkeypatch.setattr("sys.argv", ["persona", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    out = capsys.readouterr()
+    return int(exited.value.code or 0), out.out, out.err
+
+
+def test_the_migrate_command_copies_and_says_so_in_one_line(chroma_server, tmp_path, monkeypatch, capsys) -> None:
+    astrid = str(REPO / "personas" / "astrid.yaml")
+    monkeypatch.setenv("PERSONA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PERSONA_EMBEDDER", "hash")
+    monkeypatch.setenv("PERSONA_CHROMA_TOKEN", "tok-cli-secret-4321")
+    local = PersonaMemory.open(PERSONA, root=tmp_path / "home" / "memory" / "hash", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    local.load()
+    code, out, err = run_persona(["memory", "migrate", astrid, "--to", chroma_server.url], monkeypatch, capsys)
+    assert code == 0, err
+    assert out.startswith("copied ") and ", already there 0 (" in out and chroma_server.url in out
+    code, out, err = run_persona(["memory", "migrate", astrid, "--to", chroma_server.url], monkeypatch, capsys)
+    assert code == 0 and out.startswith("copied 0, already there "), err
+    code, out, err = run_persona(["memory", "migrate", astrid, "--to", "chroma.example:8000"], monkeypatch, capsys)
+    assert code == 2 and "PERSONA_CHROMA_URL must look like http://host:port" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_persona(["memory", "migrate", astrid, "--to", "local"], monkeypatch, capsys)
+    assert code == 2 and "PERSONA_CHROMA_URL" in err
+    chroma_server.stop()
+    code, out, err = run_persona(["memory", "migrate", astrid, "--to", chroma_server.url], monkeypatch, capsys)
+    assert code == 1 and "unreachable" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "tok-cli-secret-4321" not in err
