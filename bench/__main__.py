@@ -11,6 +11,7 @@ Sections (each is a module here that also runs on its own):
   renderer    our streaming markdown renderer vs a naive Live(Markdown(full_text))
   logs        `persona logs tail -n 20` vs `tail -n 20` on 10 MB / 100 MB / 1 GB; `logs stats`
   memory      peak RSS of `persona chat` idle and after one turn vs `llm chat -m SmolLM2`
+  memory_server  memory retrieval per turn (p50/p95) and one write, Chroma server on loopback vs embedded
 
 Within a section the contenders alternate run by run (the machines are shared and noisy),
 figures are medians, and each comparison is also a ratio. `--quick` is a smoke check of a few
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-SECTIONS = ("startup", "overhead", "throughput", "renderer", "logs", "memory")
+SECTIONS = ("startup", "overhead", "throughput", "renderer", "logs", "memory", "memory_server")
 RUNS: dict[str, tuple[int, int]] = {  # key -> (full, quick)
     "startup": (15, 3),
     "prompt": (5, 2),
@@ -53,6 +54,7 @@ RUNS: dict[str, tuple[int, int]] = {  # key -> (full, quick)
     "stats": (3, 1),
     "stats_records": (1_000_000, 100_000),
     "memory": (3, 1),
+    "memory_server": (200, 30),
 }
 LOG_SIZES = ("10M,100M,1G", "10M,100M")
 RENDERER_SIZES = ((1_000, 5_000, 10_000), (1_000, 5_000))
@@ -317,9 +319,15 @@ def sum_memory(r: dict[str, Any], rep: Report) -> None:
                  f"the llm plugin {LLM_PLUGIN_CONTEXT}, {kv['llm']:.0f} MiB), and the remainder persona-core, Chroma and the UI.")
 
 
+def sum_memory_server(r: dict[str, Any], rep: Report) -> None:
+    from bench.memory_server import summarise
+
+    summarise(r, rep)
+
+
 SUMMARISERS: dict[str, Callable[[dict[str, Any], Report], None]] = {
     "startup": sum_startup, "overhead": sum_overhead, "throughput": sum_throughput,
-    "renderer": sum_renderer, "logs": sum_logs, "memory": sum_memory,
+    "renderer": sum_renderer, "logs": sum_logs, "memory": sum_memory, "memory_server": sum_memory_server,
 }  # fmt: skip
 
 
@@ -376,6 +384,10 @@ def run_section(name: str, n: dict[str, int], quick: bool, log_sizes: str) -> di
         from bench import memory
 
         return memory.run(n["memory"])
+    if name == "memory_server":
+        from bench import memory_server
+
+        return memory_server.run(n["memory_server"])
     raise ValueError(name)
 
 
