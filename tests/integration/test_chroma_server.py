@@ -182,3 +182,40 @@ def test_the_migrate_command_copies_and_says_so_in_one_line(chroma_server, tmp_p
     code, out, err = run_persona(["memory", "migrate", astrid, "--to", chroma_server.url], monkeypatch, capsys)
     assert code == 1 and "unreachable" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "tok-cli-secret-4321" not in err
+
+
+def test_a_session_started_while_the_server_is_down_chats_with_one_notice(chroma_server, tmp_path) -> None:
+    import asyncio
+
+    from persona_runtime import events as ev
+    from persona_runtime.session import open_session
+    from persona_runtime.settings import Settings
+    from persona_runtime.testing import ScriptedBackend
+    from persona_runtime.tier import TierConfig, TierRegistry
+
+    server = ChromaServer.parse(chroma_server.url, token="tok-session-secret-55")
+    chroma_server.stop()
+    session = open_session(
+        REPO / "personas" / "astrid.yaml", settings=Settings(data_dir=tmp_path / "home", embedder="hash", chroma=server),
+        tiers=TierRegistry([TierConfig.from_backend("mid", ScriptedBackend(["One.", "Two."]))]),
+    )
+
+    async def chat() -> tuple[list[str], list[object]]:
+        try:
+            loop = await session.loop()
+            notices = session.take_notices()
+            conversation = session.new_conversation()
+            events = [e async for e in loop.turn(conversation, "first")]
+            events += [e async for e in loop.turn(conversation, "second")]
+            return notices, events
+        finally:
+            await session.aclose()
+
+    notices, events = asyncio.run(asyncio.wait_for(chat(), 120))
+    assert len(notices) == 1 and notices[0].startswith("memory is off until the server is back: the memory server")
+    assert "tok-session-secret-55" not in notices[0]
+    assert [e.status for e in events if isinstance(e, ev.TurnFinished)] == ["ok", "ok"]
+    assert not [e for e in events if isinstance(e, ev.Notice)]  # told at start: the turns are quiet
+    [queue] = list((tmp_path / "home" / "memory-queue").rglob("astrid.jsonl"))
+    assert len(queue.read_text().splitlines()) == 2
+    assert not list((tmp_path / "home").rglob("chroma.sqlite3"))  # never fell back to a local store
