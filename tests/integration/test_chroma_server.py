@@ -83,7 +83,8 @@ def test_the_next_start_replays_the_queue_once(chroma_server, tmp_path) -> None:
     third = open_memory(tmp_path, server)
     third.queue.append("episodic", second.stores["episodic"].get_all(PERSONA.persona_id)[0])  # landed, answer lost
     third.load()
-    assert episodic_texts(third) == ["USER: queued while down"]  # idempotent: not written twice
+    every_version = third.stores["episodic"].get_all(PERSONA.persona_id, include_superseded=True)
+    assert [c.text for c in every_version] == ["USER: queued while down"]  # idempotent: not written twice
 
 
 def test_down_at_start_means_memory_waits_and_indexes_when_back(chroma_server, tmp_path) -> None:
