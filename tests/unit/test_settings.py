@@ -112,13 +112,13 @@ def _named_in(*modules: str) -> set[str]:
 
 
 def test_env_example_documents_every_variable_settings_reads() -> None:
-    read = _named_in("settings.py", "paths.py")  # paths.py: PERSONA_HOME (see data_dir_from_env)
+    read = _named_in("settings.py", "paths.py", "chroma_server.py")  # paths.py: PERSONA_HOME; chroma_server.py: PERSONA_CHROMA_*
     assert len(read) >= 13
     assert sorted(read - _documented()) == []
 
 
 def test_env_example_documents_nothing_that_is_no_longer_read() -> None:
-    read = _named_in("settings.py", "paths.py", "tier.py", "tier_env.py")
+    read = _named_in("settings.py", "paths.py", "tier.py", "tier_env.py", "chroma_server.py")
     from persona_runtime.tier import KNOWN_PROVIDERS
     from persona_runtime.routing.types import TIER_NAMES
 
