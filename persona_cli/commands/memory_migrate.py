@@ -17,7 +17,8 @@ HELP = """Copy a persona's memory to a Chroma server, or back to this machine's 
 
 Idempotent: what the destination already holds is not copied again.
 
-Example:
+\b
+Examples:
   persona memory migrate personas/kai.yaml --to http://127.0.0.1:8000
   PERSONA_CHROMA_URL=http://127.0.0.1:8000 persona memory migrate personas/kai.yaml --to local
 """
