@@ -124,6 +124,10 @@ class ServerChroma(LocalChroma):
             self._collections[name] = super()._collection(persona_id, store_kind)
         return self._collections[name]
 
+    def delete_persona(self, persona_id: str, store_kind: str) -> None:
+        self._collections.pop(collection_name_for(persona_id, store_kind), None)
+        super().delete_persona(persona_id, store_kind)
+
     def forget_collections(self) -> None:
         """Look collections up again next time (after a fault: one may have been deleted)."""
         self._collections.clear()

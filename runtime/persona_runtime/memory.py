@@ -187,6 +187,8 @@ class PersonaMemory:
             self._write("episodic", [chunk])
             return chunk_id
         self.queue.append("episodic", chunk)  # first on disk: a crash mid-write loses nothing
+        if self._outage and self._outage_told:
+            return chunk_id  # this turn's recall found the server down: no second wait for it
         try:
             self._guarded(self._replay)
         except MemoryServerDown as exc:
@@ -232,6 +234,7 @@ class PersonaMemory:
             self.backend.forget_collections()
             raise
         except Exception as exc:
+            self.backend.forget_collections()  # one may have been deleted: look them up again
             if not is_unreachable(exc):
                 raise
             self._outage = True

@@ -60,7 +60,8 @@ def test_a_dead_server_queues_writes_tells_once_and_replays_when_back(chroma_ser
     memory.remember("USER: three", metadata={}, written_by="test")
     assert memory.pending_writes == 2
     chroma_server.start()
-    memory.remember("USER: four", metadata={}, written_by="test")  # replays the queue first
+    memory.retrieve("the next turn")  # the next turn: its recall finds the server back ...
+    memory.remember("USER: four", metadata={}, written_by="test")  # ... and its write replays the queue first
     assert memory.pending_writes == 0 and not memory.queue.path.exists()
     assert episodic_texts(memory) == ["USER: four", "USER: one", "USER: three", "USER: two"]
     chroma_server.stop()  # a new outage gets its own notice
