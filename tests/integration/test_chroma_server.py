@@ -221,3 +221,32 @@ def test_a_session_started_while_the_server_is_down_chats_with_one_notice(chroma
     [queue] = list((tmp_path / "home" / "memory-queue").rglob("astrid.jsonl"))
     assert len(queue.read_text().splitlines()) == 2
     assert not list((tmp_path / "home").rglob("chroma.sqlite3"))  # never fell back to a local store
+
+
+def test_the_token_goes_in_the_authorization_header_and_nowhere_else() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str | None] = []
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        server = ChromaServer.parse(f"http://127.0.0.1:{httpd.server_address[1]}", token="tok-header-only-8080")
+        with pytest.raises(MemoryServerDown) as caught:  # 503: the server is there but not serving
+            make_client(server)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert seen == ["Bearer tok-header-only-8080"]
+    assert "tok-header-only-8080" not in str(caught.value) and "503" in str(caught.value)
