@@ -250,3 +250,35 @@ def test_the_token_goes_in_the_authorization_header_and_nowhere_else() -> None:
         httpd.server_close()
     assert seen == ["Bearer tok-header-only-8080"]
     assert "tok-header-only-8080" not in str(caught.value) and "503" in str(caught.value)
+
+
+def test_a_session_with_another_embedder_is_told_in_one_line_and_writes_nothing(chroma_server, tmp_path) -> None:
+    import asyncio
+
+    from persona_runtime.session import open_session
+    from persona_runtime.settings import Settings
+    from persona_runtime.testing import ScriptedBackend
+    from persona_runtime.tier import TierConfig, TierRegistry
+
+    server = ChromaServer.parse(chroma_server.url)
+    open_memory(tmp_path / "first", server, embedder=OtherEmbedder()).load()  # the server's collections: other-embedder
+    session = open_session(
+        REPO / "personas" / "astrid.yaml", settings=Settings(data_dir=tmp_path / "home", embedder="hash", chroma=server),
+        tiers=TierRegistry([TierConfig.from_backend("mid", ScriptedBackend(["Fine."]))]),
+    )
+
+    async def chat() -> list[str]:
+        try:
+            loop = await session.loop()
+            notices = session.take_notices()
+            _ = [e async for e in loop.turn(session.new_conversation(), "Remember this.")]
+            return notices
+        finally:
+            await session.aclose()
+
+    notices = asyncio.run(asyncio.wait_for(chat(), 120))
+    [notice] = [n for n in notices if "embedder" in n]
+    assert notice.startswith("memory is off for this session: the memory collection persona__astrid__")
+    assert "'other-embedder'" in notice and "'hash-384'" in notice and "\n" not in notice
+    check = open_memory(tmp_path / "check", server, embedder=OtherEmbedder())
+    assert episodic_texts(check) == []  # nothing of the hash embedder's was written
