@@ -282,3 +282,21 @@ def test_a_session_with_another_embedder_is_told_in_one_line_and_writes_nothing(
     assert "'other-embedder'" in notice and "'hash-384'" in notice and "\n" not in notice
     check = open_memory(tmp_path / "check", server, embedder=OtherEmbedder())
     assert episodic_texts(check) == []  # nothing of the hash embedder's was written
+
+
+def test_the_indexing_marker_is_not_trusted_when_the_server_lost_the_persona(tmp_path) -> None:
+    from tests.support.chroma_server import ChromaServerProcess
+
+    first = ChromaServerProcess(tmp_path / "data-1").start()
+    try:
+        server = ChromaServer.parse(first.url)
+        open_memory(tmp_path / "home", server).load()  # indexed; the marker is written
+    finally:
+        first.stop()
+    wiped = ChromaServerProcess(tmp_path / "data-2", port=first.port).start()  # same URL, empty server
+    try:
+        again = open_memory(tmp_path / "home", server)
+        again.load()
+        assert len(again.retrieve("hello").identity) > 0  # indexed again, not skipped on the marker's word
+    finally:
+        wiped.stop()
