@@ -238,7 +238,6 @@ class PersonaMemory:
             if not is_unreachable(exc):
                 raise
             self._outage = True
-            self.backend.forget_collections()
             raise MemoryServerDown(unreachable_message(self.server, exc)) from None
         if self._outage:
             self._outage = self._outage_told = False

@@ -63,3 +63,15 @@ def test_a_damaged_line_is_skipped_and_kept(tmp_path) -> None:
     assert [c.id for _, c in queue.pending()] == ["astrid::episodic::0001"]
     queue.replay(write=lambda s, c: None, exists=lambda s, i: set())
     assert queue.path.read_text() == "{not json\n"  # never silently dropped
+
+
+def test_a_line_appended_during_a_replay_is_kept(tmp_path) -> None:
+    queue = MemoryQueue(tmp_path / "q.jsonl")
+    other_session = MemoryQueue(tmp_path / "q.jsonl")  # another session of the persona, same home
+    queue.append("episodic", chunk(1))
+
+    def write(store: str, chunks: list) -> None:
+        other_session.append("episodic", chunk(2))  # lands in the file while the replay is on the network
+
+    assert queue.replay(write=write, exists=lambda s, i: set()) == 1
+    assert [c.id for _, c in queue.pending()] == ["astrid::episodic::0002"]
