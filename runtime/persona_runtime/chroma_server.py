@@ -73,8 +73,9 @@ class ChromaServer:
         for var, name in ((TENANT_VAR, tenant), (DATABASE_VAR, database)):
             if name and not all(c.isalnum() or c in "_-." for c in name):
                 raise ConfigError(f"{var} may hold letters, digits, '_', '-' and '.' only; got {name!r}", variable=var)
+        shown = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # an IPv6 address
         return cls(
-            url=f"{parts.scheme}://{parts.hostname}:{port}", host=parts.hostname, port=port, ssl=ssl,
+            url=f"{parts.scheme}://{shown}:{port}", host=parts.hostname, port=port, ssl=ssl,
             token=token or None, tenant=tenant or DEFAULT_TENANT, database=database or DEFAULT_DATABASE,
         )
 

@@ -40,6 +40,7 @@ def test_defaults_port_tenant_and_database() -> None:
     assert (server.port, server.tenant, server.database, server.token) == (8000, "default_tenant", "default_database", None)
     assert server.label == "http://127.0.0.1:8000"
     assert server.key != ChromaServer.parse("http://127.0.0.1", database="other").key
+    assert ChromaServer.parse("http://[::1]:8001").url == "http://[::1]:8001"
 
 
 @pytest.mark.parametrize(
