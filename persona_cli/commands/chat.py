@@ -281,8 +281,8 @@ def _toolbar(ctx: Any) -> Any:
     else:
         where, used = f"{ctx.tier}", "0%"
     text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} "
-    spend = ctx.session.spend
-    if spend.active:
+    spend = ctx.session.built_spend
+    if spend is not None and spend.active:
         text += f"· spend {spend.summary()} "
     if ctx.prompt is not None and ctx.prompt.multiline:
         text += "· multiline "

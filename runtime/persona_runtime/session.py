@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from persona.schema.persona import Persona
 
     from persona_runtime.agentic import AgenticLoop
+    from persona_runtime.engine.engine import EngineOptions
     from persona_runtime.embedders import EmbedderChoice
     from persona_runtime.loop import ConversationLoop
     from persona_runtime.memory import PersonaMemory
     from persona_runtime.paths import DataPaths
+    from persona_runtime.spend import SpendCap
     from persona_runtime.tier import TierRegistry
     from persona_runtime.turnlog import JSONLTurnLogWriter
 
@@ -259,6 +261,11 @@ class Session:
             from persona_runtime.spend import SpendCap
 
             self._spend = SpendCap.from_turn_log(self.settings.spend_limits(), self.paths.turn_log)
+        return self._spend
+
+    @property
+    def built_spend(self) -> SpendCap | None:
+        """The spend cap if it is set up already (never reads the TurnLog: safe in a toolbar)."""
         return self._spend
 
     def engine_options(self) -> EngineOptions:

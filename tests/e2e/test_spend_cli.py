@@ -67,7 +67,6 @@ def test_a_capped_chat_falls_back_to_the_cheaper_tier_and_never_crosses_the_cap(
     notes = [line for line in result.stderr.splitlines() if line.startswith("$ spend cap")]
     assert len(notes) == 3 and "using small · gpt-4o-mini" in notes[0]
     assert [r.model for r in server.requests] == ["gpt-4o", "gpt-4o-mini", "gpt-4o-mini", "gpt-4o-mini"]
-    assert all(r.body["max_tokens"] == 1024 for r in server.requests if "max_tokens" in r.body)
 
 
 def test_a_chat_at_its_cap_refuses_the_turn_in_one_line_and_goes_on(server, home) -> None:

@@ -255,3 +255,38 @@ def test_an_agent_step_moves_to_a_cheaper_tier_that_fits_and_says_so(tmp_path: P
     [rerouted] = [e for e in events if isinstance(e, ev.SpendCapRerouted)]
     assert (rerouted.from_tier, rerouted.to_tier) == ("frontier", "mid")
     assert log.logs[0].tier == "mid" and log.logs[0].routing["spend_cap"][0]["from"] == "frontier scripted/big"
+
+
+# -- the CLI's lines ---------------------------------------------------------------------------
+
+
+def test_the_toolbar_shows_spent_over_the_cap_once_the_cap_is_set_up() -> None:
+    from types import SimpleNamespace
+
+    from persona_cli.commands.chat import _toolbar
+    from persona_cli.turn_view import SessionTotals
+
+    mid = ScriptedBackend(model_name="big")
+    session = SimpleNamespace(
+        tiers=registry(priced("mid", mid, PRICEY)), persona=agentic.PERSONA, built_spend=None,
+    )
+    ctx = SimpleNamespace(totals=SessionTotals(), session=session, tier="auto", prompt=None)
+    assert "spend" not in "".join(text for _style, text in _toolbar(ctx))
+    spend = cap(5.0)
+    spend.charge(Usage(100, 10, 1.23, 1), worst=2.0)
+    session.built_spend = spend
+    assert "· spend $0.0123 / $0.05 " in "".join(text for _style, text in _toolbar(ctx))
+
+
+def test_a_reroute_is_one_line() -> None:
+    import io
+
+    from rich.console import Console
+
+    from persona_cli.event_view import EventView
+
+    out, info = io.StringIO(), io.StringIO()
+    view = EventView(out=Console(file=out, width=60), info=Console(file=info, width=60))
+    view.handle(ev.SpendCapRerouted("mid", "gpt-4o", "small", "gpt-4o-mini", "mid openai/gpt-4o could cost up to $0.0117"))
+    assert info.getvalue() == "$ spend cap: mid openai/gpt-4o could cost up to $0.0117; using small · gpt-4o-mini\n"
+    assert out.getvalue() == ""
