@@ -290,3 +290,20 @@ def test_a_reroute_is_one_line() -> None:
     view.handle(ev.SpendCapRerouted("mid", "gpt-4o", "small", "gpt-4o-mini", "mid openai/gpt-4o could cost up to $0.0117"))
     assert info.getvalue() == "$ spend cap: mid openai/gpt-4o could cost up to $0.0117; using small · gpt-4o-mini\n"
     assert out.getvalue() == ""
+
+
+def test_a_zero_cap_ends_at_the_local_model_which_costs_nothing_and_gets_no_tools() -> None:
+    from persona.tools import Toolbox
+    from persona.tools.builtin.calculator import make_calculator_tool
+
+    mid = ScriptedBackend(default=Reply("never"), model_name="big")
+    local = ScriptedBackend([Reply("Local answer.", usage=(80, 3))], provider_name="gguf", model_name="bundled")
+    spend = cap(0.0)
+    loop, log = chat_loop(
+        registry(priced("mid", mid, PRICEY), priced("small", local, None)), spend,
+        toolbox=Toolbox([make_calculator_tool()], allow_list=["calculator"]),
+    )
+    events = turn(loop, conversation(), "Hello.")
+    assert events[-1].status == "ok" and events[-1].text == "Local answer." and mid.calls == []
+    assert local.calls[0].tools is None  # a local model is not sent tool specs
+    assert log.logs[0].cost_cents == 0.0 and log.logs[0].provider == "gguf" and spend.spent_cents == 0.0
