@@ -175,8 +175,8 @@ class SpendCap:
         """Add one finished call: its reported cost; its worst case when nothing was reported."""
         if usage.cost_cents is None:
             self.unpriced_calls += 1
-        elif usage.prompt_tokens == 0 and usage.completion_tokens == 0 and worst is not None:
-            self.charge_estimate(worst)
+        elif worst is not None and (getattr(usage, "estimated", False) or usage.prompt_tokens == usage.completion_tokens == 0):
+            self.charge_estimate(worst)  # no usage reported (or only an estimate of it): the worst case holds the cap
         else:
             self.spent_cents = round(self.spent_cents + usage.cost_cents, 6)
 
