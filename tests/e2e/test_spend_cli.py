@@ -132,3 +132,7 @@ def test_an_agent_at_its_cap_exits_4_and_the_run_can_resume(server, home, monkey
     [saved] = [json.loads(p.read_text()) for p in (home / "runs").glob("*.json")]
     assert saved["status"] == "spend_cap_reached" and len(server.requests) == 1
     assert sum(r["cost_cents"] or 0 for r in turn_log(home)) <= 1.5
+    server.enqueue(Text("[FINAL] DuckDB.", usage=USAGE))
+    code, result = invoke(["agent", "--resume", saved["id"], "--max-cost", "1"])
+    assert code == 0, result.output
+    assert result.stdout == "DuckDB.\n"
