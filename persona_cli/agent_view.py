@@ -104,6 +104,10 @@ class AgentView(EventView):
             label = "the answer above is a best effort" if run.best_effort and run.output else "no answer"
             render_notice(self.info, f"■ step limit reached ({label}) · {summary}")
             render_notice(self.info, f"  continue with: persona agent --resume {run.id} --max-steps N")
+        elif status == "spend_cap_reached":
+            self.info.print(Text(f"✗ {sanitize(run.error or 'the spend cap was reached')}", style="red"), soft_wrap=not self.info.is_terminal)
+            render_notice(self.info, f"■ spend cap reached · {summary}")
+            render_notice(self.info, f"  continue with: persona agent --resume {run.id} --max-cost USD")
         elif status == "needs_input":
             render_notice(self.info, f"⏸ waiting for an answer · {summary}")
             render_notice(self.info, f"  answer it with: persona agent --resume {run.id}")

@@ -32,12 +32,25 @@ def setup_errors_exit_2() -> Iterator[None]:
         raise CliError(str(exc), USAGE) from None
 
 
-def open_session(persona_path: Path, *, start: bool = True) -> Session:
-    """:func:`persona_runtime.session.open_session` with the settings from the environment."""
-    from persona_runtime.session import open_session as open_runtime_session
+def open_session(
+    persona_path: Path, *, start: bool = True, max_cost: float | None = None, allow_unpriced: bool = False
+) -> Session:
+    """:func:`persona_runtime.session.open_session` with the settings from the environment;
+    ``max_cost`` (US dollars, ``--max-cost``) wins over ``PERSONA_MAX_COST_PER_SESSION``."""
+    from dataclasses import replace
 
+    from persona_runtime.session import open_session as open_runtime_session
+    from persona_runtime.settings import Settings
+
+    if max_cost is not None and not 0 <= max_cost < float("inf"):
+        raise CliError(f"--max-cost must be an amount in US dollars >= 0 (e.g. 0.50), got {max_cost!r}", USAGE)
     with setup_errors_exit_2():
-        return open_runtime_session(persona_path, start=start)
+        settings = Settings.from_env()
+        if max_cost is not None:
+            settings = replace(settings, max_cost_per_session=max_cost)
+        if allow_unpriced:
+            settings = replace(settings, allow_unpriced=True)
+        return open_runtime_session(persona_path, settings=settings, start=start)
 
 
 def load_persona(path: Path) -> Persona:

@@ -77,6 +77,9 @@ class EventView:
                 render_notice(
                     self.info, f"↪ {f.failed_provider}/{f.failed_model} failed ({f.error}); trying {f.next_tier} · {f.next_model}"
                 )
+            case ev.SpendCapRerouted() as r:
+                self.end_streams()
+                render_notice(self.info, f"$ spend cap: {sanitize(r.reason)}; using {r.to_tier} · {sanitize(r.to_model)}")
             case ev.ReplyCut(limit=limit, setting=setting):
                 self.end_streams()
                 render_notice(self.info, f"✂ the reply reached its {limit}-token limit and was cut there ({setting} raises it)")

@@ -32,6 +32,7 @@ PROCEED_ANSWER = "No answer is available. Proceed with your best judgement and s
 STATUS_CODES = {
     "completed": exit_codes.OK,
     "max_steps_reached": exit_codes.MAX_STEPS,
+    "spend_cap_reached": exit_codes.MAX_STEPS,
     "needs_input": exit_codes.NEEDS_INPUT,
     "cancelled": exit_codes.INTERRUPTED,
     "error": exit_codes.RUNTIME_ERROR,
@@ -61,8 +62,15 @@ def agent(
     limit: int = typer.Option(20, "--limit", "-n", help="How many runs --list shows."),
     tier: str = typer.Option("auto", "--tier", "-t", help="auto (frontier to plan, mid to act), small, mid or frontier."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Run tools that write or send without asking."),
+    max_cost: float | None = typer.Option(
+        None, "--max-cost", metavar="USD", help="Spend cap for this run in US dollars (wins over PERSONA_MAX_COST_PER_SESSION); exit 4 at the cap."
+    ),
+    allow_unpriced: bool = typer.Option(False, "--allow-unpriced", help="Under a spend cap, still use models with no known price."),
 ) -> None:
-    """Run an agent on a task: it plans, calls tools, asks you ([ASK_USER]) and answers ([FINAL])."""
+    """Run an agent on a task: it plans, calls tools, asks you ([ASK_USER]) and answers ([FINAL]).
+
+    Example: persona agent personas/kai.yaml "summarise notes.md" --max-cost 0.25
+    """
     if max_steps < 1:
         raise CliError(f"--max-steps must be at least 1, got {max_steps}", USAGE)
     if on_ask is not None and on_ask not in ON_ASK:
@@ -102,7 +110,7 @@ def agent(
 
     from persona_cli.compose import open_session
 
-    session = open_session(persona_file)
+    session = open_session(persona_file, max_cost=max_cost, allow_unpriced=allow_unpriced)
     if stored is not None and stored.persona_id != session.persona_id:
         raise CliError(f"run {stored.id} belongs to persona {stored.persona_id!r}, not {session.persona_id!r}", USAGE)
     import asyncio
@@ -254,6 +262,8 @@ async def _run(
             await foreground.run(consume(loop), token=token)
             for problem in loop.events.take_failures():
                 render_notice(info, f"✗ the turn log could not be written ({problem})")
+            if session.spend.active and not json_out:
+                render_notice(info, f"$ spend {session.spend.summary()}")
         except asyncio.CancelledError:
             view.interrupted()
             status = "cancelled"

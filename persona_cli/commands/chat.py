@@ -26,8 +26,13 @@ def chat(
     env_file: Path | None = typer.Option(None, "--env-file", help="Load variables from this file (the real environment wins)."),
     multiline: bool = typer.Option(False, "--multiline", help="Enter inserts a newline; Alt-Enter sends."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Run tools that write or send without asking."),
+    max_cost: float | None = typer.Option(None, "--max-cost", metavar="USD", help="Spend cap for this session in US dollars (wins over PERSONA_MAX_COST_PER_SESSION)."),
+    allow_unpriced: bool = typer.Option(False, "--allow-unpriced", help="Under a spend cap, still use models with no known price."),
 ) -> None:
-    """Chat with a persona. Piped stdin: each line is a message and stdout carries only the replies."""
+    """Chat with a persona. Piped stdin: each line is a message and stdout carries only the replies.
+
+    Example: persona chat personas/astrid.yaml --max-cost 0.50
+    """
     from persona_runtime.routing.types import TIER_CHOICES  # here, not at the top: --help stays fast
 
     if tier not in TIER_CHOICES:
@@ -39,7 +44,7 @@ def chat(
     from persona_cli.compose import open_session
 
     interactive = sys.stdin.isatty()
-    session = open_session(persona_file, start=not interactive)
+    session = open_session(persona_file, start=not interactive, max_cost=max_cost, allow_unpriced=allow_unpriced)
     import asyncio
 
     if interactive:
@@ -276,6 +281,9 @@ def _toolbar(ctx: Any) -> Any:
     else:
         where, used = f"{ctx.tier}", "0%"
     text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} "
+    spend = ctx.session.built_spend
+    if spend is not None and spend.active:
+        text += f"· spend {spend.summary()} "
     if ctx.prompt is not None and ctx.prompt.multiline:
         text += "· multiline "
     return FormattedText([("class:bottom-toolbar", text)])

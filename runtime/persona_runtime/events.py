@@ -29,6 +29,7 @@ __all__ = [
     "RetryWaiting",
     "RoutingDecided",
     "SkillActivated",
+    "SpendCapRerouted",
     "TextDelta",
     "ThinkingDelta",
     "ToolCallFinished",
@@ -138,6 +139,18 @@ class FallbackTriggered:
 
 
 @dataclass(frozen=True, slots=True)
+class SpendCapRerouted:
+    """The routed model could cross the spend cap on this call; a cheaper one that fits answers."""
+
+    from_tier: str
+    from_model: str
+    to_tier: str
+    to_model: str
+    #: Why, in words: the worst case of the call and what is left under the cap.
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class TurnFailed:
     """Nothing could answer. The user's message is kept so the turn can be retried."""
 
@@ -173,6 +186,7 @@ TurnEvent = (
     | SkillActivated
     | RetryWaiting
     | FallbackTriggered
+    | SpendCapRerouted
     | TurnFailed
     | TurnFinished
 )

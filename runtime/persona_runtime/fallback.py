@@ -69,7 +69,8 @@ async def walk_fallback_chain(
             except AttemptFailed as failed:
                 state.attempt_started = None
                 err = failed.error
-                state.attempts.append(attempt_record(tier_name, slot, "error", started, err))
+                # state.tier / state.slot: the model that was called (the spend cap may have swapped it).
+                state.attempts.append(attempt_record(state.tier or tier_name, state.slot or slot, "error", started, err))
                 wait = retry_after(err)
                 if wait is not None and wait <= retry_after_max_s and not retried:
                     retried = True
@@ -93,7 +94,7 @@ async def walk_fallback_chain(
                 break
             else:
                 state.attempt_started = None
-                state.attempts.append(attempt_record(tier_name, slot, "ok", started))
+                state.attempts.append(attempt_record(state.tier or tier_name, state.slot or slot, "ok", started))
                 return
     raise AllModelsFailed
 

@@ -60,6 +60,7 @@ from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.recorder import EventBus, Subscriber
 from persona_runtime.routing.types import RoutingContext, RoutingDecision
 from persona_runtime.secrets import redact
+from persona_runtime.spend import SpendCapReached
 from persona_runtime.tooling import SIDE_EFFECT_TOOLS, ToolApprover, inject_skill
 from persona_runtime.turnlog.record import TurnLog
 from persona_runtime.turnlog.writer import TurnLogWriter
@@ -164,6 +165,9 @@ class ConversationLoop:
                 account.close_open_attempt()
             except MessageTooLong as exc:
                 failure = TurnFailed(message=str(exc), error_type="MessageTooLong")
+            except SpendCapReached as exc:  # refused before the call: nothing was sent
+                account.attempt_started = None
+                failure = TurnFailed(message=exc.message, error_type="SpendCapReached")
             except Exception as exc:  # noqa: BLE001 - a fault outside any model ends this turn, not the session
                 failure = TurnFailed(message=f"internal error: {redact(short_error(exc))}", error_type=type(exc).__name__)
             if failure is not None:

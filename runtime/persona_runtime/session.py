@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from persona.schema.persona import Persona
 
     from persona_runtime.agentic import AgenticLoop
+    from persona_runtime.engine.engine import EngineOptions
     from persona_runtime.embedders import EmbedderChoice
     from persona_runtime.loop import ConversationLoop
     from persona_runtime.memory import PersonaMemory
     from persona_runtime.paths import DataPaths
+    from persona_runtime.spend import SpendCap
     from persona_runtime.tier import TierRegistry
     from persona_runtime.turnlog import JSONLTurnLogWriter
 
@@ -133,6 +135,7 @@ class Session:
         #: One-line notes for the person (e.g. about the embedder), shown once at start-up.
         self.notices: list[str] = [embedder.notice] if embedder.notice else []
         self.mcp_clients: list[Any] = []
+        self._spend: SpendCap | None = None
         self._heavy: Future[HeavyParts] = Future()
         self._loop: ConversationLoop | None = None
         self._started = False
@@ -222,7 +225,7 @@ class Session:
             skill_injector=heavy.skill_injector,
             turn_log=self._turn_log(),
             max_tool_rounds=settings.max_tool_rounds,
-            options=settings.engine_options(),
+            options=self.engine_options(),
             history_window=HistoryWindow(
                 compact_after=settings.history_compact_after, keep_recent_turns=settings.history_keep_turns
             ),
@@ -245,10 +248,30 @@ class Session:
             "turn_log": self._turn_log(),
             "runs_dir": self.paths.runs,
             "persona_path": self.persona_path,
-            "options": self.settings.engine_options(),
+            "options": self.engine_options(),
         }
         options.update(kwargs)
         return AgenticLoop(persona=self.persona, tiers=self.tiers, **options)
+
+    @property
+    def spend(self) -> SpendCap:
+        """The session's spend cap (one ledger for chat and agent loops alike); today's spend is
+        read from the TurnLog once, on first use, when a day cap is set."""
+        if self._spend is None:
+            from persona_runtime.spend import SpendCap
+
+            self._spend = SpendCap.from_turn_log(self.settings.spend_limits(), self.paths.turn_log)
+        return self._spend
+
+    @property
+    def built_spend(self) -> SpendCap | None:
+        """The spend cap if it is set up already (never reads the TurnLog: safe in a toolbar)."""
+        return self._spend
+
+    def engine_options(self) -> EngineOptions:
+        from dataclasses import replace
+
+        return replace(self.settings.engine_options(), spend=self.spend if self.spend.active else None)
 
     def _turn_log(self) -> JSONLTurnLogWriter:
         from persona_runtime.turnlog import JSONLTurnLogWriter

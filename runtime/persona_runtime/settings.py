@@ -27,6 +27,7 @@ from persona_runtime.turnlog.files import DEFAULT_KEEP
 
 if TYPE_CHECKING:
     from persona_runtime.engine.engine import EngineOptions
+    from persona_runtime.spend import SpendLimits
     from persona_runtime.tier import TierConfig, TierRegistry
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "embedder_kind_from_env",
     "local_context_from_env",
     "local_repeat_penalty_from_env",
+    "max_cost_from_env",
     "log_keep_from_env",
     "request_timeout_from_env",
     "verbose_from_env",
@@ -87,6 +89,12 @@ class Settings:
     data_dir: Path | None = None
     #: persona-core warnings on stderr, full tracebacks on errors (``PERSONA_VERBOSE=1``, the CLI's ``-v``).
     verbose: bool = False
+    #: Spend cap per session, in US dollars (``PERSONA_MAX_COST_PER_SESSION``; the CLI's ``--max-cost`` wins).
+    max_cost_per_session: float | None = None
+    #: Spend cap per local calendar day, in US dollars, counted from the TurnLog (``PERSONA_MAX_COST_PER_DAY``).
+    max_cost_per_day: float | None = None
+    #: Under a spend cap, still call models with no known price (the CLI's ``--allow-unpriced``).
+    allow_unpriced: bool = False
     #: The tiers and their models (``PERSONA_<TIER>_*``, ``PERSONA_PROVIDER`` ..., ``PERSONA_LOCAL_MODEL``);
     #: empty: the bundled local model on every tier.
     tiers: tuple[TierConfig, ...] = ()
@@ -116,6 +124,8 @@ class Settings:
             local_repeat_penalty=local_repeat_penalty_from_env(source),
             data_dir=data_dir_from_env(source),
             verbose=verbose_from_env(source),
+            max_cost_per_session=max_cost_from_env(source, "PERSONA_MAX_COST_PER_SESSION"),
+            max_cost_per_day=max_cost_from_env(source, "PERSONA_MAX_COST_PER_DAY"),
             tiers=tuple(tiers),
             chroma=chroma_server_from_env(source),
         )
@@ -131,6 +141,15 @@ class Settings:
         return EngineOptions(
             reply_tokens=self.reply_tokens, local_reply_tokens=self.local_reply_tokens, tool_timeout_s=self.tool_timeout_s
         )
+
+    def spend_limits(self) -> SpendLimits:
+        """The spend caps, in cents (the TurnLog's unit)."""
+        from persona_runtime.spend import SpendLimits
+
+        def cents(usd: float | None) -> float | None:
+            return round(usd * 100, 6) if usd is not None else None
+
+        return SpendLimits(cents(self.max_cost_per_session), cents(self.max_cost_per_day), self.allow_unpriced)
 
     def tier_registry(self, **kwargs: Any) -> TierRegistry:
         """A new registry over ``tiers``; its backends use these timeouts and local-model settings.
@@ -214,6 +233,20 @@ def local_repeat_penalty_from_env(env: Mapping[str, str] | None = None) -> float
         return max(1.0, float(raw)) if raw else DEFAULT_REPEAT_PENALTY
     except ValueError:
         return DEFAULT_REPEAT_PENALTY
+
+
+def max_cost_from_env(env: Mapping[str, str] | None, var: str) -> float | None:
+    """A spend cap in US dollars (``PERSONA_MAX_COST_PER_SESSION`` / ``_PER_DAY``): a number >= 0; unset: no cap."""
+    raw = _environ(env).get(var, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw.removeprefix("$"))
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{var} must be an amount in US dollars >= 0 (e.g. 0.50), got {raw!r}", variable=var)
+    return value
 
 
 def verbose_from_env(env: Mapping[str, str] | None = None) -> bool:

@@ -41,6 +41,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "PERSONA_LOCAL_CONTEXT": "4096", "PERSONA_LOCAL_REPEAT_PENALTY": "1.1", "PERSONA_HOME": str(tmp_path),
         "PERSONA_VERBOSE": "1", "PERSONA_MID_PROVIDER": "ollama", "PERSONA_MID_MODEL": "llama3",
         "PERSONA_CHROMA_URL": "http://127.0.0.1:8000",
+        "PERSONA_MAX_COST_PER_SESSION": "0.25", "PERSONA_MAX_COST_PER_DAY": "3",
     }
     settings = Settings.from_env(env)
     assert settings.chroma is not None and settings.chroma.url == "http://127.0.0.1:8000"
@@ -48,7 +49,8 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "reply_tokens": 300, "local_reply_tokens": 200, "max_tool_rounds": 0, "tool_timeout_s": 9.0, "request_timeout_s": 2.5,
         "history_compact_after": 8, "history_keep_turns": 2, "log_max_bytes": 3 * 1024 * 1024, "log_keep": 0,
         "embedder": "hash", "local_context": 4096, "local_repeat_penalty": 1.1, "data_dir": tmp_path,
-        "verbose": True, "tiers": None, "chroma": None,
+        "verbose": True, "max_cost_per_session": 0.25, "max_cost_per_day": 3.0, "allow_unpriced": False,
+        "tiers": None, "chroma": None,
     }
     assert [t.name for t in settings.tiers] == ["mid"]
     assert settings.engine_options() == EngineOptions(reply_tokens=300, local_reply_tokens=200, tool_timeout_s=9.0)

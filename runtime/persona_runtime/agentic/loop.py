@@ -189,7 +189,8 @@ class AgenticLoop:
             except Cancelled:
                 status = RunStatus.CANCELLED
             except StepFailed as failed:
-                status, st.error = RunStatus.ERROR, failed.message
+                status = RunStatus.SPEND_CAP_REACHED if failed.spend_cap else RunStatus.ERROR
+                st.error = failed.message
             except Exception as exc:  # noqa: BLE001 - a bug ends the run with status error, never an exception
                 status, st.error = RunStatus.ERROR, f"internal error: {redact(short_error(exc))}"
             run = await self.records.finish(st, status or RunStatus.ERROR)

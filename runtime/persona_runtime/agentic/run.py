@@ -55,6 +55,8 @@ class RunStatus(StrEnum):
     #: Stopped on an ``[ASK_USER]`` question nobody could answer; resumable.
     NEEDS_INPUT = "needs_input"
     MAX_STEPS_REACHED = "max_steps_reached"
+    #: The next step could cross the spend cap and no cheaper model fits; resumable (with a higher cap).
+    SPEND_CAP_REACHED = "spend_cap_reached"
     CANCELLED = "cancelled"
     ERROR = "error"
     #: Read as ``running`` but no process holds the run (it was killed); never saved, only
@@ -64,7 +66,8 @@ class RunStatus(StrEnum):
     @property
     def resumable(self) -> bool:
         return self in (
-            RunStatus.NEEDS_INPUT, RunStatus.MAX_STEPS_REACHED, RunStatus.CANCELLED, RunStatus.ERROR, RunStatus.ABANDONED,
+            RunStatus.NEEDS_INPUT, RunStatus.MAX_STEPS_REACHED, RunStatus.SPEND_CAP_REACHED, RunStatus.CANCELLED,
+            RunStatus.ERROR, RunStatus.ABANDONED,
         )
 
 

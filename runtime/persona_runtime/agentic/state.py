@@ -21,11 +21,12 @@ def now() -> datetime:
 
 
 class StepFailed(Exception):
-    """Every model in the chain failed for a step."""
+    """Every model in the chain failed for a step (``spend_cap``: the spend cap refused it)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, spend_cap: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.spend_cap = spend_cap
 
 
 @dataclass

@@ -32,6 +32,7 @@ from persona_runtime.engine.stream import Cancelled
 from persona_runtime.engine.tools import ToolOutcome
 from persona_runtime.events import SkillActivated, TextDelta
 from persona_runtime.fallback import AllModelsFailed, failure_message
+from persona_runtime.spend import SpendCapReached
 from persona_runtime.tooling import ToolApprover, inject_skill
 
 if TYPE_CHECKING:
@@ -103,6 +104,9 @@ class StepCalls:
                 yield item
         except AllModelsFailed:
             raise StepFailed(failure_message(account.attempts)) from None
+        except SpendCapReached as exc:
+            account.attempt_started = None
+            raise StepFailed(exc.message, spend_cap=True) from None
         progress.latency_ms = account.elapsed_ms()
 
     async def _attempt(

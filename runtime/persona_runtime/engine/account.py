@@ -36,6 +36,8 @@ class CallAccount:
     skill_used: str | None = None
     compacted: bool = False
     routing: RoutingDecision | None = None
+    #: Calls the spend cap moved to a cheaper model (``routing.spend_cap`` in the TurnLog).
+    spend_reroutes: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, usage: Usage) -> None:
         self.usage = self.usage + usage
@@ -65,6 +67,8 @@ class CallAccount:
     ) -> TurnLog:
         slot = self.slot
         routing: dict[str, Any] | None = self.routing.to_record() if self.routing is not None else None
+        if self.spend_reroutes:
+            routing = {**(routing or {}), "spend_cap": list(self.spend_reroutes)}
         return TurnLog(
             kind=kind,  # type: ignore[arg-type]
             conversation_id=conversation_id,

@@ -10,6 +10,11 @@
   ``Retry-After`` wait can be cancelled.
 * **Summaries.** ``summarise`` asks the small tier (then its fallbacks) to fold old messages;
   every request it makes is counted, and any fault of a model just moves on to the next.
+* **The spend cap** (:mod:`persona_runtime.spend`). Before every request (replies, tool rounds,
+  agent steps, summaries) its worst case is checked against the session's ``SpendCap``; a
+  model that could cross it is swapped for the cheapest configured model that fits
+  (``SpendCapRerouted``, recorded in the TurnLog's ``routing.spend_cap``), or the call is
+  refused (``SpendCapReached``). What each request cost is then charged to the cap.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ from persona_runtime.engine.reply import ModelReply, stream_reply
 from persona_runtime.engine.stream import cancellable
 from persona_runtime.engine.tools import ToolRunner
 from persona_runtime.engine.usage import Usage
-from persona_runtime.events import ReplyCut, TextDelta, ThinkingDelta
+from persona_runtime.events import ReplyCut, SpendCapRerouted, TextDelta, ThinkingDelta
 from persona_runtime.fallback import AttemptFailed, walk_fallback_chain
+from persona_runtime.spend import SpendCapReached, count_prompt_tokens, usd, worst_case_cents
 
 if TYPE_CHECKING:
     from persona.schema.conversation import ConversationMessage
 
     from persona_runtime.cancel import CancelToken
     from persona_runtime.engine.account import CallAccount
+    from persona_runtime.spend import SpendCap
     from persona_runtime.tier import ModelSlot, TierRegistry
 
 __all__ = ["DEFAULT_LOCAL_REPLY_TOKENS", "EngineOptions", "ModelEngine", "Summary"]
@@ -55,11 +62,13 @@ class EngineOptions:
     tool_result_max_chars: int = 20_000
     #: The loop guard: the n-th identical tool call in a turn or run is not run (0: off).
     loop_guard: int = 3
+    #: The session's spend cap (one ledger for every loop of the session); None: no cap.
+    spend: SpendCap | None = None
 
     def build(self, tiers: TierRegistry, toolbox: Any) -> tuple[ModelEngine, ToolRunner]:
         engine = ModelEngine(
             tiers, reply_tokens=self.reply_tokens, local_reply_tokens=self.local_reply_tokens,
-            temperature=self.temperature, retry_after_max_s=self.retry_after_max_s,
+            temperature=self.temperature, retry_after_max_s=self.retry_after_max_s, spend=self.spend,
         )
         tools = ToolRunner(toolbox, timeout_s=self.tool_timeout_s, max_chars=self.tool_result_max_chars, loop_guard=self.loop_guard)
         return engine, tools
@@ -81,12 +90,18 @@ class ModelEngine:
         local_reply_tokens: int = DEFAULT_LOCAL_REPLY_TOKENS,
         temperature: float = 0.0,
         retry_after_max_s: float = 10.0,
+        spend: SpendCap | None = None,
     ) -> None:
         self.tiers = tiers
         self.reply_tokens = reply_tokens
         self.local_reply_tokens = local_reply_tokens
         self.temperature = temperature
         self.retry_after_max_s = retry_after_max_s
+        self.spend = spend
+
+    @property
+    def capped(self) -> bool:
+        return self.spend is not None and self.spend.active
 
     # -- budgets --------------------------------------------------------------------------
 
@@ -124,21 +139,89 @@ class ModelEngine:
         accept_calls: bool = True,
         allow_empty: bool = False,
     ) -> AsyncIterator[TextDelta | ThinkingDelta | ReplyCut | ModelReply]:
-        """One streamed request; its deltas, a ``ReplyCut`` if the budget cut it, then the reply."""
+        """One streamed request; its deltas, a ``ReplyCut`` if the budget cut it, then the reply.
+        Under a spend cap, first a ``SpendCapRerouted`` when a cheaper model must answer."""
+        worst: float | None = None
+        if self.capped:
+            tier, slot, worst, rerouted = self.within_cap(account, tier, slot, count_prompt_tokens(messages, tools))
+            if rerouted is not None:
+                account.tier, account.slot = tier, slot
+                tools = None if slot.provider == "gguf" else tools
+                yield rerouted
         backend = self.backend(slot)
         max_tokens, setting = self.reply_budget(tier, slot)
         price = self.tiers.price_for(tier, slot)
-        async for item in stream_reply(
-            backend, messages, tools=tools, temperature=self.temperature, max_tokens=max_tokens,
-            price=price, cancel=cancel, accept_calls=accept_calls, allow_empty=allow_empty,
-        ):
-            if isinstance(item, ModelReply):
-                account.add(item.usage)
-                if item.cut:
-                    yield ReplyCut(item.max_tokens, setting)
-            elif isinstance(item, TextDelta) and account.ttft_ms is None:
-                account.ttft_ms = account.elapsed_ms()
-            yield item
+        charged = started = False
+        try:
+            async for item in stream_reply(
+                backend, messages, tools=tools, temperature=self.temperature, max_tokens=max_tokens,
+                price=price, cancel=cancel, accept_calls=accept_calls, allow_empty=allow_empty,
+            ):
+                if isinstance(item, ModelReply):
+                    account.add(item.usage)
+                    charged = True
+                    if self.spend is not None:
+                        self.spend.charge(item.usage, worst)
+                    if item.cut:
+                        yield ReplyCut(item.max_tokens, setting)
+                else:
+                    started = True
+                    if isinstance(item, TextDelta) and account.ttft_ms is None:
+                        account.ttft_ms = account.elapsed_ms()
+                yield item
+        finally:
+            if started and not charged and self.capped:
+                self.spend.charge_estimate(worst)  # type: ignore[union-attr]  # cut off mid-reply: it may have cost it all
+
+    # -- the spend cap ----------------------------------------------------------------------
+
+    def within_cap(
+        self, account: CallAccount, tier: str, slot: ModelSlot, prompt_tokens: int, *, reply_cap: int | None = None
+    ) -> tuple[str, ModelSlot, float | None, SpendCapRerouted | None]:
+        """(tier, model, worst case in cents, the reroute event or None) for one request of
+        ``prompt_tokens``: ``slot`` itself when its worst case fits the cap, else the cheapest
+        configured model that fits (and whose context window holds the request). Raises
+        :class:`SpendCapReached` when none does. ``reply_cap``: the request's max_tokens when it
+        is not the reply budget (summaries)."""
+        spend = self.spend
+        cap = reply_cap if reply_cap is not None else self.reply_budget(tier, slot)[0]
+        worst = worst_case_cents(prompt_tokens, cap, self.tiers.price_for(tier, slot))
+        if spend is None or spend.fits(worst):
+            return tier, slot, worst, None
+        best: tuple[tuple[bool, float], str, ModelSlot, float | None] | None = None
+        for name, other in self._every_model():
+            other_cap = reply_cap if reply_cap is not None else self.reply_budget(name, other)[0]
+            if prompt_tokens + other_cap > self.tiers.context_window_for(name):
+                continue
+            other_worst = worst_case_cents(prompt_tokens, other_cap, self.tiers.price_for(name, other))
+            if not spend.fits(other_worst):
+                continue
+            rank = (other_worst is None, other_worst or 0.0)  # priced first, cheapest first
+            if best is None or rank < best[0]:
+                best = (rank, name, other, other_worst)
+        if best is None:
+            raise SpendCapReached(spend.refusal(worst, f"{tier} {slot.label}"), worst_case_cents=worst)
+        _rank, name, other, other_worst = best
+        cost = "is unpriced" if worst is None else f"could cost up to {usd(worst)}"
+        left = spend.headroom_cents()
+        reason = f"{tier} {slot.label} {cost}, over what is left under the cap ({usd(left or 0.0)})"
+        event = SpendCapRerouted(tier, slot.model, name, other.model, reason)
+        record = {"from": f"{tier} {slot.label}", "to": f"{name} {other.label}", "worst_case_cents": worst,
+                  "to_worst_case_cents": other_worst, "headroom_cents": left}
+        if any(r["from"] == record["from"] and r["to"] == record["to"] for r in account.spend_reroutes):
+            return name, other, other_worst, None  # said once per turn or step (tool rounds repeat it)
+        account.spend_reroutes.append(record)
+        return name, other, other_worst, event
+
+    def _every_model(self) -> list[tuple[str, ModelSlot]]:
+        seen: set[Any] = set()
+        out: list[tuple[str, ModelSlot]] = []
+        for name in self.tiers.configured_tier_names:
+            for slot in self.tiers.slots(name):
+                if slot.key not in seen:
+                    seen.add(slot.key)
+                    out.append((name, slot))
+        return out
 
     # -- fallback ---------------------------------------------------------------------------
 
@@ -174,7 +257,18 @@ class ModelEngine:
         from persona.backends.errors import ProviderError
 
         request = [system_message(instructions), user_message(transcript)]
+        prompt_tokens = count_prompt_tokens(request) if self.capped else 0
+        tried: set[Any] = set()
         for tier_name, slot in self.tiers.fallback_chain("small"):
+            worst: float | None = None
+            if self.capped:
+                try:
+                    tier_name, slot, worst, _ = self.within_cap(account, tier_name, slot, prompt_tokens, reply_cap=max_tokens)
+                except SpendCapReached:
+                    return Summary(None, None, None)  # no summary: the budget reducer trims instead
+            if slot.key in tried:
+                continue
+            tried.add(slot.key)
             try:
                 backend = self.tiers.backend_for(slot)
                 response = await cancellable(
@@ -182,7 +276,10 @@ class ModelEngine:
                 )
             except (ProviderError, OSError, ValueError, RuntimeError):
                 continue
-            account.add(Usage.reported(response.usage, self.tiers.price_for(tier_name, slot)))
+            usage = Usage.reported(response.usage, self.tiers.price_for(tier_name, slot))
+            account.add(usage)
+            if self.spend is not None:
+                self.spend.charge(usage, worst)
             if response.content.strip():
                 return Summary(response.content.strip(), tier_name, slot.model)
         return Summary(None, None, None)
