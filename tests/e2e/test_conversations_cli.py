@@ -9,31 +9,9 @@ import signal
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
-from tests.support.env import clean_env
+from tests.support.conversations import ASTRID, conversation_files, history_of, persona, persona_env
 from tests.support.openai_server import Status, Text
-from tests.support.paths import PERSONAS
-from tests.support.pty import server_vars
-
-ASTRID = str(PERSONAS / "astrid.yaml")
-
-
-def persona(server, home: Path, *args: str, stdin: str | None = "") -> subprocess.CompletedProcess[str]:
-    env = clean_env(home, PERSONA_EMBEDDER="hash", NO_PROXY="127.0.0.1", PERSONA_REQUEST_TIMEOUT_S="10", **server_vars(server))
-    return subprocess.run(
-        [sys.executable, "-m", "persona_cli", *args], input=stdin, capture_output=True, text=True, env=env,
-        cwd=home, timeout=120,
-    )
-
-
-def conversation_files(home: Path) -> list[Path]:
-    return sorted((home / "conversations" / "astrid").glob("*.jsonl"))
-
-
-def history_of(request) -> list[tuple[str, str]]:
-    """(role, content) of every message between the system message and the new user message."""
-    return [(m["role"], m["content"]) for m in request.body["messages"][1:-1]]
 
 
 def test_continue_sends_the_earlier_exchange_as_history(server, tmp_path) -> None:
@@ -113,7 +91,7 @@ def test_resume_by_prefix_list_and_json(server, tmp_path) -> None:
 def test_a_torn_last_line_is_skipped_and_a_killed_process_keeps_earlier_turns(server, tmp_path) -> None:
     server.enqueue(Text("First answer."))
     server.enqueue(Text("never finished " * 50, delay_s=0.2))  # streams slowly: killed meanwhile
-    env = clean_env(tmp_path, PERSONA_EMBEDDER="hash", NO_PROXY="127.0.0.1", **server_vars(server))
+    env = persona_env(server, tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "persona_cli", "chat", ASTRID], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True,
