@@ -47,15 +47,15 @@ async def run_turn(
         if being_cancelled():
             raise
     finally:
-        report_write_failures(loop, view.info)
+        report_write_failures(loop, view)
     return status
 
 
-def report_write_failures(loop: Any, info: Any) -> None:
+def report_write_failures(loop: Any, view: Any) -> None:
     from persona_cli.render import render_notice
 
     for problem in loop.events.take_failures():
-        render_notice(info, f"✗ the turn log or conversation file could not be written ({problem}); the chat goes on")
+        render_notice(view.info, f"✗ the turn log or conversation file could not be written ({problem}); the chat goes on")
 
 
 def being_cancelled() -> bool:

@@ -156,8 +156,9 @@ class ConversationStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read(self, path: Path) -> LoadedFile:
-        """The file's turns still in force (undone ones dropped); a torn or foreign line is skipped."""
+    def read(self, path: Path, *, include_undone: bool = False) -> LoadedFile:
+        """The file's turns still in force (undone ones dropped unless ``include_undone``); a torn
+        or foreign line is skipped."""
         header: dict[str, Any] = {}
         turns: list[StoredTurn] = []
         summary, up_to = "", 0
@@ -175,7 +176,7 @@ class ConversationStore:
                     ))
                 except (KeyError, TypeError, ValueError):
                     continue
-            elif kind == "undo":
+            elif kind == "undo" and not include_undone:
                 turns = [t for t in turns if t.turn_id != line.get("turn_id")]
             elif kind == "compaction":
                 summary, up_to = str(line.get("summary", "")), int(line.get("up_to", 0) or 0)
