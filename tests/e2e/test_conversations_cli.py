@@ -123,3 +123,29 @@ def test_bad_option_combinations_are_usage_errors(server, tmp_path) -> None:
         result = persona(server, tmp_path, "chat", ASTRID, *args)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
     assert server.requests == []
+
+
+def test_logs_show_the_words_and_rows_have_a_short_id_and_a_preview(server, tmp_path) -> None:
+    server.enqueue(Text("Tern is a fine name for a boat."))
+    server.enqueue(Text("Your boat is called Tern."))
+    assert persona(server, tmp_path, "chat", ASTRID, "My boat is called Tern").returncode == 0
+    assert persona(server, tmp_path, "chat", ASTRID, "-c", "What is my boat called?").returncode == 0
+    server.enqueue(Text("Unrelated."))
+    assert persona(server, tmp_path, "chat", ASTRID, "Something else").returncode == 0
+    records = [json.loads(line) for line in (tmp_path / "logs" / "turns.jsonl").read_text().splitlines()]
+    conversation = records[0]["conversation_id"].removeprefix("chat-")
+    prefix = next(conversation[:n] for n in range(6, len(conversation)) if not records[2]["conversation_id"].removeprefix("chat-").startswith(conversation[:n]))
+
+    shown = persona(server, tmp_path, "logs", "show", prefix)
+    assert shown.returncode == 0, shown.stderr
+    assert "you: My boat is called Tern" in shown.stdout and "astrid: Tern is a fine name for a boat." in shown.stdout
+    assert "you: What is my boat called?" in shown.stdout and "Unrelated." not in shown.stdout
+    one = persona(server, tmp_path, "logs", "show", records[1]["turn_id"][:8])
+    assert "you: What is my boat called?" in one.stdout and "My boat is called Tern" not in one.stdout
+
+    tail = persona(server, tmp_path, "logs", "tail")
+    rows = tail.stdout.splitlines()
+    assert len(rows) == 3 and records[0]["turn_id"][:8] in rows[0] and "“My boat is called Tern”" in rows[0]
+    listed = persona(server, tmp_path, "logs", "list", "-c", prefix)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2
+    assert "What is my boat called?" in listed.stdout and "Something else" not in listed.stdout
