@@ -13,6 +13,7 @@ from persona_cli.term import counted, sanitize
 
 EXCHANGE_LINES = 2
 EXCHANGE_WIDTH = 100
+LIST_PREVIEW = 50
 
 
 def short_id(conversation_id: str) -> str:
@@ -27,8 +28,19 @@ def render_list(out: Any, summaries: list[Any], *, as_json: bool) -> None:
         out.file.flush()
         return
     for s in summaries:
-        started = s.started[:16].replace("T", " ")
-        out.print(Text(f"{short_id(s.id):<24} {started:<16}  {counted(s.turns, 'turn'):>9}  {sanitize(s.last_message)}"))
+        started = _local_minute(s.started)
+        last = sanitize(s.last_message)
+        last = last if len(last) <= LIST_PREVIEW else last[: LIST_PREVIEW - 1] + "…"
+        out.print(Text(f"{short_id(s.id):<24} {started:<16}  {counted(s.turns, 'turn'):>9}  {last}"), soft_wrap=True)
+
+
+def _local_minute(stamp: str) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return stamp[:16]
 
 
 def render_resumed(info: Any, session: Any, conversation: Any) -> None:
@@ -40,10 +52,10 @@ def render_resumed(info: Any, session: Any, conversation: Any) -> None:
         return
     name = session.persona.identity.name
     for m in conversation.messages[last_user:]:
-        who = "you" if m.role == "user" else name
+        label = f"  {'you' if m.role == 'user' else name}: "
         for line in _first_lines(m.content if isinstance(m.content, str) else ""):
-            info.print(Text(f"  {who}: {line}", style="dim"))
-            who = " " * len(who)
+            info.print(Text(f"{label}{line}", style="dim"))
+            label = " " * len(label)
 
 
 def _first_lines(text: str) -> list[str]:

@@ -85,7 +85,8 @@ async def _undo(ctx: SlashContext, _arg: str) -> None:
         return
     said = next((m.get("content") for m in turn.messages if m.get("role") == "user"), "")
     first = said.strip().splitlines()[0][:60] if isinstance(said, str) and said.strip() else ""
-    render_notice(ctx.info, f"undid your last exchange ({first!r}) and the memory it wrote")
+    wrote = " and the memory it wrote" if turn.chunk_id else ""
+    render_notice(ctx.info, f"undid your last exchange ({first!r}){wrote}")
     if problem:
         render_notice(ctx.info, f"✗ {problem}")
     loop = ctx.session.built_loop

@@ -49,6 +49,10 @@ async def run_repl(session: Session, *, tier: str, multiline: bool, auto_approve
             await _repl_turns(ctx, prompt, foreground, approve, out, info)
         finally:
             await session.aclose()
+            if ctx.conversation.messages:
+                from persona_cli.conversation_view import short_id
+
+                render_notice(info, f"conversation {short_id(ctx.conversation.conversation_id)} is kept (persona chat … -c continues it)")
             render_notice(
                 info,
                 f"{counted(totals.turns, 'turn')} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
