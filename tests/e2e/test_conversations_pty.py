@@ -83,3 +83,12 @@ def test_resume_shows_the_last_exchange_and_goes_on_in_the_same_file_and_new_sta
     files = conversation_files(tmp_path)
     assert len(files) == 2 and path in files
     assert [json.loads(line)["type"] for line in path.read_text().splitlines()] == ["header", "turn", "turn"]
+    # -c opens the REPL on the newest conversation (the one /new started), showing where it left off.
+    with persona_in_pty(["chat", ASTRID, "-c"], tmp_path, tmp_path, server=server) as (child, screen):
+        child.expect_exact("continuing")
+        child.expect_exact("you: Hello")
+        child.expect_exact("A fresh start.")
+        child.expect_exact(PROMPT)
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    assert child.exitstatus == 0 and len(server.requests) == 3
