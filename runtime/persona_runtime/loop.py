@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from persona_runtime import _offline
+from persona_runtime.conversations import preview
 from persona_runtime.engine.account import CallAccount
 from persona_runtime.engine.engine import EngineOptions
 from persona_runtime.engine.messages import (
@@ -54,7 +55,6 @@ from persona_runtime.events import (
     TurnFailed,
     TurnFinished,
 )
-from persona_runtime.conversations import preview
 from persona_runtime.fallback import AllModelsFailed, failure_message, short_error
 from persona_runtime.history import HistoryWindow
 from persona_runtime.memory_guard import memory_notice
