@@ -154,3 +154,28 @@ def test_undo_removes_the_exchange_the_file_turn_and_the_memory_chunk(tmp_path) 
     undo_last_turn(store, conversation, memory=memory, events=loop.events)
     with pytest.raises(NothingToUndo):
         undo_last_turn(store, conversation, memory=memory, events=loop.events)
+
+
+def test_an_interrupted_turn_is_stored_with_its_partial_reply_marked(tmp_path) -> None:
+    import threading
+
+    from persona_runtime.testing import Hang
+
+    waiting = threading.Event()
+    loop, store, _log = make_loop(tmp_path, ScriptedBackend([Hang(waiting, after_deltas=("Partial ", "answer"))]))
+    conversation = Conversation(conversation_id="chat-i", persona_id="tester")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(say(loop, conversation, "tell me a long story"))
+        while not waiting.is_set():
+            await asyncio.sleep(0)  # yield to the task until the backend signals it is hanging
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    (stored,) = store.read(store.path_for("tester", "chat-i")).turns
+    assert stored.status == "interrupted"
+    assert [(m["role"], m["content"], m["metadata"]["status"]) for m in stored.messages] == [
+        ("user", "tell me a long story", "interrupted"), ("assistant", "Partial answer", "interrupted")
+    ]
