@@ -149,3 +149,12 @@ def test_logs_show_the_words_and_rows_have_a_short_id_and_a_preview(server, tmp_
     listed = persona(server, tmp_path, "logs", "list", "-c", prefix)
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2
     assert "What is my boat called?" in listed.stdout and "Something else" not in listed.stdout
+
+
+def test_one_shot_stdin_too_long_for_every_model_is_one_line_and_nothing_is_sent(server, tmp_path) -> None:
+    huge = "word " * 600_000  # ~750k tokens by estimate: more than any window
+    result = persona(server, tmp_path, "chat", ASTRID, "Summarise this", stdin=huge)
+    assert result.returncode == 1 and result.stdout == ""
+    failures = [line for line in result.stderr.splitlines() if line.startswith("✗")]
+    assert len(failures) == 1 and "largest context window" in failures[0] and "Traceback" not in result.stderr
+    assert server.requests == []
