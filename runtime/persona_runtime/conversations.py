@@ -255,6 +255,12 @@ class ConversationRecorder:
         self.store = store
 
     def __call__(self, event: Any) -> None:
+        try:
+            self._record(event)
+        except (ValueError, TypeError) as exc:  # as a write fault: the bus reports it, the turn goes on
+            raise OSError(f"conversation file: {redact(str(exc))[:200]}") from None
+
+    def _record(self, event: Any) -> None:
         log = getattr(event, "log", None)
         if log is None or log.kind == "agent":
             return

@@ -179,3 +179,19 @@ def test_an_interrupted_turn_is_stored_with_its_partial_reply_marked(tmp_path) -
     assert [(m["role"], m["content"], m["metadata"]["status"]) for m in stored.messages] == [
         ("user", "tell me a long story", "interrupted"), ("assistant", "Partial answer", "interrupted")
     ]
+
+
+def test_a_conversation_file_that_cannot_be_written_never_breaks_the_turn(tmp_path) -> None:
+    from persona_runtime.events import TurnFinished
+
+    loop, store, log = make_loop(tmp_path, ScriptedBackend([Reply("Still answered.")]))
+    store.root.write_text("a file where the folder should be")
+    conversation = Conversation(conversation_id="chat-f", persona_id="tester")
+
+    async def main() -> list:
+        return [e async for e in loop.turn(conversation, "hello")]
+
+    events = asyncio.run(main())
+    assert [e.status for e in events if isinstance(e, TurnFinished)] == ["ok"] and len(log.logs) == 1
+    failures = loop.events.take_failures()
+    assert len(failures) == 1 and "conversations" in failures[0]
