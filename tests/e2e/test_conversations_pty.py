@@ -92,3 +92,14 @@ def test_resume_shows_the_last_exchange_and_goes_on_in_the_same_file_and_new_sta
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
     assert child.exitstatus == 0 and len(server.requests) == 3
+
+
+@pytest.mark.pty
+def test_one_shot_on_a_terminal_renders_markdown_and_exits(server, tmp_path) -> None:
+    server.enqueue(Text("Depositum er **maks seks** måneders leie."))
+    with persona_in_pty(["chat", ASTRID, "Hva er depositum?"], tmp_path, tmp_path, server=server) as (child, screen):
+        child.expect(pexpect.EOF)
+    child.close()
+    shown = "".join(screen)
+    assert child.exitstatus == 0, shown[-2000:]
+    assert "maks seks" in shown and "**maks" not in shown and PROMPT not in shown
