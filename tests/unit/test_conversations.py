@@ -195,3 +195,19 @@ def test_a_conversation_file_that_cannot_be_written_never_breaks_the_turn(tmp_pa
     assert [e.status for e in events if isinstance(e, TurnFinished)] == ["ok"] and len(log.logs) == 1
     failures = loop.events.take_failures()
     assert len(failures) == 1 and "conversations" in failures[0]
+
+
+def test_undo_records_are_not_counted_as_turns_or_cost_and_ids_match_by_prefix() -> None:
+    from persona_runtime.turnlog.query import id_matches
+    from persona_runtime.turnlog.record import TurnLog
+    from persona_runtime.turnlog.stats import stats
+
+    turn_record = TurnLog(conversation_id="chat-20261130-080000-aaaaaa", turn_index=0, persona_id="p", tier="mid",
+                          prompt_tokens=100, completion_tokens=10, cost_cents=0.5)
+    undo = TurnLog(kind="undo", conversation_id=turn_record.conversation_id, turn_index=0, persona_id="p", undoes=turn_record.turn_id)
+    records = [json.loads(r.to_json_line()) for r in (turn_record, undo)]
+    (total,) = stats(records, "all")
+    assert (total.turns, total.prompt_tokens, total.cost_cents, total.unpriced) == (1, 100, 0.5, 0)
+    cid = turn_record.conversation_id
+    assert id_matches(cid, cid) and id_matches(cid, "chat-20261130") and id_matches(cid, "20261130-08")
+    assert not id_matches(cid, "20261") and not id_matches(cid, "20261201") and not id_matches(None, "20261130")
