@@ -14,6 +14,7 @@ import typer  # noqa: E402
 
 from persona_cli import exit_codes  # noqa: E402
 from persona_cli.commands.agent import agent
+from persona_cli.commands.chat import EPILOG as CHAT_EPILOG
 from persona_cli.commands.chat import chat
 from persona_cli.commands.core import register_core_commands
 from persona_cli.commands.logs import logs_app
@@ -62,7 +63,11 @@ def load_env_file(path: Path | None) -> None:
         load_dotenv(target, override=False)
 
 
-app.command(help="Chat with a persona in a streaming REPL. Piped stdin: one message per line, and stdout carries only the replies.")(chat)
+app.command(
+    help="Chat with a persona in a streaming REPL, or one-shot with a MESSAGE. Every conversation is kept: "
+    "-c continues the newest, --resume ID another, --list shows them. Piped stdin without MESSAGE: one message per line.",
+    epilog=CHAT_EPILOG,
+)(chat)
 app.command(help="Run a plan-act-reflect agent on a task.")(agent)
 app.add_typer(logs_app, name="logs", help="Read the turn log: tail, list, show, stats.")
 app.add_typer(memory_app, name="memory", help="A persona's long-term memory: migrate it to or from a Chroma server.")

@@ -28,7 +28,10 @@ from persona_runtime.routing.types import TIER_CHOICES
 SLASH_COMMANDS: dict[str, str] = {
     "/help": "show commands and keys",
     "/exit": "leave the chat",
-    "/reset": "start a new conversation (memory is kept)",
+    "/new": "start a new conversation (memory is kept; /reset too)",
+    "/reset": "start a new conversation (same as /new)",
+    "/resume": "list recent conversations, or continue one: /resume ID",
+    "/undo": "take back your last exchange and the memory it wrote",
     "/retry": "send your last message again",
     "/tier": f"pick the tier: /tier {'|'.join(TIER_CHOICES)}",
     "/model": "show which model serves each tier",

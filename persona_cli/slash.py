@@ -51,7 +51,47 @@ async def _exit(_ctx: SlashContext, _arg: str) -> str:
 
 async def _reset(ctx: SlashContext, _arg: str) -> None:
     ctx.conversation = ctx.session.new_conversation()
-    render_notice(ctx.info, "new conversation (long-term memory is kept)")
+    render_notice(ctx.info, "new conversation (long-term memory is kept; /resume goes back to the last one)")
+
+
+async def _resume(ctx: SlashContext, arg: str) -> None:
+    from persona_cli.conversation_view import render_list, render_resumed
+    from persona_runtime.conversations import ConversationNotFound
+
+    if not arg:
+        recent = ctx.session.list_conversations()[:10]
+        if not recent:
+            render_notice(ctx.info, "no stored conversations with this persona yet")
+            return
+        render_list(ctx.info, recent, as_json=False)
+        render_notice(ctx.info, "/resume ID continues one (a unique prefix of the id will do)")
+        return
+    try:
+        conversation = ctx.session.open_conversation(arg)
+    except ConversationNotFound as exc:
+        render_notice(ctx.info, str(exc))
+        return
+    ctx.conversation = conversation
+    render_resumed(ctx.info, ctx.session, conversation)
+
+
+async def _undo(ctx: SlashContext, _arg: str) -> None:
+    from persona_runtime.undo import NothingToUndo
+
+    try:
+        turn, problem = await ctx.session.undo_last_turn(ctx.conversation)
+    except NothingToUndo as exc:
+        render_notice(ctx.info, str(exc))
+        return
+    said = next((m.get("content") for m in turn.messages if m.get("role") == "user"), "")
+    first = said.strip().splitlines()[0][:60] if isinstance(said, str) and said.strip() else ""
+    wrote = " and the memory it wrote" if turn.chunk_id else ""
+    render_notice(ctx.info, f"undid your last exchange ({first!r}){wrote}")
+    if problem:
+        render_notice(ctx.info, f"✗ {problem}")
+    loop = ctx.session.built_loop
+    for failure in loop.events.take_failures() if loop is not None else ():
+        render_notice(ctx.info, f"✗ the undo could not be written ({failure})")
 
 
 async def _retry(ctx: SlashContext, _arg: str) -> str | None:
@@ -61,6 +101,14 @@ async def _retry(ctx: SlashContext, _arg: str) -> str | None:
         render_notice(ctx.info, "nothing to retry yet")
         return None
     ctx.retry_text = messages[last_user].content if isinstance(messages[last_user].content, str) else ""
+    if ctx.session.built_loop is not None:
+        # Take the old attempt back in the file and memory too, so a resumed conversation has it once.
+        from persona_runtime.undo import NothingToUndo
+
+        try:
+            await ctx.session.undo_last_turn(ctx.conversation)
+        except NothingToUndo:
+            pass
     del messages[last_user:]
     # Keep the compaction bookkeeping inside the (now shorter) history.
     ctx.conversation.compacted_up_to = min(ctx.conversation.compacted_up_to, len(messages))
@@ -162,7 +210,7 @@ async def _multiline(ctx: SlashContext, _arg: str) -> None:
 
 
 _HANDLERS = {
-    "/help": _help, "/exit": _exit, "/quit": _exit, "/reset": _reset, "/retry": _retry, "/tier": _tier,
+    "/help": _help, "/exit": _exit, "/quit": _exit, "/reset": _reset, "/new": _reset, "/resume": _resume, "/undo": _undo, "/retry": _retry, "/tier": _tier,
     "/model": _model, "/cost": _cost, "/tools": _tools, "/history": _history, "/save": _save, "/log": _log,
     "/multiline": _multiline,
 }

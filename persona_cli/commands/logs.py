@@ -21,7 +21,7 @@ from persona_cli.commands.fast_invoke import invoke_without_pydantic
 from persona_cli.commands.logs_format import TurnPrinter, dumps_record, pipe_safe, render_stats, show_turns, stats_row_dict
 from persona_runtime.turnlog.files import log_files
 from persona_runtime.turnlog.follow import follow as follow_log
-from persona_runtime.turnlog.query import LogFilter, ReadCounter, Record, iter_records, parse_since
+from persona_runtime.turnlog.query import MIN_ID_PREFIX, LogFilter, ReadCounter, Record, id_matches, iter_records, parse_since
 from persona_runtime.turnlog.query import tail as tail_log
 from persona_runtime.turnlog.stats import stats
 
@@ -54,8 +54,10 @@ SinceOpt = Annotated[
     str | None,
     typer.Option("--since", "-s", help="Only turns since: 90s, 15m, 2h, 3d, 1w, 2026-11-01, 2026-11-01T14:30."),
 ]
-ConversationOpt = Annotated[str | None, typer.Option("--conversation", "-c", help="Only this conversation id.")]
-RunOpt = Annotated[str | None, typer.Option("--run", help="Only this agent run id.")]
+ConversationOpt = Annotated[
+    str | None, typer.Option("--conversation", "-c", help="Only this conversation (its id or 6+ first chars), e.g. -c 20261130-0820.")
+]
+RunOpt = Annotated[str | None, typer.Option("--run", help="Only this agent run (its id or 6+ first chars).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the stored records as JSON lines (for jq).")]
 
 
@@ -201,12 +203,24 @@ def list_cmd(
         out.footer(counter.skipped, to_stderr=as_json)
 
 
-def _id_matches(record: Record, ident: str, prefix: bool) -> bool:
-    for key in ("turn_id", "conversation_id", "run_id"):
-        value = record.get(key)
-        if isinstance(value, str) and (value == ident or (prefix and value.startswith(ident))):
-            return True
-    return False
+def _id_matches(record: Record, ident: str) -> bool:
+    return any(id_matches(record.get(key), ident) for key in ("turn_id", "conversation_id", "run_id"))
+
+
+def _words(records: list[Record]) -> dict[str, object]:
+    """Turn id → the stored turn (its messages and tool calls), from the conversation files."""
+    from persona_runtime.conversations import ConversationStore
+    from persona_runtime.paths import DataPaths
+
+    store = ConversationStore(DataPaths().conversations)
+    words: dict[str, object] = {}
+    for persona_id, conversation_id in {(r.get("persona_id"), r.get("conversation_id")) for r in records if r.get("kind") == "chat"}:
+        try:
+            path = store.path_for(str(persona_id), str(conversation_id))
+        except ValueError:
+            continue
+        words.update((t.turn_id, t) for t in store.read(path, include_undone=True).turns)
+    return words
 
 
 @logs_app.command("show")
@@ -214,16 +228,18 @@ def show_cmd(
     ident: Annotated[str, typer.Argument(metavar="ID", help="A turn, conversation or run id (or its first 6+ chars).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """A turn, or a whole conversation or agent run, with routing and fallbacks."""
+    """A turn, or a whole conversation or agent run: what was said, routing and fallbacks.
+
+    Example: persona logs show 20261130-0820 (a conversation), persona logs show 3f2a9c (a turn)."""
     path = _log_path()
     ident = ident.strip()
-    prefix = len(ident) >= 6
+    prefix = len(ident) >= MIN_ID_PREFIX
     counter = ReadCounter()
     needle = ident.encode()
     matches = [
         r
         for r in iter_records(path, counter=counter, needle=needle)
-        if _id_matches(r, ident, prefix)
+        if _id_matches(r, ident)
     ]
     if not matches:
         hint = "" if prefix else " (a prefix needs at least 6 characters)"
@@ -236,7 +252,7 @@ def show_cmd(
                 out.json(record)
             out.footer(counter.skipped, to_stderr=True)
             return
-        show_turns(out, matches)
+        show_turns(out, matches, _words(matches))
         out.footer(counter.skipped)
 
 

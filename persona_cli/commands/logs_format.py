@@ -102,10 +102,13 @@ def _when(record: Record, today: date | None = None) -> str:
 
 
 def turn_line(record: Record, today: date | None = None) -> Segments:
-    """time  persona  tier → model  in/out  cost  latency  ttft  ↪  status"""
-    segs: Segments = [(_when(record, today), "dim"), ("  ", "")]
+    """time  id  persona  tier → model  in/out  cost  latency  ttft  ↪  status  “preview”"""
+    segs: Segments = [(_when(record, today), "dim"), ("  ", ""), (str(record.get("turn_id") or "-")[:SHORT_ID], "dim"), ("  ", "")]
     persona = str(record.get("persona_id") or "-")
     segs.append((persona.ljust(12), "bold cyan"))
+    if record.get("kind") == "undo":
+        segs += [("  ", ""), (f"undo of turn {str(record.get('undoes') or '?')[:SHORT_ID]}", "yellow")]
+        return segs + _preview(record)
     if record.get("kind") == "agent" or record.get("run_id"):
         run = str(record.get("run_id") or "")[:6]
         segs.append((f" run {run}#{record.get('step', '?')}", "magenta"))
@@ -126,7 +129,15 @@ def turn_line(record: Record, today: date | None = None) -> Segments:
         if status == "error" and record.get("error"):
             detail = f"error: {_short(str(record['error']), 60)}"
         segs += [("  ", ""), (detail, "bold red" if status == "error" else "yellow")]
-    return segs
+    return segs + _preview(record)
+
+
+SHORT_ID = 8
+
+
+def _preview(record: Record) -> Segments:
+    text = record.get("preview")
+    return [("  ", ""), (f"“{_short(text, 50)}”", "dim")] if isinstance(text, str) and text else []
 
 
 def _short(text: str, width: int) -> str:
@@ -137,11 +148,33 @@ def _short(text: str, width: int) -> str:
 # --- show: turns in full -------------------------------------------------------------------------
 
 
-def show_turns(out: TurnPrinter, records: list[Record]) -> None:
-    """A header (turns, conversation or run, cost), then each turn with its routing, attempts and tools."""
+def show_turns(out: TurnPrinter, records: list[Record], words: dict[str, Any] | None = None) -> None:
+    """A header (turns, conversation or run, cost), then each turn with its routing, attempts and
+    tools, and its words (``words``: turn id → the stored turn, from the conversation files)."""
     _show_header(out, records)
     for record in records:
         _show_turn(out, record)
+        turn = (words or {}).get(str(record.get("turn_id")))
+        if turn is not None:
+            _show_words(out, turn, str(record.get("persona_id") or "persona"))
+
+
+def _show_words(out: TurnPrinter, turn: Any, persona: str) -> None:
+    from persona_cli.term import sanitize
+    from persona_runtime.conversations import message_text
+
+    final = turn.messages[-1:] if len(turn.messages) > 1 else []
+    for m in [*turn.messages[:-1], *turn.tools, *final] if final else [*turn.messages, *turn.tools]:
+        role = m.get("role")
+        who = {"user": "you", "assistant": persona, "tool": "tool"}.get(role, str(role))
+        for call in m.get("tool_calls") or []:
+            out.segments([(f"  {who} ", "dim"), (f"→ {call.get('name')}({_short(json.dumps(call.get('arguments', {}), ensure_ascii=False), 100)})", "magenta")])
+        text = sanitize(message_text(m)).strip()
+        if text:
+            lines = text.splitlines()
+            out.segments([(f"  {who}: ", "bold" if role == "user" else "dim"), (lines[0], "")])
+            for line in lines[1:]:
+                out.text(f"  {' ' * (len(who) + 1)} {line}")
 
 
 def _show_header(out: TurnPrinter, records: list[Record]) -> None:

@@ -34,9 +34,11 @@ __all__ = [
     "ThinkingDelta",
     "ToolCallFinished",
     "ToolCallStarted",
+    "TurnContent",
     "TurnEvent",
     "TurnFailed",
     "TurnFinished",
+    "TurnUndone",
 ]
 
 
@@ -159,6 +161,22 @@ class TurnFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnContent:
+    """What a turn added to its conversation, for the conversation file
+    (:class:`persona_runtime.conversations.ConversationRecorder`)."""
+
+    #: The user message and the reply (what later turns send as history); persona-core messages.
+    messages: tuple[Any, ...]
+    #: The assistant's tool calls and the tool results in between (kept for reading, not resent).
+    tool_messages: tuple[Any, ...] = ()
+    #: The episodic memory chunk the turn wrote (``/undo`` deletes it).
+    chunk_id: str | None = None
+    #: The conversation's running summary when this turn compacted history, and where it ends.
+    summary: str | None = None
+    compacted_up_to: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TurnFinished:
     status: str  # ok | interrupted | error
     text: str
@@ -171,6 +189,18 @@ class TurnFinished:
     latency_ms: float
     ttft_ms: float | None
     log: TurnLog
+    content: TurnContent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnUndone:
+    """``/undo`` took a turn back: the conversation file gets an undo line and the TurnLog
+    ``log`` (``kind="undo"``, naming the turn in ``undoes``). Published, never yielded by a turn."""
+
+    turn_id: str
+    log: TurnLog
+    #: One line when the memory the turn wrote could not be deleted.
+    memory_problem: str | None = None
 
 
 TurnEvent = (

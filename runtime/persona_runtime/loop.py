@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from persona_runtime import _offline
+from persona_runtime.conversations import preview
 from persona_runtime.engine.account import CallAccount
 from persona_runtime.engine.engine import EngineOptions
 from persona_runtime.engine.messages import (
@@ -49,6 +50,7 @@ from persona_runtime.events import (
     SkillActivated,
     TextDelta,
     ToolCallFinished,
+    TurnContent,
     TurnEvent,
     TurnFailed,
     TurnFinished,
@@ -147,6 +149,7 @@ class ConversationLoop:
             raise ValueError("conversation.persona_id is required")
         account = CallAccount()
         text: list[str] = []  # this attempt's reply; a fallback starts it again
+        tool_msgs: list[ConversationMessage] = []  # this attempt's tool calls and results, for the file
         turn_index = len(conversation.messages)
         publish = self.events.publish
         failure: TurnFailed | None = None
@@ -154,7 +157,7 @@ class ConversationLoop:
         finished = False
         try:
             try:
-                async for event in self._run(conversation, user_text, tier, approve, cancel, account, text):
+                async for event in self._run(conversation, user_text, tier, approve, cancel, account, text, tool_msgs):
                     yield publish(event)
             except AllModelsFailed:
                 last = account.attempts[-1] if account.attempts else None
@@ -173,7 +176,9 @@ class ConversationLoop:
             if failure is not None:
                 status = "error"
                 yield publish(failure)
-            done = self._finish(conversation, turn_index, user_text, account, text, status, error=failure and failure.message)
+            done = self._finish(
+                conversation, turn_index, user_text, account, text, status, error=failure and failure.message, tool_msgs=tool_msgs
+            )
             finished = True
             publish(done)  # the TurnLog is written now, even if the consumer leaves during a notice
             while self._pending_notices:
@@ -183,7 +188,7 @@ class ConversationLoop:
             if not finished:
                 finished = True
                 account.close_open_attempt()
-                publish(self._finish(conversation, turn_index, user_text, account, text, "interrupted"))
+                publish(self._finish(conversation, turn_index, user_text, account, text, "interrupted", tool_msgs=tool_msgs))
             raise
 
     def record_interrupted(self, conversation: Conversation, user_text: str) -> TurnLog:
@@ -201,6 +206,7 @@ class ConversationLoop:
         cancel: CancelToken | None,
         account: CallAccount,
         text: list[str],
+        tool_msgs: list[ConversationMessage],
     ) -> AsyncIterator[TurnEvent]:
         self._check_length(user_text)
         try:
@@ -216,7 +222,9 @@ class ConversationLoop:
         yield RoutingDecided(decision)
         async for event in self.engine.walk(
             account, decision.tier,
-            lambda tier_name, slot: self._attempt(account, tier_name, slot, context, history, user_text, approve, cancel, text),
+            lambda tier_name, slot: self._attempt(
+                account, tier_name, slot, context, history, user_text, approve, cancel, text, tool_msgs
+            ),
             cancel=cancel, is_output=lambda e: isinstance(e, TextDelta), on_failed=text.clear,
         ):
             yield event
@@ -234,11 +242,12 @@ class ConversationLoop:
         approve: ToolApprover | None,
         cancel: CancelToken | None,
         text: list[str],
+        extra: list[ConversationMessage],
     ) -> AsyncIterator[TurnEvent]:
         window = self.tiers.context_window_for(tier_name)
         reply_tokens, _setting = self.engine.reply_budget(tier_name, slot)
         specs = self.tools.specs_for(slot)
-        extra: list[ConversationMessage] = []
+        extra.clear()  # the caller's list, so the turn's file line holds the tool calls; a fallback starts again
         skill_content: str | None = None
         seen: Counter[str] = Counter()
         rounds = 0
@@ -359,28 +368,36 @@ class ConversationLoop:
         text: list[str],
         status: str,
         error: str | None = None,
+        tool_msgs: Sequence[ConversationMessage] = (),
     ) -> TurnFinished:
         """Record the turn in the conversation and episodic memory (complete turns only). Runs once."""
         now = datetime.now(UTC)
         reply = "".join(text)
         meta = {"status": status}
+        added = len(conversation.messages)
+        chunk_id: str | None = None
         conversation.messages.append(user_message(user_text, created_at=now, metadata=dict(meta)))
         if status != "error":
             reply_meta = {**meta, "tier": account.tier or "", "model": account.slot.model if account.slot else ""}
             conversation.messages.append(assistant_message(reply, created_at=now, metadata=reply_meta))
         if status == "ok" and self.memory is not None:
             try:
-                self.memory.remember_turn(user_text, reply, conversation_id=conversation.conversation_id)
+                chunk_id = self.memory.remember_turn(user_text, reply, conversation_id=conversation.conversation_id)
             except Exception as exc:  # noqa: BLE001 - the turn is kept and logged all the same
                 self._pending_notices.append(memory_notice("could not remember this turn", self.memory, exc))
         log = account.turn_log(
             conversation_id=conversation.conversation_id, turn_index=turn_index, persona_id=self.persona_id,
             status=status, error=error, timestamp=now,
+        ).model_copy(update={"preview": preview(user_text)})
+        content = TurnContent(
+            messages=tuple(conversation.messages[added:]), tool_messages=tuple(m for m in tool_msgs if m.role != "system"),
+            chunk_id=chunk_id, summary=conversation.compacted_summary if account.compacted else None,
+            compacted_up_to=conversation.compacted_up_to,
         )
         return TurnFinished(
             status=log.status, text=reply, tier=log.tier, provider=log.provider, model=log.model,
             prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens, cost_cents=log.cost_cents,
-            latency_ms=log.latency_ms, ttft_ms=log.ttft_ms, log=log,
+            latency_ms=log.latency_ms, ttft_ms=log.ttft_ms, log=log, content=content,
         )
 
 

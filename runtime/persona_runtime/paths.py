@@ -100,6 +100,11 @@ class DataPaths:
         return self.root / "runs"
 
     @property
+    def conversations(self) -> Path:
+        """Chat conversations: ``<persona_id>/<conversation_id>.jsonl``, append-only (created on first use)."""
+        return self.root / "conversations"
+
+    @property
     def history(self) -> Path:
         """Per-persona REPL input history."""
         return self.root / "history"

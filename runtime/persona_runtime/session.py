@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from persona_runtime.agentic import AgenticLoop
     from persona_runtime.engine.engine import EngineOptions
+    from persona_runtime.conversations import ConversationStore, ConversationSummary, StoredTurn
     from persona_runtime.embedders import EmbedderChoice
     from persona_runtime.loop import ConversationLoop
     from persona_runtime.memory import PersonaMemory
@@ -149,6 +150,37 @@ class Session:
         """A new, empty conversation with this persona (long-term memory is shared)."""
         return new_conversation(self.persona_id)
 
+    # -- stored conversations ----------------------------------------------------------------
+
+    @property
+    def conversations(self) -> ConversationStore:
+        from persona_runtime.conversations import ConversationStore
+
+        return ConversationStore(self.paths.conversations)
+
+    def list_conversations(self) -> list[ConversationSummary]:
+        """This persona's stored conversations, the most recently active first."""
+        return self.conversations.summaries(self.persona_id)
+
+    def open_conversation(self, id_prefix: str) -> Conversation:
+        """The stored conversation whose id starts with ``id_prefix`` (one-line
+        :class:`~persona_runtime.conversations.ConversationNotFound` when none or several match)."""
+        store = self.conversations
+        return store.load(self.persona_id, store.find(self.persona_id, id_prefix))
+
+    def latest_conversation(self) -> Conversation | None:
+        """The most recently active stored conversation with this persona, or None."""
+        latest = self.conversations.latest(self.persona_id)
+        return self.conversations.load(self.persona_id, latest) if latest is not None else None
+
+    async def undo_last_turn(self, conversation: Conversation) -> tuple[StoredTurn, str | None]:
+        """Take back the last exchange (conversation, file, memory; the TurnLog records it).
+        Raises :class:`~persona_runtime.undo.NothingToUndo`."""
+        from persona_runtime.undo import undo_last_turn
+
+        loop = await self.loop()
+        return undo_last_turn(self.conversations, conversation, memory=loop.memory, events=loop.events)
+
     # -- background loading ----------------------------------------------------------------
 
     def start_background(self) -> None:
@@ -211,6 +243,7 @@ class Session:
         heavy = await self._heavy_parts()
         toolbox, clients = await build_toolbox(self, heavy)
         self.mcp_clients = clients
+        from persona_runtime.conversations import ConversationRecorder
         from persona_runtime.history import HistoryWindow
         from persona_runtime.loop import ConversationLoop
 
@@ -224,6 +257,7 @@ class Session:
             skills=heavy.skills,
             skill_injector=heavy.skill_injector,
             turn_log=self._turn_log(),
+            subscribers=[ConversationRecorder(self.conversations)],
             max_tool_rounds=settings.max_tool_rounds,
             options=self.engine_options(),
             history_window=HistoryWindow(

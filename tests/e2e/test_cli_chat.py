@@ -41,7 +41,7 @@ def test_piped_chat_prints_only_replies_on_stdout(server, tmp_path, monkeypatch)
     assert result.stdout == "Hei! Jeg er Astrid.\nDepositum er maks seks måneders leie.\n"
     assert "gpt-4o-mini" in result.stderr and "\x1b" not in result.stdout + result.stderr
     assert KEY not in result.stdout + result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit", "history", "logs", "memory", "runs", "workspace"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit", "conversations", "history", "logs", "memory", "runs", "workspace"]
     records = [json.loads(line) for line in (tmp_path / "logs" / "turns.jsonl").read_text().splitlines()]
     assert [r["status"] for r in records] == ["ok", "ok"] and records[0]["persona_id"] == "astrid"
     # The second message was sent with the first exchange as history, after the same system

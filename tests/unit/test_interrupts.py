@@ -85,7 +85,7 @@ def test_a_turn_cancelled_before_it_starts_still_keeps_the_message() -> None:
     from persona.schema.conversation import Conversation
     from persona.schema.persona import Persona
 
-    from persona_cli.commands.chat import _run_turn
+    from persona_cli.commands.chat_turn import run_turn as _run_turn
     from persona_runtime.loop import ConversationLoop
     from persona_runtime.testing import ScriptedBackend
     from persona_runtime.tier import TierConfig, TierRegistry

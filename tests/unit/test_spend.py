@@ -263,7 +263,7 @@ def test_an_agent_step_moves_to_a_cheaper_tier_that_fits_and_says_so(tmp_path: P
 def test_the_toolbar_shows_spent_over_the_cap_once_the_cap_is_set_up() -> None:
     from types import SimpleNamespace
 
-    from persona_cli.commands.chat import _toolbar
+    from persona_cli.commands.chat_repl import toolbar as _toolbar
     from persona_cli.turn_view import SessionTotals
 
     mid = ScriptedBackend(model_name="big")

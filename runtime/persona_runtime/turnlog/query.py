@@ -108,9 +108,9 @@ class LogFilter:
             return False
         if self.fallbacks_only and not is_fallback(record):
             return False
-        if self.conversation_id is not None and record.get("conversation_id") != self.conversation_id:
+        if self.conversation_id is not None and not id_matches(record.get("conversation_id"), self.conversation_id):
             return False
-        if self.run_id is not None and record.get("run_id") != self.run_id:
+        if self.run_id is not None and not id_matches(record.get("run_id"), self.run_id):
             return False
         if self.since is not None:
             ts = parse_timestamp(record)
@@ -120,6 +120,18 @@ class LogFilter:
 
 
 ALL = LogFilter()
+
+MIN_ID_PREFIX = 6
+
+
+def id_matches(value: object, ident: str) -> bool:
+    """One rule for every id `logs` takes (show, --run, -c): the whole id, or a prefix of 6+
+    characters of it (of a chat id, ``chat-`` may be left out)."""
+    if not isinstance(value, str) or not ident:
+        return False
+    if value == ident:
+        return True
+    return len(ident) >= MIN_ID_PREFIX and (value.startswith(ident) or value.removeprefix("chat-").startswith(ident))
 
 
 @dataclass

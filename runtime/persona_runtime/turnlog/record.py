@@ -51,7 +51,8 @@ class AttemptRecord(_Record):
 class TurnLog(_Record):
     schema_version: int = SCHEMA_VERSION
     turn_id: str = Field(default_factory=new_id)
-    kind: Literal["chat", "agent"] = "chat"
+    #: ``undo``: a record that the turn ``undoes`` names was taken back (no tokens of its own).
+    kind: Literal["chat", "agent", "undo"] = "chat"
     conversation_id: str
     turn_index: int = Field(ge=0)
     persona_id: str
@@ -73,6 +74,9 @@ class TurnLog(_Record):
     attempts: tuple[AttemptRecord, ...] = ()
     status: TurnStatus = "ok"
     error: str | None = None
+    #: The start of the person's message, one line, redacted (for `logs tail` and `logs list`).
+    preview: str | None = None
+    undoes: str | None = None
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @field_validator("timestamp")

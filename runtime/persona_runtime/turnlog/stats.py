@@ -55,6 +55,8 @@ def stats(records: Iterable[Record], by: str = "tier", *, total: bool = False) -
     groups: dict[str, StatsRow] = {}
     days: dict[str, str] = {}  # UTC minute -> local day: parsing every timestamp doubles the cost
     for record in records:
+        if record.get("kind") == "undo":
+            continue  # a note that a turn was taken back: no tokens, no cost, not a turn
         if field_name is not None:
             key = record.get(field_name)
             if not isinstance(key, str):
