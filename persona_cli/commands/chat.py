@@ -10,7 +10,7 @@ import typer
 
 from persona_cli import exit_codes
 from persona_cli.exit_codes import USAGE, CliError
-from persona_cli.term import counted, format_tokens
+from persona_cli.term import ESTIMATE_MARK, counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -210,7 +210,7 @@ async def _run_repl(session: Session, *, tier: str, multiline: bool, auto_approv
             await session.aclose()
             render_notice(
                 info,
-                f"{counted(totals.turns, 'turn')} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
+                f"{counted(totals.turns, 'turn')} · {totals.tokens_text()} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
             )
     return foreground.exit_code(exit_codes.OK)
 
@@ -272,10 +272,11 @@ def _toolbar(ctx: Any) -> Any:
     if totals.last_model:
         where = f"{totals.last_tier}/{totals.last_model}"
         window = tiers.context_window_for(totals.last_tier or "mid")
-        used = f"{100 * totals.last_prompt_tokens / window:.0f}%" if window else "?"
+        estimate = ESTIMATE_MARK if totals.last_estimated else ""
+        used = f"{estimate}{100 * totals.last_prompt_tokens / window:.0f}%" if window else "?"
     else:
         where, used = f"{ctx.tier}", "0%"
-    text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} "
+    text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {totals.tokens_text()} tokens · {totals.cost_text()} "
     if ctx.prompt is not None and ctx.prompt.multiline:
         text += "· multiline "
     return FormattedText([("class:bottom-toolbar", text)])

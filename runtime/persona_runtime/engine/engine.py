@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from persona_runtime.engine import tokens
 from persona_runtime.engine.messages import system_message, user_message
 from persona_runtime.engine.reply import ModelReply, stream_reply
 from persona_runtime.engine.stream import cancellable
@@ -182,7 +183,12 @@ class ModelEngine:
                 )
             except (ProviderError, OSError, ValueError, RuntimeError):
                 continue
-            account.add(Usage.reported(response.usage, self.tiers.price_for(tier_name, slot)))
-            if response.content.strip():
-                return Summary(response.content.strip(), tier_name, slot.model)
+            content = response.content or ""
+            account.add(Usage.measured_or_estimated(
+                response.usage, self.tiers.price_for(tier_name, slot),
+                prompt_estimate=lambda: tokens.prompt_tokens(request),
+                completion_estimate=lambda: tokens.completion_tokens(content),  # noqa: B023 - used at once
+            ))
+            if content.strip():
+                return Summary(content.strip(), tier_name, slot.model)
         return Summary(None, None, None)
