@@ -209,3 +209,16 @@ def test_the_usage_line_and_the_toolbar_mark_estimates() -> None:
     ctx = SimpleNamespace(totals=totals, session=session, tier="auto", prompt=None)
     text = "".join(part[1] for part in _toolbar(ctx))
     assert "context ~40%" in text and "~1.9k tokens" in text and "~$0 (local)" in text
+
+
+def test_the_agent_step_title_and_run_summary_mark_estimates() -> None:
+    from persona_cli.agent_view import run_summary, step_title
+    from persona_runtime.agentic.run import Run, Step, StepType
+
+    measured = Step(index=1, type=StepType.REASONING, tier="mid", prompt_tokens=500, completion_tokens=40, cost_cents=0.0)
+    guessed = measured.model_copy(update={"index": 2, "usage_estimated": True})
+    assert "~" not in step_title(measured, 2) and "540 tok · $0 (local)" in step_title(measured, 2)
+    assert "~540 tok · ~$0 (local)" in step_title(guessed, 2)
+    assert "~" not in run_summary(Run(id="r1", task="t", persona_id="p", steps=(measured,)))
+    summary = run_summary(Run(id="r2", task="t", persona_id="p", steps=(measured, guessed)))
+    assert "~1.1k tok · ~$0 (local) (tokens estimated: the provider reported none)" in summary
