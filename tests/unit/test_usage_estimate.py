@@ -222,3 +222,35 @@ def test_the_agent_step_title_and_run_summary_mark_estimates() -> None:
     assert "~" not in run_summary(Run(id="r1", task="t", persona_id="p", steps=(measured,)))
     summary = run_summary(Run(id="r2", task="t", persona_id="p", steps=(measured, guessed)))
     assert "~1.1k tok · ~$0 (local) (tokens estimated: the provider reported none)" in summary
+
+
+def test_a_reply_interrupted_mid_stream_logs_what_was_sent_and_received_as_estimated() -> None:
+    import threading
+
+    from persona_runtime.testing import Hang
+
+    waiting = threading.Event()
+    log = MemoryTurnLogWriter()
+    backend = ScriptedBackend([Hang(waiting, after_deltas=("Partial ", "answer"))])
+    loop = ConversationLoop(persona=agentic.PERSONA, tiers=agentic.tiers(mid=backend), turn_log=log)
+    conversation = Conversation(conversation_id="cut", persona_id="tester")
+
+    async def main() -> None:
+        async def consume() -> None:
+            async for _event in loop.turn(conversation, "Tell me a long story.", tier="mid"):
+                pass
+
+        task = asyncio.ensure_future(consume())
+        while not waiting.is_set():
+            await asyncio.sleep(0)  # yield until the backend says it hangs mid-reply
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    [record] = log.logs
+    assert record.status == "interrupted" and record.usage_estimated
+    assert record.prompt_tokens == tokens.prompt_tokens(backend.calls[0].messages)
+    assert record.completion_tokens == count_tokens("Partial answer")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from persona_runtime.engine import tokens
 from persona_runtime.engine.messages import system_message, user_message
 from persona_runtime.engine.reply import ModelReply, stream_reply
-from persona_runtime.engine.stream import cancellable
+from persona_runtime.engine.stream import Cancelled, cancellable
 from persona_runtime.engine.tools import ToolRunner
 from persona_runtime.engine.usage import Usage
 from persona_runtime.events import ReplyCut, TextDelta, ThinkingDelta
@@ -129,17 +129,33 @@ class ModelEngine:
         backend = self.backend(slot)
         max_tokens, setting = self.reply_budget(tier, slot)
         price = self.tiers.price_for(tier, slot)
-        async for item in stream_reply(
-            backend, messages, tools=tools, temperature=self.temperature, max_tokens=max_tokens,
-            price=price, cancel=cancel, accept_calls=accept_calls, allow_empty=allow_empty,
-        ):
-            if isinstance(item, ModelReply):
-                account.add(item.usage)
-                if item.cut:
-                    yield ReplyCut(item.max_tokens, setting)
-            elif isinstance(item, TextDelta) and account.ttft_ms is None:
-                account.ttft_ms = account.elapsed_ms()
-            yield item
+        received: list[str] = []  # what streamed in, for an interrupted reply's estimate
+        finished = False
+        try:
+            async for item in stream_reply(
+                backend, messages, tools=tools, temperature=self.temperature, max_tokens=max_tokens,
+                price=price, cancel=cancel, accept_calls=accept_calls, allow_empty=allow_empty,
+            ):
+                if isinstance(item, ModelReply):
+                    finished = True
+                    account.add(item.usage)
+                    if item.cut:
+                        yield ReplyCut(item.max_tokens, setting)
+                elif isinstance(item, TextDelta | ThinkingDelta):
+                    received.append(item.text)
+                    if isinstance(item, TextDelta) and account.ttft_ms is None:
+                        account.ttft_ms = account.elapsed_ms()
+                yield item
+        except (asyncio.CancelledError, GeneratorExit, Cancelled):
+            if not finished and received:
+                # Interrupted mid-reply: the server read the prompt and sent these tokens, but no
+                # usage will come. Our own count, marked estimated, rather than a false 0.
+                account.add(Usage.measured_or_estimated(
+                    None, price,
+                    prompt_estimate=lambda: tokens.prompt_tokens(messages, tools),
+                    completion_estimate=lambda: tokens.completion_tokens("".join(received)),
+                ))
+            raise
 
     # -- fallback ---------------------------------------------------------------------------
 
