@@ -45,14 +45,6 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     @classmethod
-    def reported(cls, usage: Any, price: tuple[float, float] | None) -> Usage:
-        """One request, exactly as its provider reported it (persona-core ``TokenUsage`` or None)."""
-        if usage is None:
-            return cls(requests=1)
-        prompt, completion = int(usage.prompt_tokens), int(usage.completion_tokens)
-        return cls(prompt, completion, cost_cents(price, prompt, completion), 1)
-
-    @classmethod
     def measured_or_estimated(
         cls,
         usage: Any,
