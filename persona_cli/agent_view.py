@@ -17,7 +17,7 @@ from rich.text import Text
 
 from persona_cli.event_view import EventView
 from persona_cli.render import render_notice
-from persona_cli.term import counted, format_cost, format_tokens, sanitize
+from persona_cli.term import ESTIMATE_MARK, counted, format_cost, format_tokens, sanitize
 
 if TYPE_CHECKING:
 
@@ -28,9 +28,10 @@ def step_title(step: Step, max_steps: int) -> str:
     """``step 3/8 · mid · 1.2k tok · $0.0020 · 1.4 s`` (plus what went wrong, if anything)."""
     head = "best effort" if step.best_effort else f"step {step.index}/{max_steps}"
     parts = [head, step.tier or "?"]
-    parts.append(f"{format_tokens(step.tokens)} tok")
+    mark = ESTIMATE_MARK if step.usage_estimated else ""  # our own count: the provider sent none
+    parts.append(f"{mark}{format_tokens(step.tokens)} tok")
     if step.tokens:  # nothing reported (cancelled, failed): no cost to show
-        parts.append(format_cost(step.cost_cents))
+        parts.append(format_cost(step.cost_cents) if step.cost_cents is None else mark + format_cost(step.cost_cents))
     parts.append(f"{step.latency_ms / 1000:.1f} s")
     if str(step.type) in ("cancelled", "error"):
         parts.append(str(step.type))
@@ -38,13 +39,15 @@ def step_title(step: Step, max_steps: int) -> str:
 
 
 def run_summary(run: Run) -> str:
-    cost = format_cost(run.cost_cents)
+    mark = ESTIMATE_MARK if run.usage_estimated else ""
+    cost = format_cost(run.cost_cents) if run.cost_cents is None else mark + format_cost(run.cost_cents)
     if run.unpriced_steps and run.cost_cents is not None:
         cost += f" (+{run.unpriced_steps} unpriced)"
     steps = counted(len(run.steps), "step")
     tokens = run.prompt_tokens + run.completion_tokens
     cost_part = f" · {cost}" if tokens else ""
-    return f"{steps} · {format_tokens(tokens)} tok{cost_part} · run {run.id}"
+    estimated = " (tokens estimated: the provider reported none)" if mark else ""
+    return f"{steps} · {mark}{format_tokens(tokens)} tok{cost_part}{estimated} · run {run.id}"
 
 
 @dataclass

@@ -11,7 +11,7 @@ from rich.text import Text
 from persona_cli.render import render_notice
 from persona_runtime.secrets import redact
 from persona_cli.repl import SLASH_COMMANDS
-from persona_cli.term import counted, format_tokens
+from persona_cli.term import counted
 from persona_runtime.routing.types import TIER_CHOICES
 
 
@@ -140,7 +140,7 @@ async def _cost(ctx: SlashContext, _arg: str) -> None:
     t = ctx.totals
     ctx.info.print(
         Text(
-            f"  {counted(t.turns, 'turn')} · {format_tokens(t.prompt_tokens)} in · {format_tokens(t.completion_tokens)} out · {t.cost_text()}"
+            f"  {counted(t.turns, 'turn')} · {t.tokens_text(t.prompt_tokens)} in · {t.tokens_text(t.completion_tokens)} out · {t.cost_text()}"
         )
     )
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DUMB_TERMS",
+    "ESTIMATE_MARK",
     "console_is_plain",
     "format_cost",
     "format_tokens",
@@ -111,6 +112,10 @@ def format_cost(cents: float | None) -> str:
     if dollars == 0:
         return "<$0.0001"
     return f"${dollars:.4f}" if dollars < 1 else f"${cents / 100:,.2f}"
+
+
+#: In front of tokens and costs that are our own count (the provider reported no usage).
+ESTIMATE_MARK = "~"
 
 
 def format_tokens(n: int) -> str:

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from persona_cli.event_view import EventView
 from persona_cli.render import render_notice
-from persona_cli.term import format_cost, format_tokens, sanitize
+from persona_cli.term import ESTIMATE_MARK, format_cost, format_tokens, sanitize
 
 if TYPE_CHECKING:
 
@@ -31,9 +31,14 @@ class SessionTotals:
     last_tier: str | None = None
     last_model: str | None = None
     last_prompt_tokens: int = 0
+    #: Turns whose tokens are our own count (the provider reported no usage).
+    estimated_turns: int = 0
+    last_estimated: bool = False
 
     def add(self, event: Any) -> None:
         self.turns += 1
+        self.last_estimated = is_estimated(event)
+        self.estimated_turns += self.last_estimated
         self.prompt_tokens += event.prompt_tokens
         self.completion_tokens += event.completion_tokens
         self.last_tier, self.last_model = event.tier, event.model
@@ -47,10 +52,22 @@ class SessionTotals:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def mark(self) -> str:
+        """``~`` when any turn's tokens were estimated."""
+        return ESTIMATE_MARK if self.estimated_turns else ""
+
+    def tokens_text(self, n: int | None = None) -> str:
+        """``1.2k`` (``~1.2k`` when estimates are in the sum) of ``n``, by default all tokens."""
+        return self.mark + format_tokens(self.tokens if n is None else n)
+
     def cost_text(self) -> str:
         if self.turns == 0:
             return "$0"  # nothing sent yet: a measured zero, not an unknown price
-        text = format_cost(self.cost_cents if self.turns > self.unpriced_turns else None)
+        priced = self.turns > self.unpriced_turns
+        text = format_cost(self.cost_cents if priced else None)
+        if priced:
+            text = self.mark + text  # a cost of estimated tokens is an estimate too
         if self.unpriced_turns and self.turns > self.unpriced_turns:
             text += f" (+{self.unpriced_turns} unpriced)"
         return text
@@ -90,9 +107,20 @@ class TurnView(EventView):
         return True
 
 
+def is_estimated(done: Any) -> bool:
+    """The turn's tokens are our own count (``TurnFinished.log.usage_estimated``)."""
+    return bool(getattr(getattr(done, "log", None), "usage_estimated", False))
+
+
 def usage_line(done: Any) -> str:
+    """``mid · model · 812 in · 143 out · $0.0012 · 2.3 s``; estimated tokens read
+    ``~812 in · ~143 out · ~$0.0012 … (estimated)``."""
+    mark = ESTIMATE_MARK if is_estimated(done) else ""
     parts = [f"{done.tier} · {done.model}" if done.tier else (done.model or "")]
-    parts.append(f"{format_tokens(done.prompt_tokens)} in · {format_tokens(done.completion_tokens)} out")
-    parts.append(format_cost(done.cost_cents))
+    parts.append(f"{mark}{format_tokens(done.prompt_tokens)} in · {mark}{format_tokens(done.completion_tokens)} out")
+    cost = format_cost(done.cost_cents)
+    parts.append(mark + cost if done.cost_cents is not None else cost)
     parts.append(f"{done.latency_ms / 1000:.1f} s")
+    if mark:
+        parts.append("tokens estimated (the provider reported none)")
     return " · ".join(p for p in parts if p)

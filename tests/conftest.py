@@ -53,3 +53,13 @@ def chroma_server(tmp_path):
 @pytest.fixture
 def srv(server):
     return server
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama-cpp-python's own OpenAI-compatible server on the bundled GGUF, on 127.0.0.1
+    (tests/support/llama_server.py); started once for the tests that ask for it, always stopped."""
+    from tests.support.llama_server import LlamaServer
+
+    with LlamaServer.start(tmp_path_factory.mktemp("llama")) as llama:
+        yield llama

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from persona_cli import exit_codes
 from persona_cli.commands.chat_turn import being_cancelled, not_utf8, run_turn
-from persona_cli.term import counted, format_tokens
+from persona_cli.term import ESTIMATE_MARK, counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,7 +55,7 @@ async def run_repl(session: Session, *, tier: str, multiline: bool, auto_approve
                 render_notice(info, f"conversation {short_id(ctx.conversation.conversation_id)} is kept (persona chat … -c continues it)")
             render_notice(
                 info,
-                f"{counted(totals.turns, 'turn')} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
+                f"{counted(totals.turns, 'turn')} · {totals.tokens_text()} tokens · {totals.cost_text()} · log: {session.paths.turn_log}",
             )
     return foreground.exit_code(exit_codes.OK)
 
@@ -117,10 +117,11 @@ def toolbar(ctx: Any) -> Any:
     if totals.last_model:
         where = f"{totals.last_tier}/{totals.last_model}"
         window = tiers.context_window_for(totals.last_tier or "mid")
-        used = f"{100 * totals.last_prompt_tokens / window:.0f}%" if window else "?"
+        estimate = ESTIMATE_MARK if totals.last_estimated else ""
+        used = f"{estimate}{100 * totals.last_prompt_tokens / window:.0f}%" if window else "?"
     else:
         where, used = f"{ctx.tier}", "0%"
-    text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {format_tokens(totals.tokens)} tokens · {totals.cost_text()} "
+    text = f" {ctx.session.persona.identity.name} · {where} · context {used} · {totals.tokens_text()} tokens · {totals.cost_text()} "
     spend = ctx.session.built_spend
     if spend is not None and spend.active:
         text += f"· spend {spend.summary()} "

@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from persona_cli.term import counted, format_cost, format_tokens, plain_output
+from persona_cli.term import ESTIMATE_MARK, counted, format_cost, format_tokens, plain_output
 from persona_runtime.turnlog.query import Record, is_fallback, parse_timestamp
 from persona_runtime.turnlog.stats import StatsRow
 
@@ -115,8 +115,10 @@ def turn_line(record: Record, today: date | None = None) -> Segments:
     route = f"{record.get('tier') or '-'} → {record.get('model') or '-'}"
     segs += [("  ", ""), (route.ljust(28), "")]
     tokens = "/".join(format_tokens(int(_num(record.get(key)) or 0)) for key in ("prompt_tokens", "completion_tokens"))
-    segs += [("  ", ""), (tokens.rjust(11), "")]
+    estimated = record.get("usage_estimated") is True  # our own count: the provider sent none
+    segs += [("  ", ""), ((ESTIMATE_MARK + tokens if estimated else tokens).rjust(11), "")]
     cost = format_cost(_num(record.get("cost_cents")))
+    cost = ESTIMATE_MARK + cost if estimated and cost != "unpriced" else cost
     segs += [("  ", ""), (cost.rjust(10), "yellow" if cost == "unpriced" else "green")]
     segs += [("  ", ""), (_seconds(record.get("latency_ms")).rjust(6), "")]
     ttft = record.get("ttft_ms")
@@ -186,7 +188,8 @@ def _show_header(out: TurnPrinter, records: list[Record]) -> None:
         parts.append(f"conversation {next(iter(conversations))}")
     if len(runs) == 1:
         parts.append(f"run {next(iter(runs))}")
-    parts.append(f"cost {format_cost(_num(sum(cost))) if cost else 'unpriced'}")
+    estimated = ESTIMATE_MARK if any(r.get("usage_estimated") is True for r in records) else ""
+    parts.append(f"cost {estimated + format_cost(_num(sum(cost))) if cost else 'unpriced'}")
     if len(cost) < len(records) and cost:
         parts[-1] += f" (+{len(records) - len(cost)} unpriced)"
     out.text(" · ".join(parts), "bold")
@@ -228,6 +231,8 @@ def _show_turn(out: TurnPrinter, r: Record) -> None:
         )
         out.segments([("  tools ", "dim"), (calls, "")])
     extras = []
+    if r.get("usage_estimated") is True:
+        extras.append(f"{ESTIMATE_MARK} tokens estimated (the provider reported no usage)")
     if r.get("skill_used"):
         extras.append(f"skill {r['skill_used']}")
     if r.get("history_compacted"):
@@ -249,6 +254,7 @@ def stats_row_dict(row: StatsRow, by: str) -> dict[str, Any]:
         "completion_tokens": row.completion_tokens,
         "cost_cents": round(row.cost_cents, 6),
         "unpriced": row.unpriced,
+        "estimated": row.estimated,
         "latency_p50_ms": row.latency_p50_ms,
         "latency_p95_ms": row.latency_p95_ms,
         "fallback_rate": row.fallback_rate,
@@ -283,8 +289,11 @@ def render_stats(rows: list[StatsRow], by: str, chart: str, skipped: int) -> Non
         pad_edge=False,
     )
 
+    def mark(row: StatsRow) -> str:
+        return ESTIMATE_MARK if row.estimated else ""
+
     def cost(row: StatsRow) -> str:
-        return "unpriced" if row.unpriced == row.turns else format_cost(_num(row.cost_cents))
+        return "unpriced" if row.unpriced == row.turns else mark(row) + format_cost(_num(row.cost_cents))
 
     def pct(value: float) -> str:
         return f"{value * 100:.1f}%"
@@ -292,7 +301,7 @@ def render_stats(rows: list[StatsRow], by: str, chart: str, skipped: int) -> Non
     columns: list[tuple[str, Any]] = [
         (by, lambda r: r.key),
         ("turns", lambda r: f"{r.turns:,}"),
-        ("tokens in/out", lambda r: f"{format_tokens(r.prompt_tokens)}/{format_tokens(r.completion_tokens)}"),
+        ("tokens in/out", lambda r: f"{mark(r)}{format_tokens(r.prompt_tokens)}/{format_tokens(r.completion_tokens)}"),
         ("cost", cost),
         ("unpriced", lambda r: f"{r.unpriced:,}"),
         ("p50", lambda r: _seconds(r.latency_p50_ms)),
@@ -308,6 +317,12 @@ def render_stats(rows: list[StatsRow], by: str, chart: str, skipped: int) -> Non
     console.print(table)
     if total.unpriced:
         console.print("cost sums priced turns only; unpriced turns have no known price", style="dim")
+    if total.estimated:
+        console.print(
+            f"{ESTIMATE_MARK} estimated: the provider reported no token usage for {counted(total.estimated, 'turn')}; "
+            "those tokens (and their cost) are our own count",
+            style="dim",
+        )
 
     values = [float(r.turns) if chart == "turns" else r.cost_cents for r in groups]
     label_width = min(24, max(len(r.key) for r in groups))

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from persona.schema.conversation import ConversationMessage
     from persona.schema.persona import Persona
 
-__all__ = ["BuiltPrompt", "PromptBuilder", "RetrievedContext", "count_tokens"]
+__all__ = ["MESSAGE_OVERHEAD", "BuiltPrompt", "PromptBuilder", "RetrievedContext", "count_tokens"]
 
 FOOTER = "Stay in character. Cite sources when using tool results."
 # Frames what memory recalled for this message, in front of it, so it is not read as the person's words.
@@ -37,7 +37,7 @@ _LANGUAGES = {
     "nl": "Dutch", "fi": "Finnish", "pl": "Polish", "pt": "Portuguese", "en": "English",
 }
 # Per-message framing overhead of chat templates, in tokens.
-_MESSAGE_OVERHEAD = 4
+MESSAGE_OVERHEAD = 4
 
 
 @lru_cache(maxsize=1)
@@ -155,7 +155,7 @@ class PromptBuilder:
         return ConversationMessage(role="system", content=text, created_at=datetime.now(UTC))
 
     def _tokens(self, text: str) -> int:
-        return self._count(text) + _MESSAGE_OVERHEAD
+        return self._count(text) + MESSAGE_OVERHEAD
 
 
 def _identity_block(persona: Persona) -> str:

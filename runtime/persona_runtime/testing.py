@@ -93,6 +93,8 @@ class Reply:
     tool_calls: Sequence[ScriptedToolCall] = ()
     deltas: Sequence[str] | None = None  # explicit stream pieces; their join is the text
     usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens)
+    #: False: the final chunk carries no usage at all, as from a server that sends none.
+    usage_reported: bool = True
     reasoning: str | None = None  # streamed on a chunk of its own before the text
 
     def __post_init__(self) -> None:
@@ -324,7 +326,8 @@ class ScriptedBackend:
                     call_id=self._call_id(call), name_delta=call.name, arguments_delta=call.arguments_json
                 ),
             )
-        yield StreamChunk(delta="", is_final=True, usage=self._usage(step, messages, len(deltas)))
+        usage = self._usage(step, messages, len(deltas)) if step.usage_reported else None
+        yield StreamChunk(delta="", is_final=True, usage=usage)
 
     def _to_tool_call(self, call: ScriptedToolCall) -> ToolCall:
         truncated = False

@@ -12,7 +12,9 @@ Configuration comes from the environment (see ``.env.example``; parsed by
 * Nothing at all: every tier is the bundled local model (``gguf``), fully offline.
 * Unset tiers resolve small -> mid -> frontier to the first configured one.
 
-Backends are built on first use and cached per model; ``aclose()`` releases them.
+Backends are built on first use and cached per model; ``aclose()`` releases them. An
+OpenAI-compatible server that rejects ``stream_options`` (usage in the stream) is asked again
+without it, and remembered for the session (:mod:`persona_runtime.stream_usage`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from persona_runtime.errors import TierNotConfiguredError
 from persona_runtime.pricing import DEFAULT_CONTEXT_WINDOW, context_window_for_model, price_for
 from persona_runtime.routing.types import TIER_NAMES
+from persona_runtime.stream_usage import StreamOptionsMemory, guard_stream_options
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -138,6 +141,8 @@ class TierRegistry:
             raise ValueError("at least one tier must be configured")
         self._factory = backend_factory or (lambda slot: build_backend(slot, request_timeout_s))
         self._cache: dict[tuple[str, str, str | None, int], ChatBackend] = {}
+        #: Servers that rejected ``stream_options`` (usage in the stream) this session.
+        self.stream_options = StreamOptionsMemory()
         for tier in self._tiers.values():
             for slot in tier.models:
                 if slot.backend is not None:
@@ -231,6 +236,7 @@ class TierRegistry:
         backend = self._cache.get(slot.key)
         if backend is None:
             backend = self._factory(slot)
+            guard_stream_options(backend, slot.base_url or slot.provider, self.stream_options)
             self._cache[slot.key] = backend
         return backend
 

@@ -15,6 +15,11 @@ With nothing queued it answers 500 ``no scripted reply`` so an unexpected call f
 Both ``stream: true`` (SSE, chunked transfer encoding, a usage chunk when
 ``stream_options.include_usage``, then ``data: [DONE]``) and ``stream: false`` are served.
 Every delay waits on an Event, so :meth:`ScriptedOpenAIServer.close` cuts it short.
+
+Two server-wide switches play the servers that do not honour ``stream_options``:
+``stream_usage=False`` never sends usage in a stream, asked or not (llama-cpp-python's server);
+``reject_stream_options=True`` answers a request that carries ``stream_options`` with a 400
+naming it (recorded in :attr:`requests` and :attr:`rejected`; no scripted reply is taken).
 """
 
 from __future__ import annotations
@@ -194,7 +199,11 @@ class _Closed(Exception):
 class ScriptedOpenAIServer:
     """A context-managed scripted OpenAI-compatible server on ``127.0.0.1:<ephemeral>``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stream_usage: bool = True, reject_stream_options: bool = False) -> None:
+        self.stream_usage = stream_usage
+        self.reject_stream_options = reject_stream_options
+        #: Requests answered 400 because they carried ``stream_options``.
+        self.rejected: list[RecordedRequest] = []
         self._lock = threading.Condition()
         self._shared: deque[_Queued] = deque()
         self._by_model: dict[str, deque[_Queued]] = {}
@@ -285,6 +294,16 @@ class ScriptedOpenAIServer:
         if model not in self._models_seen:
             self._models_seen.append(model)
 
+    def _reject(self, request: RecordedRequest) -> bool:
+        """Record ``request``; True when it must be rejected for carrying ``stream_options``."""
+        if not (self.reject_stream_options and "stream_options" in request.body):
+            return False
+        with self._lock:
+            self.requests.append(request)
+            self.rejected.append(request)
+            self._lock.notify_all()
+        return True
+
     def _take(self, request: RecordedRequest) -> ScriptedReply | None:
         with self._lock:
             self.requests.append(request)
@@ -346,6 +365,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, _error_body("request body is not JSON", "invalid_request_error"))
             return
         request = RecordedRequest(self.path, body, {k.lower(): v for k, v in self.headers.items()})
+        if self.srv._reject(request):
+            # The shape a strict server (extra fields forbidden) gives an unknown field.
+            message = "Unrecognized request argument supplied: stream_options"
+            self._json(400, {"error": {"message": message, "type": "invalid_request_error",
+                                       "param": "stream_options", "code": None}})
+            return
         reply = self.srv._take(request)
         try:
             self._reply(reply, body)
@@ -467,7 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._event(chunk({"tool_calls": [part]}))
             sent += 1
         self._event(chunk({}, "tool_calls" if calls else "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if self.srv.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
             prompt, completion = usage or (_prompt_words(body), sent)
             self.srv._sent_usage(prompt, completion)
             self._event({

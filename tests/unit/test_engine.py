@@ -25,13 +25,15 @@ def test_usage_adds_up_and_an_unpriced_part_makes_the_cost_unknown() -> None:
     assert a + b == Usage(150, 25, 0.75, 2)
     assert (a + Usage(1, 1, None, 1)).cost_cents is None
     assert sum([a, b], Usage()) == a + b
-    assert Usage.reported(None, (1.0, 2.0)) == Usage(requests=1)
 
     class Reported:
         prompt_tokens, completion_tokens = 1000, 500
 
-    assert Usage.reported(Reported(), (1.0, 2.0)) == Usage(1000, 500, 2.0, 1)
-    assert Usage.reported(Reported(), None).cost_cents is None
+    def reported(price: tuple[float, float] | None) -> Usage:
+        return Usage.measured_or_estimated(Reported(), price, prompt_estimate=lambda: 1, completion_estimate=lambda: 1)
+
+    assert reported((1.0, 2.0)) == Usage(1000, 500, 2.0, 1)
+    assert reported(None).cost_cents is None
 
 
 def chat_events(backend: ScriptedBackend, **loop_options) -> list:

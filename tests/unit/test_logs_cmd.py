@@ -247,6 +247,7 @@ def test_stats_json_exact(log: Path) -> None:
         "completion_tokens": 40,
         "cost_cents": 2.0,
         "unpriced": 1,
+        "estimated": 0,
         "latency_p50_ms": 1000.0,
         "latency_p95_ms": 1500.0,
         "fallback_rate": 0.2,

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from persona_runtime.prompt import count_tokens
+from persona_runtime.engine.tokens import prompt_tokens
 
 if TYPE_CHECKING:
     from persona.schema.conversation import ConversationMessage
@@ -28,7 +28,6 @@ SUMMARY_INSTRUCTIONS = (
     "failed and what is still open. Plain sentences, no preamble."
 )
 DROPPED_NOTE = "Earlier steps were dropped to fit the context window; their details are lost."
-_MESSAGE_OVERHEAD = 4
 
 
 def _text(message: ConversationMessage) -> str:
@@ -38,12 +37,7 @@ def _text(message: ConversationMessage) -> str:
 
 def estimate_tokens(messages: Sequence[ConversationMessage]) -> int:
     """cl100k estimate of what the model is sent, tool-call arguments included."""
-    total = 0
-    for m in messages:
-        total += count_tokens(_text(m)) + _MESSAGE_OVERHEAD
-        for call in m.tool_calls:
-            total += count_tokens(call.name) + count_tokens(json.dumps(call.args, default=str)) + _MESSAGE_OVERHEAD
-    return total
+    return prompt_tokens(messages)
 
 
 def is_tool_result(message: ConversationMessage) -> bool:

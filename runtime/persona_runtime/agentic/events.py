@@ -175,7 +175,10 @@ def event_to_dict(event: Any) -> dict[str, Any]:
             "best_effort": run.best_effort,
             "error": run.error,
             "question": run.pending_question,
-            "usage": {"prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens},
+            "usage": {
+                "prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
+                "estimated": run.usage_estimated,
+            },
             "cost_cents": run.cost_cents,
             "unpriced_steps": run.unpriced_steps,
         }

@@ -65,6 +65,7 @@ class RunRecords:
         step = Step(
             index=progress.index, type=progress.type, tier=account.tier, provider=log.provider, model=log.model,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            usage_estimated=usage.estimated,
             # No usage reported (cancelled or failed before the end): the cost is unknown, not 0.
             cost_cents=usage.cost_cents if usage.total_tokens else None,
             latency_ms=log.latency_ms, ttft_ms=log.ttft_ms,

@@ -118,6 +118,8 @@ class Step(_Frozen):
     model: str | None = None
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
+    #: The provider reported no usage: the tokens (and cost) are our own count.
+    usage_estimated: bool = False
     #: Cents; ``None`` when the model's price is unknown (never an invented 0).
     cost_cents: float | None = None
     latency_ms: float = 0.0
@@ -188,6 +190,11 @@ class Run(_Frozen):
     @property
     def completion_tokens(self) -> int:
         return sum(s.completion_tokens for s in self.steps)
+
+    @property
+    def usage_estimated(self) -> bool:
+        """Some step's tokens are our own count (its provider reported none)."""
+        return any(s.usage_estimated for s in self.steps)
 
     @property
     def cost_cents(self) -> float | None:

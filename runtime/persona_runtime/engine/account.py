@@ -81,6 +81,7 @@ class CallAccount:
             model=slot.model if slot else None,
             prompt_tokens=self.usage.prompt_tokens,
             completion_tokens=self.usage.completion_tokens,
+            usage_estimated=self.usage.estimated,
             cost_cents=self.usage.cost_cents,
             latency_ms=round(latency_ms if latency_ms is not None else self.elapsed_ms(), 3),
             ttft_ms=round(self.ttft_ms, 3) if self.ttft_ms is not None else None,

@@ -24,9 +24,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from persona_runtime.engine import tokens
 from persona_runtime.engine.messages import system_message, user_message
 from persona_runtime.engine.reply import ModelReply, stream_reply
-from persona_runtime.engine.stream import cancellable
+from persona_runtime.engine.stream import Cancelled, cancellable
 from persona_runtime.engine.tools import ToolRunner
 from persona_runtime.engine.usage import Usage
 from persona_runtime.events import ReplyCut, SpendCapRerouted, TextDelta, ThinkingDelta
@@ -151,26 +152,39 @@ class ModelEngine:
         backend = self.backend(slot)
         max_tokens, setting = self.reply_budget(tier, slot)
         price = self.tiers.price_for(tier, slot)
-        charged = started = False
+        received: list[str] = []  # what streamed in, for an interrupted reply's estimate
+        finished = started = False
         try:
             async for item in stream_reply(
                 backend, messages, tools=tools, temperature=self.temperature, max_tokens=max_tokens,
                 price=price, cancel=cancel, accept_calls=accept_calls, allow_empty=allow_empty,
             ):
                 if isinstance(item, ModelReply):
+                    finished = True
                     account.add(item.usage)
-                    charged = True
                     if self.spend is not None:
                         self.spend.charge(item.usage, worst)
                     if item.cut:
                         yield ReplyCut(item.max_tokens, setting)
                 else:
                     started = True
+                    if isinstance(item, TextDelta | ThinkingDelta):
+                        received.append(item.text)
                     if isinstance(item, TextDelta) and account.ttft_ms is None:
                         account.ttft_ms = account.elapsed_ms()
                 yield item
+        except (asyncio.CancelledError, GeneratorExit, Cancelled):
+            if not finished and received:
+                # Interrupted mid-reply: the server read the prompt and sent these tokens, but no
+                # usage will come. Our own count, marked estimated, rather than a false 0.
+                account.add(Usage.measured_or_estimated(
+                    None, price,
+                    prompt_estimate=lambda: tokens.prompt_tokens(messages, tools),
+                    completion_estimate=lambda: tokens.completion_tokens("".join(received)),
+                ))
+            raise
         finally:
-            if started and not charged and self.capped:
+            if started and not finished and self.capped:
                 self.spend.charge_estimate(worst)  # type: ignore[union-attr]  # cut off mid-reply: it may have cost it all
 
     # -- the spend cap ----------------------------------------------------------------------
@@ -276,10 +290,15 @@ class ModelEngine:
                 )
             except (ProviderError, OSError, ValueError, RuntimeError):
                 continue
-            usage = Usage.reported(response.usage, self.tiers.price_for(tier_name, slot))
+            content = response.content or ""
+            usage = Usage.measured_or_estimated(
+                response.usage, self.tiers.price_for(tier_name, slot),
+                prompt_estimate=lambda: tokens.prompt_tokens(request),
+                completion_estimate=lambda: tokens.completion_tokens(content),  # noqa: B023 - used at once
+            )
             account.add(usage)
             if self.spend is not None:
                 self.spend.charge(usage, worst)
-            if response.content.strip():
-                return Summary(response.content.strip(), tier_name, slot.model)
+            if content.strip():
+                return Summary(content.strip(), tier_name, slot.model)
         return Summary(None, None, None)

@@ -3,7 +3,8 @@
 ``stream_reply`` yields ``TextDelta`` and ``ThinkingDelta`` (the model's reasoning, when the
 provider sends it) as they arrive, then the ``ModelReply`` as its last item. Any fault of the
 model or its transport, and an empty reply (no text, no tool call), raise ``AttemptFailed``
-so the fallback walk tries the next model.
+so the fallback walk tries the next model. The reply's usage is the provider's; where the
+provider reported none, it is counted here (``engine.tokens``) and marked ``estimated``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from persona_runtime.engine import tokens
 from persona_runtime.engine.messages import parse_tool_call
 from persona_runtime.engine.stream import StreamPump
 from persona_runtime.engine.usage import Usage
@@ -62,7 +64,7 @@ async def stream_reply(
     text: list[str] = []
     reasoning: list[str] = []
     calls: dict[str, list[str]] = {}  # call id -> [name, arguments]
-    usage = Usage(requests=1)
+    reported: Any = None  # the provider's TokenUsage, from the final chunk
     pump = StreamPump(
         lambda: backend.chat_stream(list(messages), tools=tools, temperature=temperature, max_tokens=max_tokens),
         cancel,
@@ -84,19 +86,25 @@ async def stream_reply(
                     acc[0] += d.name_delta
                     acc[1] += d.arguments_delta
                 if chunk.is_final:
-                    usage = Usage.reported(chunk.usage, price)
+                    reported = chunk.usage
     except ProviderError as exc:
         raise AttemptFailed(exc) from exc
     except (OSError, ValueError, RuntimeError) as exc:
         # A transport or parsing fault the backend did not map: this model failed.
         raise AttemptFailed(exc) from exc
     joined = "".join(text)
+    thought = "".join(reasoning)
     if not calls and not joined.strip() and not allow_empty:
         model = getattr(backend, "model_name", "")
         raise AttemptFailed(EmptyCompletionError("the model returned an empty reply", context={"model": model}))
+    usage = Usage.measured_or_estimated(
+        reported, price,
+        prompt_estimate=lambda: tokens.prompt_tokens(messages, tools),
+        completion_estimate=lambda: tokens.completion_tokens(joined, thought, [(n, a) for n, a in calls.values()]),
+    )
     yield ModelReply(
         text=joined,
-        reasoning="".join(reasoning),
+        reasoning=thought,
         calls=[parse_tool_call(cid, name, args) for cid, (name, args) in calls.items()],
         usage=usage,
         cut=not calls and usage.completion_tokens >= max_tokens,

@@ -63,6 +63,9 @@ class TurnLog(_Record):
     model: str | None = None
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
+    #: True when a provider reported no usage for some request of this turn and the tokens
+    #: (and so the cost) are our own count (cl100k), not the provider's.
+    usage_estimated: bool = False
     #: Cents. ``None`` when the price is unknown: never an invented 0.
     cost_cents: float | None = None
     latency_ms: float = 0.0

@@ -19,6 +19,8 @@ class StatsRow:
     #: Sum over priced turns only; ``unpriced`` counts the others.
     cost_cents: float = 0.0
     unpriced: int = 0
+    #: Turns whose tokens (and cost) are our own count: the provider reported no usage.
+    estimated: int = 0
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     fallbacks: int = 0
@@ -99,6 +101,7 @@ def _merge(key: str, rows: list[StatsRow]) -> StatsRow:
         merged.completion_tokens += row.completion_tokens
         merged.cost_cents += row.cost_cents
         merged.unpriced += row.unpriced
+        merged.estimated += row.estimated
         merged.fallbacks += row.fallbacks
         merged.errors += row.errors
         merged.interrupted += row.interrupted
@@ -110,6 +113,8 @@ def _add(row: StatsRow, record: Record) -> None:
     row.turns += 1
     row.prompt_tokens += record.get("prompt_tokens") or 0
     row.completion_tokens += record.get("completion_tokens") or 0
+    if record.get("usage_estimated") is True:
+        row.estimated += 1
     cost = record.get("cost_cents")
     if cost is None:
         row.unpriced += 1
