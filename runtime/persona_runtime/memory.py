@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from persona_runtime.memory_pins import PinList, text_hash
 from persona_runtime.prompt import RetrievedContext
 
 if TYPE_CHECKING:
@@ -70,23 +71,43 @@ class PersonaMemory:
 
     def load(self) -> None:
         """Index the persona's YAML content into the stores, unless this very content was
-        indexed before (a marker holds its hash): a big persona is embedded once, not at
-        every start. Idempotent either way."""
+        indexed before (a marker holds its hash, and the pin list's): a big persona is embedded
+        once, not at every start. Idempotent either way. Entries the person pinned out
+        (:mod:`persona_runtime.memory_pins`) are removed again after indexing."""
         if self._registry is None:
             return
-        marker = self.root / f"indexed-{self.persona_id}.sha256" if self.root is not None else None
-        digest = _content_hash(self.persona)
+        marker = self.marker
+        pinned = self.pins.hashes() if self.pins is not None else set()
+        digest = _content_hash(self.persona, pinned)
         try:
             if marker is not None and marker.read_text(encoding="ascii").strip() == digest:
                 return
         except OSError:
             pass
         self._registry.load_persona(self.persona)
+        if pinned:
+            self._remove_pinned(pinned)
         if marker is not None:
             try:
                 marker.write_text(digest + "\n", encoding="ascii")
             except OSError:
                 pass  # indexing again next time is slower, not wrong
+
+    @property
+    def marker(self) -> Path | None:
+        """The "already indexed" marker; removing it makes the next :meth:`load` index again."""
+        return self.root / f"indexed-{self.persona_id}.sha256" if self.root is not None else None
+
+    @property
+    def pins(self) -> PinList | None:
+        return PinList(self.root, self.persona_id) if self.root is not None else None
+
+    def _remove_pinned(self, pinned: set[str]) -> None:
+        for kind in ("self_facts", "worldview", "episodic"):
+            store = self.stores[kind]
+            doomed = [c.id for c in store.get_all(self.persona_id) if text_hash(c.text) in pinned]
+            if doomed:
+                store.remove_documents(self.persona_id, doomed)
 
     def retrieve(self, message: str, *, top_k: int = 3) -> RetrievedContext:
         if self._identity_cache is None:
@@ -128,8 +149,10 @@ class PersonaMemory:
         )
 
 
-def _content_hash(persona: Persona) -> str:
-    """What indexing depends on: the persona's content (the store folder already names the embedder)."""
+def _content_hash(persona: Persona, pinned: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    """What indexing depends on: the persona's content and the pins (the store folder already
+    names the embedder). A new pin, or one taken back, forces indexing again."""
     import hashlib
 
-    return hashlib.sha256(persona.model_dump_json().encode("utf-8")).hexdigest()
+    text = persona.model_dump_json() + "".join(f"\npin:{h}" for h in sorted(pinned))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
