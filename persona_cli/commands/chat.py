@@ -112,7 +112,7 @@ async def _piped_turns(session: Session, messages: list[tuple[int, str | None]],
                     render_notice(info, f"✗ line {number} of the input is not UTF-8 text; it was not sent")
                     failed += 1
                     continue
-                view = TurnView(out=out, info=info, can_retry=False)
+                view = TurnView(out=out, info=info, can_retry=False, show_recall=session.settings.show_recall)
                 status = await _run_turn(loop, conversation, text, tier, view, approve, foreground)
                 if status == "interrupted" or foreground.stopped_by is not None:
                     return foreground.exit_code(exit_codes.INTERRUPTED)
@@ -257,9 +257,10 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
                 raise
             render_notice(info, "interrupted while loading; your message was not sent (↑ brings it back)")
             continue
-        view = TurnView(out=out, info=info)
+        view = TurnView(out=out, info=info, show_recall=bool(ctx.show_recall))
         with typeahead_hidden():
             await _run_turn(loop, ctx.conversation, text, ctx.tier, view, approve, foreground, ctx.totals)
+        ctx.last_recall = view.recalled if view.recalled is not None else ctx.last_recall
         if foreground.stopped_by is not None:
             return
 

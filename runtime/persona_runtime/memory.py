@@ -17,7 +17,9 @@ from persona_runtime.prompt import RetrievedContext
 if TYPE_CHECKING:
     from persona.schema.persona import Persona
 
-__all__ = ["PersonaMemory", "StoreKind"]
+    from persona_runtime.events import MemoryRecalled
+
+__all__ = ["PersonaMemory", "StoreKind", "recalled_event"]
 
 StoreKind = ("identity", "self_facts", "worldview", "episodic")
 
@@ -147,6 +149,23 @@ class PersonaMemory:
             metadata={"importance": "0.5", "conversation_id": conversation_id, "source": "chat"},
             written_by="persona_runtime.loop",
         )
+
+
+def recalled_event(context: RetrievedContext) -> MemoryRecalled:
+    """The entries a context holds, as an event (identity, always sent, left out)."""
+    from persona_runtime.events import MemoryRecalled, RecalledEntry
+    from persona_runtime.secrets import redact
+
+    entries = []
+    for store in ("self_facts", "worldview", "episodic"):
+        for chunk in getattr(context, store):
+            distance = getattr(chunk, "distance", None)
+            lines = chunk.text.strip().splitlines()
+            entries.append(RecalledEntry(
+                store=store, id=chunk.id, score=None if distance is None else round(1.0 - float(distance), 4),
+                created_at=getattr(chunk, "created_at", None), first_line=redact(lines[0][:200]) if lines else "",
+            ))
+    return MemoryRecalled(tuple(entries))
 
 
 def _content_hash(persona: Persona, pinned: set[str] = frozenset()) -> str:  # type: ignore[assignment]

@@ -154,7 +154,8 @@ class MemoryAdmin:
         entries: list[MemoryEntry] = []
         for store in stores:
             chunks = self.memory.stores[store].get_all(self.pid)
-            chunks.sort(key=lambda c: (c.created_at, c.id), reverse=True)
+            chunks.sort(key=lambda c: c.id)
+            chunks.sort(key=lambda c: c.created_at, reverse=True)  # stable: same time keeps id order
             entries += [self.entry(store, c) for c in chunks]
         return entries
 

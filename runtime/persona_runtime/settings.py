@@ -86,6 +86,8 @@ class Settings:
     data_dir: Path | None = None
     #: persona-core warnings on stderr, full tracebacks on errors (``PERSONA_VERBOSE=1``, the CLI's ``-v``).
     verbose: bool = False
+    #: A one-line recall summary after each chat turn (``PERSONA_SHOW_RECALL=1``; /recall on|off).
+    show_recall: bool = False
     #: The tiers and their models (``PERSONA_<TIER>_*``, ``PERSONA_PROVIDER`` ..., ``PERSONA_LOCAL_MODEL``);
     #: empty: the bundled local model on every tier.
     tiers: tuple[TierConfig, ...] = ()
@@ -112,6 +114,7 @@ class Settings:
             local_repeat_penalty=local_repeat_penalty_from_env(source),
             data_dir=data_dir_from_env(source),
             verbose=verbose_from_env(source),
+            show_recall=source.get("PERSONA_SHOW_RECALL", "").strip().lower() in {"1", "true", "yes", "on"},
             tiers=tuple(tiers),
         )
 

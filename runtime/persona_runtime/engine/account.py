@@ -36,6 +36,8 @@ class CallAccount:
     skill_used: str | None = None
     compacted: bool = False
     routing: RoutingDecision | None = None
+    #: Ids of the memory entries sent with the turn (identity aside).
+    recalled: tuple[str, ...] = ()
 
     def add(self, usage: Usage) -> None:
         self.usage = self.usage + usage
@@ -84,6 +86,7 @@ class CallAccount:
             skill_used=self.skill_used,
             history_compacted=self.compacted,
             routing=routing,
+            recalled=self.recalled,
             attempts=tuple(self.attempts),
             status=status,  # type: ignore[arg-type]
             error=redact(error) if error else None,

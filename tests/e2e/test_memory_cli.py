@@ -1,0 +1,120 @@
+"""`persona memory` as real processes, against chats on the scripted OpenAI server.
+
+The issue's acceptance: after `memory forget` of the episodic entry that holds "Tern", a new
+conversation asks about the boat and no request the server got contains "Tern".
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.env import clean_env
+from tests.support.openai_server import ScriptedOpenAIServer, Text
+from tests.support.paths import REPO
+
+ASTRID = REPO / "personas" / "astrid.yaml"
+
+
+def _env(server: ScriptedOpenAIServer, home: Path) -> dict[str, str]:
+    return clean_env(
+        home,
+        PERSONA_PROVIDER="openai", PERSONA_MODEL="gpt-4o-mini", PERSONA_API_KEY="sk-test-memory-0001",
+        PERSONA_BASE_URL=server.base_url, PERSONA_EMBEDDER="hash", PERSONA_REQUEST_TIMEOUT_S="10",
+    )
+
+
+def persona(args: list[str], env: dict[str, str], cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "persona_cli", *args], input=stdin, env=env, cwd=cwd,
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def _bodies(server: ScriptedOpenAIServer) -> list[str]:
+    return [json.dumps(r.body, ensure_ascii=False) for r in server.requests]
+
+
+def test_forgotten_tern_is_never_sent_again(server, tmp_path) -> None:
+    env = _env(server, tmp_path / "home")
+    server.enqueue(Text("Noted, a fine name."))
+    told = persona(["chat", str(ASTRID)], env, tmp_path, "My boat is called Tern.\n")
+    assert told.returncode == 0, told.stderr
+
+    found = persona(["memory", "search", str(ASTRID), "My boat is called Tern.", "--store", "episodic", "--json"], env, tmp_path)
+    assert found.returncode == 0, found.stderr
+    hits = [json.loads(line) for line in found.stdout.splitlines()]
+    tern = [h for h in hits if "Tern" in h["text"]]
+    assert len(tern) == 1 and tern[0]["origin"] == "runtime" and -1.0 <= tern[0]["score"] <= 1.0 and tern[0]["age"]
+    listed = persona(["memory", "list", str(ASTRID), "--store", "episodic"], env, tmp_path)
+    assert "Tern" in listed.stdout and tern[0]["id"].removeprefix("astrid::") in listed.stdout
+
+    # While it is stored, a new conversation about the boat sends it (recall works here).
+    server.enqueue(Text("Let me think."))
+    asked = persona(["chat", str(ASTRID)], env, tmp_path, "What is my boat called?\n")
+    assert asked.returncode == 0, asked.stderr
+    assert "Tern" in _bodies(server)[-1]
+    turns = [json.loads(line) for line in (tmp_path / "home" / "logs" / "turns.jsonl").read_text().splitlines()]
+    assert tern[0]["id"] in turns[-1]["recalled"]  # the TurnLog says what went in
+
+    refused = persona(["memory", "forget", str(ASTRID), tern[0]["id"]], env, tmp_path)  # stdin is not a terminal
+    assert refused.returncode == 3 and "--yes" in refused.stderr and "Traceback" not in refused.stderr
+    forgot = persona(["memory", "forget", str(ASTRID), tern[0]["id"][-12:], "--yes"], env, tmp_path)
+    assert forgot.returncode == 0, forgot.stderr
+    assert "forgot episodic::" in forgot.stdout
+
+    server.enqueue(Text("I do not know its name."))
+    again = persona(["chat", str(ASTRID)], env, tmp_path, "What is my boat called?\n")
+    assert again.returncode == 0, again.stderr
+    assert len(server.requests) == 3
+    assert "Tern" not in _bodies(server)[-1]
+    assert not [b for b in _bodies(server)[2:] if "Tern" in b]
+
+
+def test_bad_input_is_one_line_with_its_exit_code(tmp_path) -> None:
+    env = clean_env(tmp_path / "home", PERSONA_EMBEDDER="hash")
+    cases = [
+        (["memory", "show", str(ASTRID), "no-such-entry"], 1, "no memory entry"),
+        (["memory", "show", str(ASTRID), "self_facts"], 2, "matches 5 entries"),
+        (["memory", "add", str(ASTRID), "--store", "identity", "name: Bob"], 2, "identity store cannot be written"),
+        (["memory", "forget", str(ASTRID), "identity::0000", "--yes"], 2, "cannot be forgotten"),
+        (["memory", "list", str(tmp_path / "missing.yaml")], 2, "missing.yaml"),
+        (["memory", "list", str(ASTRID), "--store", "nope"], 2, "--store must be one of"),
+    ]
+    for args, code, words in cases:
+        result = persona(args, env, tmp_path)
+        lines = result.stderr.strip().splitlines()
+        assert (result.returncode, len(lines)) == (code, 1), (args, result.stderr)
+        assert words in lines[0] and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_yaml_entries_are_marked_and_a_pin_keeps_one_forgotten(tmp_path) -> None:
+    env = clean_env(tmp_path / "home", PERSONA_EMBEDDER="hash")
+    listed = persona(["memory", "list", str(ASTRID), "--store", "self_facts", "--json"], env, tmp_path)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) == 5 and {r["origin"] for r in rows} == {"yaml"}
+    plain = persona(["memory", "forget", str(ASTRID), "self_facts::0003", "--yes"], env, tmp_path)
+    assert plain.returncode == 0 and "come back at the next load" in plain.stderr
+    back = persona(["memory", "show", str(ASTRID), "self_facts::0003"], env, tmp_path)  # the next load brings it back
+    assert back.returncode == 0 and "korte svar" in back.stdout
+    pinned = persona(["memory", "forget", str(ASTRID), "self_facts::0003", "--yes", "--pin"], env, tmp_path)
+    assert pinned.returncode == 0 and "pinned out 1" in pinned.stderr
+    gone = persona(["memory", "show", str(ASTRID), "self_facts::0003"], env, tmp_path)
+    assert gone.returncode == 1
+    pins = persona(["memory", "pins", str(ASTRID)], env, tmp_path)
+    assert "korte svar" in pins.stdout
+    unpinned = persona(["memory", "unpin", str(ASTRID), pins.stdout.split()[0]], env, tmp_path)
+    assert unpinned.returncode == 0
+    assert persona(["memory", "show", str(ASTRID), "self_facts::0003"], env, tmp_path).returncode == 0
+
+
+def test_every_memory_command_help_has_an_example(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from persona_cli.app import app
+
+    for command in ("", "list", "search", "show", "forget", "add", "edit", "history", "rollback", "pins", "unpin"):
+        result = CliRunner().invoke(app, ["memory", *([command] if command else []), "--help"])
+        assert result.exit_code == 0 and "Example: persona memory" in result.output, command
