@@ -56,7 +56,6 @@ def open_admin(persona_path: str | os.PathLike[str], *, settings: Settings | Non
     from persona_runtime import _offline
     from persona_runtime.embedders import choose_embedder
     from persona_runtime.memory import PersonaMemory
-    from persona_runtime.settings import Settings
     from persona_runtime.memory_guard import describe_fault, set_aside_if_broken
     from persona_runtime.paths import prepare_data_dir
     from persona_runtime.persona_file import load_persona

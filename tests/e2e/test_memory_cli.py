@@ -7,9 +7,14 @@ conversation asks about the boat and no request the server got contains "Tern".
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
 
 from tests.support.env import clean_env
 from tests.support.openai_server import ScriptedOpenAIServer, Text
@@ -73,41 +78,86 @@ def test_forgotten_tern_is_never_sent_again(server, tmp_path) -> None:
     assert not [b for b in _bodies(server)[2:] if "Tern" in b]
 
 
-def test_bad_input_is_one_line_with_its_exit_code(tmp_path) -> None:
-    env = clean_env(tmp_path / "home", PERSONA_EMBEDDER="hash")
+def _cli(args: list[str], home: Path, monkeypatch, stdin: str = "") -> Any:
+    """The real CLI entry point in-process (main(): one-line errors, exit codes), stdin not a TTY."""
+    import contextlib
+    import io
+
+    from persona_cli.app import main
+
+    for key in [k for k in os.environ if k.startswith("PERSONA_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PERSONA_HOME", str(home))
+    monkeypatch.setenv("PERSONA_EMBEDDER", "hash")
+    monkeypatch.setattr(sys, "argv", ["persona", *args])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as done:
+        main()
+    return SimpleNamespace(returncode=done.value.code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def test_bad_input_is_one_line_with_its_exit_code(tmp_path, monkeypatch) -> None:
     cases = [
         (["memory", "show", str(ASTRID), "no-such-entry"], 1, "no memory entry"),
         (["memory", "show", str(ASTRID), "self_facts"], 2, "matches 5 entries"),
         (["memory", "add", str(ASTRID), "--store", "identity", "name: Bob"], 2, "identity store cannot be written"),
         (["memory", "forget", str(ASTRID), "identity::0000", "--yes"], 2, "cannot be forgotten"),
+        (["memory", "forget", str(ASTRID), "worldview::0000"], 3, "pass --yes"),
+        (["memory", "rollback", str(ASTRID), "worldview::0000", "4"], 2, "has no version 4"),
         (["memory", "list", str(tmp_path / "missing.yaml")], 2, "missing.yaml"),
         (["memory", "list", str(ASTRID), "--store", "nope"], 2, "--store must be one of"),
     ]
     for args, code, words in cases:
-        result = persona(args, env, tmp_path)
+        result = _cli(args, tmp_path / "home", monkeypatch)
         lines = result.stderr.strip().splitlines()
         assert (result.returncode, len(lines)) == (code, 1), (args, result.stderr)
         assert words in lines[0] and "Traceback" not in result.stderr, (args, result.stderr)
 
 
-def test_yaml_entries_are_marked_and_a_pin_keeps_one_forgotten(tmp_path) -> None:
-    env = clean_env(tmp_path / "home", PERSONA_EMBEDDER="hash")
-    listed = persona(["memory", "list", str(ASTRID), "--store", "self_facts", "--json"], env, tmp_path)
+def test_a_broken_store_is_one_line_not_a_traceback(tmp_path, monkeypatch) -> None:
+    store = tmp_path / "home" / "memory" / "hash"
+    store.mkdir(parents=True)
+    (store / "chroma.sqlite3").write_bytes(b"this is not sqlite")
+    result = _cli(["memory", "list", str(ASTRID)], tmp_path / "home", monkeypatch)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "not a SQLite database" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_yaml_entries_are_marked_and_a_pin_keeps_one_forgotten(tmp_path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    listed = _cli(["memory", "list", str(ASTRID), "--store", "self_facts", "--json"], home, monkeypatch)
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert len(rows) == 5 and {r["origin"] for r in rows} == {"yaml"}
-    plain = persona(["memory", "forget", str(ASTRID), "self_facts::0003", "--yes"], env, tmp_path)
+    plain = _cli(["memory", "forget", str(ASTRID), "self_facts::0003", "--yes"], home, monkeypatch)
     assert plain.returncode == 0 and "come back at the next load" in plain.stderr
-    back = persona(["memory", "show", str(ASTRID), "self_facts::0003"], env, tmp_path)  # the next load brings it back
-    assert back.returncode == 0 and "korte svar" in back.stdout
-    pinned = persona(["memory", "forget", str(ASTRID), "self_facts::0003", "--yes", "--pin"], env, tmp_path)
+    back = _cli(["memory", "show", str(ASTRID), "self_facts::0003"], home, monkeypatch)  # the next load brings it back
+    assert back.returncode == 0 and "korte svar" in back.stdout and "origin:" in back.stdout
+    pinned = _cli(["memory", "forget", str(ASTRID), "self_facts::0003", "--yes", "--pin"], home, monkeypatch)
     assert pinned.returncode == 0 and "pinned out 1" in pinned.stderr
-    gone = persona(["memory", "show", str(ASTRID), "self_facts::0003"], env, tmp_path)
-    assert gone.returncode == 1
-    pins = persona(["memory", "pins", str(ASTRID)], env, tmp_path)
+    assert _cli(["memory", "show", str(ASTRID), "self_facts::0003"], home, monkeypatch).returncode == 1
+    pins = _cli(["memory", "pins", str(ASTRID)], home, monkeypatch)
     assert "korte svar" in pins.stdout
-    unpinned = persona(["memory", "unpin", str(ASTRID), pins.stdout.split()[0]], env, tmp_path)
+    pin_file = home / "memory" / "hash" / "pinned-astrid.json"
+    assert pin_file.stat().st_mode & 0o777 == 0o600
+    unpinned = _cli(["memory", "unpin", str(ASTRID), pins.stdout.split()[0]], home, monkeypatch)
     assert unpinned.returncode == 0
-    assert persona(["memory", "show", str(ASTRID), "self_facts::0003"], env, tmp_path).returncode == 0
+    assert _cli(["memory", "show", str(ASTRID), "self_facts::0003"], home, monkeypatch).returncode == 0
+
+
+def test_add_edit_history_rollback_through_the_cli(tmp_path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    added = _cli(["memory", "add", str(ASTRID), "--store", "self_facts", "I answer in English when asked."], home, monkeypatch)
+    assert added.returncode == 0 and added.stdout.startswith("added self_facts::")
+    entry = added.stdout.split()[1]
+    edited = _cli(["memory", "edit", str(ASTRID), entry, "I answer in English when the person writes English."], home, monkeypatch)
+    assert edited.returncode == 0 and "(version 2)" in edited.stdout
+    history = _cli(["memory", "history", str(ASTRID), entry], home, monkeypatch)
+    assert [line.split()[0] for line in history.stdout.splitlines()] == ["v1", "v2"]
+    rolled = _cli(["memory", "rollback", str(ASTRID), entry, "1"], home, monkeypatch)
+    assert rolled.returncode == 0 and "now version 3" in rolled.stdout
+    shown = _cli(["memory", "show", str(ASTRID), entry, "--json"], home, monkeypatch)
+    assert json.loads(shown.stdout)["text"] == "self_fact: I answer in English when asked."
 
 
 def test_every_memory_command_help_has_an_example(tmp_path) -> None:
