@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pexpect
 import pytest
 
 from tests.support.env import clean_env
@@ -168,3 +169,30 @@ def test_every_memory_command_help_has_an_example(tmp_path) -> None:
     for command in ("", "list", "search", "show", "forget", "add", "edit", "history", "rollback", "pins", "unpin"):
         result = CliRunner().invoke(app, ["memory", *([command] if command else []), "--help"])
         assert result.exit_code == 0 and "Example: persona memory" in result.output, command
+
+
+@pytest.mark.pty
+def test_why_and_remember_in_the_repl(server, tmp_path) -> None:
+    from tests.support.pty import persona_in_pty
+
+    prompt = "›"
+    server.enqueue(Text("Hyggelig å høre."))
+    with persona_in_pty(["chat", str(ASTRID)], tmp_path / "home", tmp_path, server=server) as (child, _screen):
+        child.expect_exact(prompt)
+        child.send("/remember Båten min heter Tern.\r")
+        child.expect_exact("remembered as a note: episodic::")
+        child.expect_exact(prompt)
+        child.send("/recall on\r")
+        child.expect_exact("recall summary after each turn: on")
+        child.expect_exact(prompt)
+        child.send("Hva heter båten min?\r")
+        child.expect_exact("Hyggelig å høre.")
+        child.expect_exact("recalled: 1 episodic")  # the summary line after the turn
+        child.expect_exact(prompt)
+        child.send("/why\r")
+        child.expect_exact("episodic   episodic::")
+        child.expect_exact("Båten min heter Tern.")
+        child.expect_exact(prompt)
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    assert "Tern" in json.dumps(server.requests[-1].body, ensure_ascii=False)
