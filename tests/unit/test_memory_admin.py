@@ -46,6 +46,7 @@ def test_format_age() -> None:
 
 def test_ids_by_prefix_or_part_and_one_line_errors(admin: MemoryAdmin) -> None:
     assert admin.find("worldview::0000").id == "tess::worldview::0000"  # the persona part left out
+    assert admin.find("wor").id == "tess::worldview::0000"  # a short start, the persona part left out
     assert admin.find("tess::worldview").id == "tess::worldview::0000"  # a unique prefix
     with pytest.raises(MemoryAdminError, match="matches 2 entries") as ambiguous:
         admin.find("self_facts")
