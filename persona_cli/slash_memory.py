@@ -45,10 +45,14 @@ async def _run(ctx: Any, work: Callable[[], T]) -> T | None:
     return None
 
 
-def _line(ctx: Any, store: str, entry_id: str, score: float | None, age: str, first: str) -> None:
+def _line(ctx: Any, store: str, entry_id: str, score: float | None, age: str, first: str, width: int = 0) -> None:
     short = entry_id.removeprefix(f"{ctx.session.persona_id}::")
-    shown = f"{score:.2f}" if score is not None else "  - "
-    ctx.info.print(Text(f"  {store:<10} {short}  {shown}  {age:>4}  {sanitize(first)[:90]}"), soft_wrap=True)
+    shown = f"{score:.2f}  " if score is not None else ""
+    ctx.info.print(Text(f"  {store:<10} {short:<{width}}  {shown}{age:>4}  {sanitize(first)[:90]}"), soft_wrap=True)
+
+
+def _width(ctx: Any, ids: list[str]) -> int:
+    return max((len(i.removeprefix(f"{ctx.session.persona_id}::")) for i in ids), default=0)
 
 
 async def why(ctx: Any, _arg: str) -> None:
@@ -62,8 +66,9 @@ async def why(ctx: Any, _arg: str) -> None:
         render_notice(ctx.info, "nothing was recalled for the last turn (the persona's identity is always sent)")
         return
     render_notice(ctx.info, f"{recalled.summary()} for the last turn (store · id · score · age · first line):")
+    width = _width(ctx, [e.id for e in recalled.entries])
     for e in recalled.entries:
-        _line(ctx, e.store, e.id, e.score, format_age(e.created_at), e.first_line)
+        _line(ctx, e.store, e.id, e.score, format_age(e.created_at), e.first_line, width)
     render_notice(ctx.info, "the persona's identity is always sent too; /forget ID removes an entry")
 
 
@@ -78,8 +83,9 @@ async def memory(ctx: Any, arg: str) -> None:
     if not entries:
         render_notice(ctx.info, "no episodic memories yet")
         return
+    width = _width(ctx, [e.id for e in entries])
     for e in entries:
-        _line(ctx, e.store, e.id, None, e.age(), e.first_line)
+        _line(ctx, e.store, e.id, None, e.age(), e.first_line, width)
     render_notice(ctx.info, "newest first; persona memory list shows every store")
 
 
