@@ -196,3 +196,24 @@ def test_why_and_remember_in_the_repl(server, tmp_path) -> None:
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
     assert "Tern" in json.dumps(server.requests[-1].body, ensure_ascii=False)
+
+
+@pytest.mark.pty
+def test_forget_on_a_terminal_asks_first_and_offers_the_pin(tmp_path) -> None:
+    from tests.support.pty import persona_in_pty
+
+    home = tmp_path / "home"
+    with persona_in_pty(["memory", "forget", str(ASTRID), "self_facts::0003"], home, tmp_path) as (child, _screen):
+        child.expect_exact("Forget 1 entry? [y/N]")
+        child.send("n\r")
+        child.expect_exact("nothing was forgotten")
+        child.expect(pexpect.EOF)
+    with persona_in_pty(["memory", "forget", str(ASTRID), "self_facts::0003"], home, tmp_path) as (child, _screen):
+        child.expect_exact("Forget 1 entry? [y/N]")
+        child.send("y\r")
+        child.expect_exact("Pin out? [y/N]")
+        child.send("y\r")
+        child.expect_exact("pinned out 1")
+        child.expect(pexpect.EOF)
+    pins = json.loads((home / "memory" / "hash" / "pinned-astrid.json").read_text())
+    assert [p["preview"] for p in pins] == ["self_fact: Jeg foretrekker korte svar med en tydelig neste handling."]
