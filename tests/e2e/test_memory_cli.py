@@ -217,3 +217,15 @@ def test_forget_on_a_terminal_asks_first_and_offers_the_pin(tmp_path) -> None:
         child.expect(pexpect.EOF)
     pins = json.loads((home / "memory" / "hash" / "pinned-astrid.json").read_text())
     assert [p["preview"] for p in pins] == ["self_fact: Jeg foretrekker korte svar med en tydelig neste handling."]
+
+
+def test_memory_commands_load_no_chat_model(tmp_path) -> None:
+    """The same store as a chat, without a model: llama_cpp and the provider SDKs are never asked for."""
+    report = tmp_path / "report.json"
+    env = clean_env(tmp_path / "home", PERSONA_EMBEDDER="hash")
+    command = [sys.executable, "-m", "tests.support.import_probe", str(report), "llama_cpp,openai,anthropic,chromadb", "--",
+               "memory", "list", str(ASTRID), "-n", "1"]
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(report.read_text())
+    assert probe["loaded"] == ["chromadb"] and "llama_cpp" not in probe["asked"]
