@@ -43,18 +43,21 @@ def _bodies(server: ScriptedOpenAIServer) -> list[str]:
     return [json.dumps(r.body, ensure_ascii=False) for r in server.requests]
 
 
-def test_forgotten_tern_is_never_sent_again(server, tmp_path) -> None:
-    env = _env(server, tmp_path / "home")
+def test_forgotten_tern_is_never_sent_again(server, tmp_path, monkeypatch) -> None:
+    """Chats are real processes; the memory commands run through the CLI's entry point in-process
+    (main(): the same parsing, errors and exit codes) to keep the test short."""
+    home = tmp_path / "home"
+    env = _env(server, home)
     server.enqueue(Text("Noted, a fine name."))
     told = persona(["chat", str(ASTRID)], env, tmp_path, "My boat is called Tern.\n")
     assert told.returncode == 0, told.stderr
 
-    found = persona(["memory", "search", str(ASTRID), "My boat is called Tern.", "--store", "episodic", "--json"], env, tmp_path)
+    found = _cli(["memory", "search", str(ASTRID), "My boat is called Tern.", "--store", "episodic", "--json"], home, monkeypatch)
     assert found.returncode == 0, found.stderr
     hits = [json.loads(line) for line in found.stdout.splitlines()]
     tern = [h for h in hits if "Tern" in h["text"]]
     assert len(tern) == 1 and tern[0]["origin"] == "runtime" and -1.0 <= tern[0]["score"] <= 1.0 and tern[0]["age"]
-    listed = persona(["memory", "list", str(ASTRID), "--store", "episodic"], env, tmp_path)
+    listed = _cli(["memory", "list", str(ASTRID), "--store", "episodic"], home, monkeypatch)
     assert "Tern" in listed.stdout and tern[0]["id"].removeprefix("astrid::") in listed.stdout
 
     # While it is stored, a new conversation about the boat sends it (recall works here).
@@ -65,9 +68,9 @@ def test_forgotten_tern_is_never_sent_again(server, tmp_path) -> None:
     turns = [json.loads(line) for line in (tmp_path / "home" / "logs" / "turns.jsonl").read_text().splitlines()]
     assert tern[0]["id"] in turns[-1]["recalled"]  # the TurnLog says what went in
 
-    refused = persona(["memory", "forget", str(ASTRID), tern[0]["id"]], env, tmp_path)  # stdin is not a terminal
+    refused = _cli(["memory", "forget", str(ASTRID), tern[0]["id"]], home, monkeypatch)  # stdin is not a terminal
     assert refused.returncode == 3 and "--yes" in refused.stderr and "Traceback" not in refused.stderr
-    forgot = persona(["memory", "forget", str(ASTRID), tern[0]["id"][-12:], "--yes"], env, tmp_path)
+    forgot = _cli(["memory", "forget", str(ASTRID), tern[0]["id"][-12:], "--yes"], home, monkeypatch)
     assert forgot.returncode == 0, forgot.stderr
     assert "forgot episodic::" in forgot.stdout
 
