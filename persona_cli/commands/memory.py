@@ -43,6 +43,8 @@ def _opened(persona_file: Path) -> Iterator[MemoryAdmin]:
             admin = open_admin(persona_file)
         except MemoryStoreError as exc:
             raise CliError(str(exc), exit_codes.RUNTIME_ERROR) from None
+    for notice in admin.notices:
+        typer.echo(f"warning: {notice}", err=True)
     try:
         yield admin
     except MemoryAdminError as exc:

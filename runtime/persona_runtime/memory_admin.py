@@ -48,33 +48,22 @@ class MemoryStoreError(RuntimeError):
 
 
 def open_admin(persona_path: str | os.PathLike[str], *, settings: Settings | None = None) -> MemoryAdmin:
-    """The memory a chat with this persona uses (same settings, data dir, embedder and store),
-    opened without any chat model, with the YAML indexed. Set-up faults are
-    :class:`~persona_runtime.errors.SetupError`; a store that cannot be used, :class:`MemoryStoreError`."""
-    from pathlib import Path
-
+    """The memory a chat with this persona uses: the same settings, data dir, embedder and store,
+    opened by the same function (:func:`persona_runtime.session.open_memory`), with the YAML
+    indexed and without any chat model. Set-up faults are :class:`~persona_runtime.errors.SetupError`;
+    a store that cannot be used, :class:`MemoryStoreError`. ``notices`` on the result: a broken
+    store set aside, say."""
     from persona_runtime import _offline
-    from persona_runtime.embedders import choose_embedder
-    from persona_runtime.memory import PersonaMemory
-    from persona_runtime.memory_guard import describe_fault, set_aside_if_broken
-    from persona_runtime.paths import prepare_data_dir
-    from persona_runtime.persona_file import load_persona
-    from persona_runtime.settings import Settings
+    from persona_runtime.session import MEMORY_OFF, open_memory, open_session
 
-    persona = load_persona(Path(persona_path))
-    settings = settings if settings is not None else Settings.from_env()
-    paths = prepare_data_dir(settings.data_paths())
-    choice = choose_embedder(settings.embedder)
-    _offline.configure_core_logging(paths.core_log, verbose=settings.verbose)
-    store = paths.memory(choice.key)
-    if (notice := set_aside_if_broken(store)) is not None:
-        raise MemoryStoreError(notice)
-    try:
-        memory = PersonaMemory.open(persona, root=store, embedder=choice.embedder, audit_root=paths.audit)
-        memory.load()
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        raise MemoryStoreError(describe_fault(exc, store)) from None
-    return MemoryAdmin(memory)
+    session = open_session(persona_path, settings=settings, start=False)
+    _offline.configure_core_logging(session.paths.core_log, verbose=session.settings.verbose)
+    memory, notices = open_memory(session)
+    if memory is None:
+        raise MemoryStoreError(notices[-1].removeprefix(MEMORY_OFF) if notices else "memory cannot be opened")
+    admin = MemoryAdmin(memory)
+    admin.notices = notices
+    return admin
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +123,8 @@ class MemoryAdmin:
     def __init__(self, memory: PersonaMemory) -> None:
         self.memory = memory
         self.pid = memory.persona_id
+        #: One-line notes from opening the store (a broken store set aside).
+        self.notices: list[str] = []
         self._yaml_id = re.compile(rf"^{re.escape(self.pid)}::(identity|self_facts|worldview|episodic)::\d{{4}}$")
 
     # -- reading -------------------------------------------------------------------------

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from persona_runtime.turnlog import JSONLTurnLogWriter
 
 __all__ = [
-    "HeavyParts", "Session", "build_toolbox", "load_heavy_parts", "make_router", "new_conversation", "open_session",
+    "MEMORY_OFF", "HeavyParts", "Session", "build_toolbox", "load_heavy_parts", "make_router", "new_conversation",
+    "open_memory", "open_session",
     "preload_local_models",
 ]
 
@@ -290,11 +291,30 @@ def load_heavy_parts(session: Session) -> HeavyParts:
     from persona_runtime import _offline
 
     _offline.configure_core_logging(session.paths.core_log, verbose=session.settings.verbose)
-    from persona_runtime.memory import PersonaMemory
     from persona_runtime.paths import tighten_private
 
     tighten_private(session.paths.root / "memory")
     tighten_private(session.paths.audit)
+    memory, notices = open_memory(session)
+    skills: list[Any] = []
+    injector = None
+    if session.persona.skills:
+        from persona.skills import BUILTIN_ROOT, SkillInjector, SkillScanner
+
+        skills = SkillScanner([BUILTIN_ROOT]).scan(session.persona.skills, tool_allow_list=session.persona.tools)
+        injector = SkillInjector()
+    return HeavyParts(memory=memory, skills=skills, skill_injector=injector, notices=notices)
+
+
+MEMORY_OFF = "memory is off for this session: "
+
+
+def open_memory(session: Session) -> tuple[PersonaMemory | None, list[str]]:
+    """The persona's memory store, opened and indexed: the one place that decides which store a
+    session uses (chat, agent and `persona memory` alike). None when it cannot be used; the
+    notices say why (the last one starts with :data:`MEMORY_OFF`), or that a broken store was
+    set aside. Blocking."""
+    from persona_runtime.memory import PersonaMemory
     from persona_runtime.memory_guard import describe_fault, set_aside_if_broken
 
     choice = session.embedder
@@ -306,15 +326,8 @@ def load_heavy_parts(session: Session) -> HeavyParts:
         memory.load()
     except Exception as exc:  # noqa: BLE001 - a broken store turns memory off, never the chat
         memory = None
-        notices.append(f"memory is off for this session: {describe_fault(exc, store)}")
-    skills: list[Any] = []
-    injector = None
-    if session.persona.skills:
-        from persona.skills import BUILTIN_ROOT, SkillInjector, SkillScanner
-
-        skills = SkillScanner([BUILTIN_ROOT]).scan(session.persona.skills, tool_allow_list=session.persona.tools)
-        injector = SkillInjector()
-    return HeavyParts(memory=memory, skills=skills, skill_injector=injector, notices=notices)
+        notices.append(MEMORY_OFF + describe_fault(exc, store))
+    return memory, notices
 
 
 async def build_toolbox(session: Session, heavy: HeavyParts) -> tuple[Any, list[Any]]:

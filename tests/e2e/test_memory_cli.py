@@ -119,13 +119,23 @@ def test_bad_input_is_one_line_with_its_exit_code(tmp_path, monkeypatch) -> None
         assert words in lines[0] and "Traceback" not in result.stderr, (args, result.stderr)
 
 
-def test_a_broken_store_is_one_line_not_a_traceback(tmp_path, monkeypatch) -> None:
+def test_a_foreign_store_is_set_aside_as_a_chat_would(tmp_path, monkeypatch) -> None:
     store = tmp_path / "home" / "memory" / "hash"
     store.mkdir(parents=True)
     (store / "chroma.sqlite3").write_bytes(b"this is not sqlite")
+    result = _cli(["memory", "list", str(ASTRID), "--store", "worldview"], tmp_path / "home", monkeypatch)
+    assert result.returncode == 0 and "worldview::0000" in result.stdout
+    notes = result.stderr.strip().splitlines()
+    assert len(notes) == 1 and "not a SQLite database; it was moved to" in notes[0]
+    assert [p.name.startswith("hash.broken-") for p in store.parent.iterdir()].count(True) == 1
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_not_a_traceback(tmp_path, monkeypatch) -> None:
+    (tmp_path / "home" / "memory").mkdir(parents=True)
+    (tmp_path / "home" / "memory" / "hash").write_text("a file where the store's folder should be")
     result = _cli(["memory", "list", str(ASTRID)], tmp_path / "home", monkeypatch)
-    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
-    assert "not a SQLite database" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "memory/hash" in result.stderr and "Traceback" not in result.stderr and "memory is off" not in result.stderr
 
 
 def test_yaml_entries_are_marked_and_a_pin_keeps_one_forgotten(tmp_path, monkeypatch) -> None:
