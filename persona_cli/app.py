@@ -18,7 +18,7 @@ from persona_cli.commands.chat import EPILOG as CHAT_EPILOG
 from persona_cli.commands.chat import chat
 from persona_cli.commands.core import register_core_commands
 from persona_cli.commands.logs import logs_app
-from persona_cli.commands.memory_migrate import memory_app
+from persona_cli.commands.memory import memory_app
 
 __version__ = "0.1.0"
 
@@ -70,7 +70,7 @@ app.command(
 )(chat)
 app.command(help="Run a plan-act-reflect agent on a task.")(agent)
 app.add_typer(logs_app, name="logs", help="Read the turn log: tail, list, show, stats.")
-app.add_typer(memory_app, name="memory", help="A persona's long-term memory: migrate it to or from a Chroma server.")
+app.add_typer(memory_app, name="memory", help="See and change what a persona remembers: list, search, show, forget, add, edit, migrate.")
 register_core_commands(app)
 
 

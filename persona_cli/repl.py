@@ -40,6 +40,11 @@ SLASH_COMMANDS: dict[str, str] = {
     "/history": "show this conversation",
     "/save": "save this conversation as markdown: /save FILE",
     "/log": "where the turn log is, and the last turn's record",
+    "/why": "what memory recalled for the last turn",
+    "/memory": "the newest episodic memories: /memory [N]",
+    "/forget": "forget a memory entry: /forget ID",
+    "/remember": "store a note: /remember TEXT, or /remember --fact TEXT",
+    "/recall": "recall summary after each turn: /recall on|off",
     "/multiline": "toggle multiline mode (Enter inserts a newline)",
 }
 EXIT_WINDOW_S = 2.0

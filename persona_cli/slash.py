@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
+from persona_cli import slash_memory
 from persona_cli.render import render_notice
 from persona_runtime.secrets import redact
 from persona_cli.repl import SLASH_COMMANDS
@@ -25,6 +26,14 @@ class SlashContext:
     prompt: Any = None
     conversation: Any = None
     retry_text: str | None = None
+    #: What memory recalled for the last turn (a MemoryRecalled), for /why.
+    last_recall: Any = None
+    #: Print the recall summary after each turn (PERSONA_SHOW_RECALL; /recall on|off).
+    show_recall: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.show_recall is None:
+            self.show_recall = bool(getattr(getattr(self.session, "settings", None), "show_recall", False))
 
 
 async def handle_slash(ctx: SlashContext, line: str) -> str | None:
@@ -212,5 +221,5 @@ async def _multiline(ctx: SlashContext, _arg: str) -> None:
 _HANDLERS = {
     "/help": _help, "/exit": _exit, "/quit": _exit, "/reset": _reset, "/new": _reset, "/resume": _resume, "/undo": _undo, "/retry": _retry, "/tier": _tier,
     "/model": _model, "/cost": _cost, "/tools": _tools, "/history": _history, "/save": _save, "/log": _log,
-    "/multiline": _multiline,
+    "/multiline": _multiline, **slash_memory.HANDLERS,
 }

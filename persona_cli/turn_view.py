@@ -80,6 +80,10 @@ class TurnView(EventView):
     show_routing: bool = True
     #: The REPL has /retry; piped input does not.
     can_retry: bool = True
+    #: Print ``recalled: 2 episodic · 1 fact`` after the turn (PERSONA_SHOW_RECALL, /recall).
+    show_recall: bool = False
+    #: What memory recalled for this turn (for /why), once the turn has said.
+    recalled: Any = None
 
     def handle_own(self, event: TurnEvent) -> bool:
         from persona_runtime import events as ev
@@ -87,6 +91,8 @@ class TurnView(EventView):
         match event:
             case ev.TextDelta(text=text):
                 self.write_answer(text)
+            case ev.MemoryRecalled() as recalled:
+                self.recalled = recalled
             case ev.RoutingDecided(decision=d):
                 if self.show_routing:
                     model = f" · {d.model}" if d.model else ""
@@ -102,6 +108,8 @@ class TurnView(EventView):
                 self.end_streams(interrupted=done.status == "interrupted")
                 if done.status == "ok":
                     render_notice(self.info, usage_line(done))
+                if self.show_recall and self.recalled is not None:
+                    render_notice(self.info, self.recalled.summary())
             case _:
                 return False
         return True

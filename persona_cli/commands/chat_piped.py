@@ -107,7 +107,7 @@ async def _piped_turns(
                     render_notice(info, f"✗ line {number} of the input is not UTF-8 text; it was not sent")
                     failed += 1
                     continue
-                view = TurnView(out=out, info=info, can_retry=False)
+                view = TurnView(out=out, info=info, can_retry=False, show_recall=session.settings.show_recall)
                 status = await run_turn(loop, conversation, text, tier, view, approve, foreground)
                 if status == "interrupted" or foreground.stopped_by is not None:
                     return foreground.exit_code(exit_codes.INTERRUPTED)

@@ -102,9 +102,10 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
                 raise
             render_notice(info, "interrupted while loading; your message was not sent (↑ brings it back)")
             continue
-        view = TurnView(out=out, info=info)
+        view = TurnView(out=out, info=info, show_recall=bool(ctx.show_recall))
         with typeahead_hidden():
             await run_turn(loop, ctx.conversation, text, ctx.tier, view, approve, foreground, ctx.totals)
+        ctx.last_recall = view.recalled if view.recalled is not None else ctx.last_recall
         if foreground.stopped_by is not None:
             return
 

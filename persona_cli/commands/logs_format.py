@@ -230,6 +230,9 @@ def _show_turn(out: TurnPrinter, r: Record) -> None:
             if isinstance(t, dict)
         )
         out.segments([("  tools ", "dim"), (calls, "")])
+    recalled = r.get("recalled") if isinstance(r.get("recalled"), list) else []
+    if recalled:  # memory entries sent with the turn (persona memory show PERSONA ID)
+        out.segments([("  recalled ", "dim"), (", ".join(str(i).split("::", 1)[-1] for i in recalled), "")])
     extras = []
     if r.get("usage_estimated") is True:
         extras.append(f"{ESTIMATE_MARK} tokens estimated (the provider reported no usage)")

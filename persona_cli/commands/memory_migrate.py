@@ -11,7 +11,7 @@ import typer
 from persona_cli import exit_codes
 from persona_cli.exit_codes import CliError
 
-__all__ = ["memory_app", "migrate"]
+__all__ = ["HELP", "migrate"]
 
 HELP = """Copy a persona's memory to a Chroma server, or back to this machine's store.
 
@@ -75,7 +75,3 @@ def migrate(
         detail = " ".join(str(exc).split())[:300]
         raise CliError(redact(f"memory migration failed: {type(exc).__name__}: {detail}", server.secrets), exit_codes.RUNTIME_ERROR) from None
     typer.echo(result.summary())
-
-
-memory_app = typer.Typer(help="A persona's long-term memory.", no_args_is_help=True)
-memory_app.command("migrate", help=HELP)(migrate)

@@ -1,6 +1,7 @@
 """Typed events a turn yields, so a UI can render it without knowing providers.
 
-``ConversationLoop.turn`` yields these in order: ``RoutingDecided`` (and
+``ConversationLoop.turn`` yields these in order: ``MemoryRecalled`` (when the loop has
+memory: what was recalled for this message), ``RoutingDecided`` (and
 ``HistoryCompacted`` when history was folded), then any mix of ``TextDelta``,
 ``ThinkingDelta`` (the model's reasoning, when its provider sends it),
 ``ToolCallStarted`` / ``ToolCallFinished``, ``LoopGuardTriggered``, ``SkillActivated``, ``RetryWaiting``,
@@ -13,7 +14,9 @@ The text, reasoning, cut, tool, retry and fallback events are shared with agent 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,7 +27,9 @@ __all__ = [
     "FallbackTriggered",
     "HistoryCompacted",
     "LoopGuardTriggered",
+    "MemoryRecalled",
     "Notice",
+    "RecalledEntry",
     "ReplyCut",
     "RetryWaiting",
     "RoutingDecided",
@@ -54,6 +59,41 @@ class HistoryCompacted:
     messages_folded: int
     summary_tier: str
     summary_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecalledEntry:
+    """One memory entry sent with this message (the identity is always sent and not listed)."""
+
+    store: str  # self_facts | worldview | episodic
+    id: str
+    #: Similarity to the message (1 - cosine distance); None when the store gave no distance.
+    score: float | None
+    created_at: datetime | None
+    first_line: str
+
+
+_SUMMARY_NAMES = {"episodic": ("episodic", "episodic"), "self_facts": ("fact", "facts"), "worldview": ("view", "views")}
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecalled:
+    """What memory recalled for this message, before the model is asked."""
+
+    entries: tuple[RecalledEntry, ...] = ()
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(e.id for e in self.entries)
+
+    def summary(self) -> str:
+        """``recalled: 2 episodic · 1 fact`` (``recalled: nothing`` when empty)."""
+        counts = Counter(e.store for e in self.entries)
+        parts = [
+            f"{counts[store]} {names[0] if counts[store] == 1 else names[1]}"
+            for store, names in _SUMMARY_NAMES.items() if counts[store]
+        ]
+        return f"recalled: {' · '.join(parts) if parts else 'nothing'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +244,8 @@ class TurnUndone:
 
 
 TurnEvent = (
-    RoutingDecided
+    MemoryRecalled
+    | RoutingDecided
     | HistoryCompacted
     | TextDelta
     | ThinkingDelta

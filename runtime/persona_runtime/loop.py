@@ -57,6 +57,7 @@ from persona_runtime.events import (
 )
 from persona_runtime.fallback import AllModelsFailed, failure_message, short_error
 from persona_runtime.history import HistoryWindow
+from persona_runtime.memory import recalled_event
 from persona_runtime.memory_guard import memory_notice
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.recorder import EventBus, Subscriber
@@ -214,6 +215,11 @@ class ConversationLoop:
         except Exception as exc:  # noqa: BLE001 - memory is help, not a precondition: answer without it
             context = RetrievedContext()
             yield Notice(memory_notice("could not recall", self.memory, exc))
+        else:
+            if self.memory is not None:
+                recalled = recalled_event(context)
+                account.recalled = recalled.ids
+                yield recalled
         history, compacted = await self._history(conversation, account, cancel)
         if compacted is not None:
             yield compacted

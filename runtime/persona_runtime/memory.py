@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from persona_runtime.chroma_server import MemoryServerDown
+from persona_runtime.memory_pins import PinList, text_hash
 from persona_runtime.memory_queue import MemoryQueue
 from persona_runtime.prompt import RetrievedContext
 
@@ -20,10 +21,11 @@ if TYPE_CHECKING:
     from persona.schema.persona import Persona
 
     from persona_runtime.chroma_server import ChromaServer
+    from persona_runtime.events import MemoryRecalled
 
 T = TypeVar("T")
 
-__all__ = ["PersonaMemory", "StoreKind"]
+__all__ = ["PersonaMemory", "StoreKind", "recalled_event"]
 
 StoreKind = ("identity", "self_facts", "worldview", "episodic")
 
@@ -118,8 +120,11 @@ class PersonaMemory:
             raise
 
     def _load(self) -> None:
-        marker = self._marker_dir / f"indexed-{self.persona_id}.sha256" if self._marker_dir is not None else None
-        digest = _content_hash(self.persona)
+        # Entries the person pinned out (memory_pins) are removed again after indexing; the pin
+        # list is part of the hash, so a new pin (or one taken back) forces indexing again.
+        marker = self.marker
+        pinned = self.pins.hashes() if self.pins is not None else set()
+        digest = _content_hash(self.persona, pinned)
         try:
             fresh = marker is not None and marker.read_text(encoding="ascii").strip() == digest
         except OSError:
@@ -128,6 +133,8 @@ class PersonaMemory:
             fresh = self.backend.count(persona_id=self.persona_id, store_kind="identity", include_superseded=True) > 0
         if not fresh:
             self._registry.load_persona(self.persona)
+            if pinned:
+                self._remove_pinned(pinned)
             if marker is not None:
                 try:
                     marker.write_text(digest + "\n", encoding="ascii")
@@ -135,6 +142,22 @@ class PersonaMemory:
                     pass  # indexing again next time is slower, not wrong
         self._loaded = True
         self._replay()
+
+    @property
+    def marker(self) -> Path | None:
+        """The "already indexed" marker; removing it makes the next :meth:`load` index again."""
+        return self._marker_dir / f"indexed-{self.persona_id}.sha256" if self._marker_dir is not None else None
+
+    @property
+    def pins(self) -> PinList | None:
+        return PinList(self._marker_dir, self.persona_id) if self._marker_dir is not None else None
+
+    def _remove_pinned(self, pinned: set[str]) -> None:
+        for kind in ("self_facts", "worldview", "episodic"):
+            store = self.stores[kind]
+            doomed = [c.id for c in store.get_all(self.persona_id) if text_hash(c.text) in pinned]
+            if doomed:
+                store.remove_documents(self.persona_id, doomed)
 
     def retrieve(self, message: str, *, top_k: int = 3) -> RetrievedContext:
         """Typed context for ``message``. With memory on a server that cannot be reached, the
@@ -251,8 +274,27 @@ class PersonaMemory:
         )
 
 
-def _content_hash(persona: Persona) -> str:
-    """What indexing depends on: the persona's content (the store folder already names the embedder)."""
+def recalled_event(context: RetrievedContext) -> MemoryRecalled:
+    """The entries a context holds, as an event (identity, always sent, left out)."""
+    from persona_runtime.events import MemoryRecalled, RecalledEntry
+    from persona_runtime.secrets import redact
+
+    entries = []
+    for store in ("self_facts", "worldview", "episodic"):
+        for chunk in getattr(context, store):
+            distance = getattr(chunk, "distance", None)
+            lines = chunk.text.strip().splitlines()
+            entries.append(RecalledEntry(
+                store=store, id=chunk.id, score=None if distance is None else round(1.0 - float(distance), 4),
+                created_at=getattr(chunk, "created_at", None), first_line=redact(lines[0][:200]) if lines else "",
+            ))
+    return MemoryRecalled(tuple(entries))
+
+
+def _content_hash(persona: Persona, pinned: set[str] | frozenset[str] = frozenset()) -> str:
+    """What indexing depends on: the persona's content and the pins (the store folder already
+    names the embedder). A new pin, or one taken back, forces indexing again."""
     import hashlib
 
-    return hashlib.sha256(persona.model_dump_json().encode("utf-8")).hexdigest()
+    text = persona.model_dump_json() + "".join(f"\npin:{h}" for h in sorted(pinned))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

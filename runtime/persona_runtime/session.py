@@ -347,25 +347,13 @@ def load_heavy_parts(session: Session) -> HeavyParts:
     from persona_runtime import _offline
 
     _offline.configure_core_logging(session.paths.core_log, verbose=session.settings.verbose)
-    from persona_runtime.memory import PersonaMemory
     from persona_runtime.paths import tighten_private
 
     tighten_private(session.paths.root / "memory")
     tighten_private(session.paths.audit)
-    from persona_runtime.memory_guard import describe_fault, set_aside_if_broken
+    from persona_runtime.memory_open import open_memory
 
-    choice = session.embedder
-    if session.settings.chroma is not None:
-        memory, notices = open_server_memory(session)
-    else:
-        store = session.paths.memory(choice.key)
-        notices = [notice] if (notice := set_aside_if_broken(store)) else []
-        try:
-            memory = PersonaMemory.open(session.persona, root=store, embedder=choice.embedder, audit_root=session.paths.audit)
-            memory.load()
-        except Exception as exc:  # noqa: BLE001 - a broken store turns memory off, never the chat
-            memory = None
-            notices.append(f"memory is off for this session: {describe_fault(exc, store)}")
+    memory, notices = open_memory(session)
     skills: list[Any] = []
     injector = None
     if session.persona.skills:
@@ -374,33 +362,6 @@ def load_heavy_parts(session: Session) -> HeavyParts:
         skills = SkillScanner([BUILTIN_ROOT]).scan(session.persona.skills, tool_allow_list=session.persona.tools)
         injector = SkillInjector()
     return HeavyParts(memory=memory, skills=skills, skill_injector=injector, notices=notices)
-
-
-def open_server_memory(session: Session) -> tuple[PersonaMemory | None, list[str]]:
-    """Memory on the Chroma server of ``PERSONA_CHROMA_URL``. Unreachable: memory waits for it
-    (writes queued, one notice); another embedder's collection or any other fault: memory off."""
-    from persona_runtime.chroma_server import MemoryServerDown
-    from persona_runtime.memory import PersonaMemory
-    from persona_runtime.secrets import redact
-
-    server = session.settings.chroma
-    assert server is not None
-    local = session.paths.server_memory(server.key)
-    try:
-        memory = PersonaMemory.open(
-            session.persona, root=local, embedder=session.embedder.embedder, audit_root=session.paths.audit,
-            server=server, queue_dir=session.paths.memory_queue(server.key),
-        )
-    except Exception as exc:  # noqa: BLE001 - memory is help, not a precondition
-        return None, [redact(f"memory is off for this session: {type(exc).__name__}: {exc}", server.secrets)]
-    try:
-        memory.load()
-    except MemoryServerDown as exc:
-        waiting = f"; {memory.pending_writes} earlier memories wait on disk" if memory.pending_writes else ""
-        return memory, [redact(f"memory is off until the server is back: {exc}; what this chat should remember is queued{waiting}", server.secrets)]
-    except Exception as exc:  # noqa: BLE001 - another embedder's vectors, a missing database ...
-        return None, [redact(f"memory is off for this session: {' '.join(str(exc).split())[:300]}", server.secrets)]
-    return memory, []
 
 
 async def build_toolbox(session: Session, heavy: HeavyParts) -> tuple[Any, list[Any]]:

@@ -95,6 +95,8 @@ class Settings:
     max_cost_per_day: float | None = None
     #: Under a spend cap, still call models with no known price (the CLI's ``--allow-unpriced``).
     allow_unpriced: bool = False
+    #: A one-line recall summary after each chat turn (``PERSONA_SHOW_RECALL=1``; /recall on|off).
+    show_recall: bool = False
     #: The tiers and their models (``PERSONA_<TIER>_*``, ``PERSONA_PROVIDER`` ..., ``PERSONA_LOCAL_MODEL``);
     #: empty: the bundled local model on every tier.
     tiers: tuple[TierConfig, ...] = ()
@@ -126,6 +128,7 @@ class Settings:
             verbose=verbose_from_env(source),
             max_cost_per_session=max_cost_from_env(source, "PERSONA_MAX_COST_PER_SESSION"),
             max_cost_per_day=max_cost_from_env(source, "PERSONA_MAX_COST_PER_DAY"),
+            show_recall=source.get("PERSONA_SHOW_RECALL", "").strip().lower() in {"1", "true", "yes", "on"},
             tiers=tuple(tiers),
             chroma=chroma_server_from_env(source),
         )

@@ -387,3 +387,12 @@ def test_each_option_with_each_value_agrees_with_typer(capsys: pytest.CaptureFix
 @given(st.lists(st.sampled_from([*OPTIONS, *VALUES, *STRAYS[:-1]]), max_size=6))
 def test_any_argv_agrees_with_typer(args: list[str]) -> None:
     assert_agree(args)
+
+
+def test_show_lists_the_memory_entries_recalled_for_a_turn(log: Path) -> None:
+    records = fixture_records()
+    records[2] = records[2] | {"recalled": ["astrid::episodic::01a2-tern", "astrid::self_facts::0003"]}
+    write(log, records)
+    out = run("show", str(records[2]["turn_id"])).stdout
+    assert "recalled episodic::01a2-tern, self_facts::0003" in out
+    assert "recalled" not in run("show", str(records[1]["turn_id"])).stdout

@@ -92,7 +92,7 @@ def test_ctrl_d_on_an_empty_line_exits() -> None:
     ("typed", "expected"),
     [
         ("/", None),
-        ("/re", {"/reset", "/resume", "/retry"}),
+        ("/re", {"/reset", "/resume", "/retry", "/recall", "/remember"}),
         ("/mu", {"/multiline"}),
         ("/tier f", {"frontier"}),
         ("hello /re", set()),

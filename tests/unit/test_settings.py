@@ -26,7 +26,7 @@ def test_nothing_set_gives_the_defaults_and_the_bundled_model_on_every_tier() ->
     assert settings.local_reply_tokens == 384
     assert settings.log_max_bytes == 64 * 1024 * 1024 and settings.log_keep == 10
     assert settings.embedder == "minilm" and settings.local_context == 8192 and settings.local_repeat_penalty == 1.3
-    assert settings.data_dir is None and settings.verbose is False
+    assert settings.data_dir is None and settings.verbose is False and settings.show_recall is False
     assert [(t.name, t.models[0].label) for t in settings.tiers] == [
         ("frontier", "gguf/bundled"), ("mid", "gguf/bundled"), ("small", "gguf/bundled"),
     ]
@@ -42,6 +42,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "PERSONA_VERBOSE": "1", "PERSONA_MID_PROVIDER": "ollama", "PERSONA_MID_MODEL": "llama3",
         "PERSONA_CHROMA_URL": "http://127.0.0.1:8000",
         "PERSONA_MAX_COST_PER_SESSION": "0.25", "PERSONA_MAX_COST_PER_DAY": "3",
+        "PERSONA_SHOW_RECALL": "1",
     }
     settings = Settings.from_env(env)
     assert settings.chroma is not None and settings.chroma.url == "http://127.0.0.1:8000"
@@ -50,7 +51,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "history_compact_after": 8, "history_keep_turns": 2, "log_max_bytes": 3 * 1024 * 1024, "log_keep": 0,
         "embedder": "hash", "local_context": 4096, "local_repeat_penalty": 1.1, "data_dir": tmp_path,
         "verbose": True, "max_cost_per_session": 0.25, "max_cost_per_day": 3.0, "allow_unpriced": False,
-        "tiers": None, "chroma": None,
+        "show_recall": True, "tiers": None, "chroma": None,
     }
     assert [t.name for t in settings.tiers] == ["mid"]
     assert settings.engine_options() == EngineOptions(reply_tokens=300, local_reply_tokens=200, tool_timeout_s=9.0)

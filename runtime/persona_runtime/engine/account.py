@@ -38,6 +38,8 @@ class CallAccount:
     routing: RoutingDecision | None = None
     #: Calls the spend cap moved to a cheaper model (``routing.spend_cap`` in the TurnLog).
     spend_reroutes: list[dict[str, Any]] = field(default_factory=list)
+    #: Ids of the memory entries sent with the turn (identity aside).
+    recalled: tuple[str, ...] = ()
 
     def add(self, usage: Usage) -> None:
         self.usage = self.usage + usage
@@ -89,6 +91,7 @@ class CallAccount:
             skill_used=self.skill_used,
             history_compacted=self.compacted,
             routing=routing,
+            recalled=self.recalled,
             attempts=tuple(self.attempts),
             status=status,  # type: ignore[arg-type]
             error=redact(error) if error else None,

@@ -74,6 +74,8 @@ class TurnLog(_Record):
     skill_used: str | None = None
     history_compacted: bool = False
     routing: dict[str, object] | None = None
+    #: Ids of the memory entries recalled and sent with this turn (identity, always sent, aside).
+    recalled: tuple[str, ...] = ()
     attempts: tuple[AttemptRecord, ...] = ()
     status: TurnStatus = "ok"
     error: str | None = None

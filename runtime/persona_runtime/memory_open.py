@@ -1,0 +1,66 @@
+"""Which memory store a session uses, opened and indexed: the embedded Chroma store under
+PERSONA_HOME, or a Chroma server (``PERSONA_CHROMA_URL``). Chat, agent and ``persona memory``
+all open it here. Blocking: the session's loader thread (or a command) calls it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from persona_runtime.memory import PersonaMemory
+    from persona_runtime.session import Session
+
+__all__ = ["MEMORY_OFF", "open_memory", "open_server_memory"]
+
+
+MEMORY_OFF = "memory is off for this session: "
+
+
+def open_memory(session: Session) -> tuple[PersonaMemory | None, list[str]]:
+    """The persona's memory store, opened and indexed: the one place that decides which store a
+    session uses (chat, agent and `persona memory` alike). None when it cannot be used; the
+    notices say why (the last one starts with :data:`MEMORY_OFF`), or that a broken store was
+    set aside. Blocking."""
+    from persona_runtime.memory import PersonaMemory
+    from persona_runtime.memory_guard import describe_fault, set_aside_if_broken
+
+    choice = session.embedder
+    if session.settings.chroma is not None:
+        return open_server_memory(session)
+    store = session.paths.memory(choice.key)
+    notices = [notice] if (notice := set_aside_if_broken(store)) else []
+    memory: PersonaMemory | None
+    try:
+        memory = PersonaMemory.open(session.persona, root=store, embedder=choice.embedder, audit_root=session.paths.audit)
+        memory.load()
+    except Exception as exc:  # noqa: BLE001 - a broken store turns memory off, never the chat
+        memory = None
+        notices.append(MEMORY_OFF + describe_fault(exc, store))
+    return memory, notices
+
+
+def open_server_memory(session: Session) -> tuple[PersonaMemory | None, list[str]]:
+    """Memory on the Chroma server of ``PERSONA_CHROMA_URL``. Unreachable: memory waits for it
+    (writes queued, one notice); another embedder's collection or any other fault: memory off."""
+    from persona_runtime.chroma_server import MemoryServerDown
+    from persona_runtime.memory import PersonaMemory
+    from persona_runtime.secrets import redact
+
+    server = session.settings.chroma
+    assert server is not None
+    local = session.paths.server_memory(server.key)
+    try:
+        memory = PersonaMemory.open(
+            session.persona, root=local, embedder=session.embedder.embedder, audit_root=session.paths.audit,
+            server=server, queue_dir=session.paths.memory_queue(server.key),
+        )
+    except Exception as exc:  # noqa: BLE001 - memory is help, not a precondition
+        return None, [redact(f"{MEMORY_OFF}{type(exc).__name__}: {exc}", server.secrets)]
+    try:
+        memory.load()
+    except MemoryServerDown as exc:
+        waiting = f"; {memory.pending_writes} earlier memories wait on disk" if memory.pending_writes else ""
+        return memory, [redact(f"memory is off until the server is back: {exc}; what this chat should remember is queued{waiting}", server.secrets)]
+    except Exception as exc:  # noqa: BLE001 - another embedder's vectors, a missing database ...
+        return None, [redact(MEMORY_OFF + " ".join(str(exc).split())[:300], server.secrets)]
+    return memory, []
