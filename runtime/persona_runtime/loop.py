@@ -61,7 +61,7 @@ from persona_runtime.memory import recalled_event
 from persona_runtime.memory_guard import memory_notice
 from persona_runtime.prompt import PromptBuilder, RetrievedContext
 from persona_runtime.recorder import EventBus, Subscriber
-from persona_runtime.routing.types import RoutingContext, RoutingDecision
+from persona_runtime.routing.chat_turn import route_chat_turn
 from persona_runtime.secrets import redact
 from persona_runtime.spend import SpendCapReached
 from persona_runtime.tooling import SIDE_EFFECT_TOOLS, ToolApprover, inject_skill
@@ -223,7 +223,7 @@ class ConversationLoop:
         history, compacted = await self._history(conversation, account, cancel)
         if compacted is not None:
             yield compacted
-        decision = self._route(conversation, user_text, forced)
+        decision = route_chat_turn(self.persona, self.tiers, self.router, conversation, user_text, forced)
         account.routing = decision
         yield RoutingDecided(decision)
         async for event in self.engine.walk(
@@ -339,29 +339,6 @@ class ConversationLoop:
                 compacted = HistoryCompacted(len(folded), summary.tier or "", summary.model or "")
             # else: the small tier could not summarise; send it all and let the budget reducer trim.
         return _sendable(window.visible(conversation)), compacted
-
-    def _route(self, conversation: Conversation, user_text: str, forced: str | None) -> RoutingDecision:
-        if forced and forced != "auto":
-            return self._decision(forced, f"forced → {forced}")
-        override = getattr(getattr(self.persona, "routing", None), "tier_for_generation", "auto")
-        if override != "auto":
-            return self._decision(override, f"persona_override → {override}")
-        if self.router is None:
-            return self._decision("mid", "no router → mid")
-        from persona_runtime.routing import classify_message
-
-        traits = classify_message(user_text, self.persona)
-        ctx = RoutingContext(
-            estimated_input_tokens=len(user_text) // 4,
-            is_first_turn=conversation.turn_count == 0,
-            is_identity_sensitive=traits.is_identity_sensitive,
-            is_boilerplate=traits.is_boilerplate,
-            conversation_phase="opening" if conversation.turn_count < 2 else "middle",
-        )
-        return self.router.route(ctx)
-
-    def _decision(self, tier: str, rationale: str) -> RoutingDecision:
-        return RoutingDecision(tier=tier, model=self.tiers.model_name_for(tier), rationale=rationale, candidates_considered=(tier,))
 
     # -- after generation ----------------------------------------------------------------
 

@@ -185,7 +185,7 @@ def test_stats_count_estimated_turns_and_the_table_marks_them(log: Path) -> None
 
 
 def test_the_usage_line_and_the_toolbar_mark_estimates() -> None:
-    from persona_cli.commands.chat import _toolbar
+    from persona_cli.commands.chat_repl import toolbar as _toolbar
     from persona_cli.turn_view import SessionTotals, usage_line
 
     def done(estimated: bool) -> SimpleNamespace:
@@ -205,7 +205,7 @@ def test_the_usage_line_and_the_toolbar_mark_estimates() -> None:
     assert (totals.tokens_text(), totals.cost_text()) == ("~1.9k", "~$0 (local)")
 
     tiers = SimpleNamespace(context_window_for=lambda _tier: 2048)
-    session = SimpleNamespace(tiers=tiers, persona=SimpleNamespace(identity=SimpleNamespace(name="Kai")))
+    session = SimpleNamespace(tiers=tiers, persona=SimpleNamespace(identity=SimpleNamespace(name="Kai")), built_spend=None)
     ctx = SimpleNamespace(totals=totals, session=session, tier="auto", prompt=None)
     text = "".join(part[1] for part in _toolbar(ctx))
     assert "context ~40%" in text and "~1.9k tokens" in text and "~$0 (local)" in text
