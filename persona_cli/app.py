@@ -17,6 +17,7 @@ from persona_cli.commands.agent import agent
 from persona_cli.commands.chat import chat
 from persona_cli.commands.core import register_core_commands
 from persona_cli.commands.logs import logs_app
+from persona_cli.commands.mcp import mcp_app
 
 __version__ = "0.1.0"
 
@@ -64,6 +65,7 @@ def load_env_file(path: Path | None) -> None:
 app.command(help="Chat with a persona in a streaming REPL. Piped stdin: one message per line, and stdout carries only the replies.")(chat)
 app.command(help="Run a plan-act-reflect agent on a task.")(agent)
 app.add_typer(logs_app, name="logs", help="Read the turn log: tail, list, show, stats.")
+app.add_typer(mcp_app, name="mcp", help="MCP servers whose tools personas can use: persona mcp list.")
 register_core_commands(app)
 
 

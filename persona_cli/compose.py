@@ -32,12 +32,13 @@ def setup_errors_exit_2() -> Iterator[None]:
         raise CliError(str(exc), USAGE) from None
 
 
-def open_session(persona_path: Path, *, start: bool = True) -> Session:
-    """:func:`persona_runtime.session.open_session` with the settings from the environment."""
+def open_session(persona_path: Path, *, start: bool = True, mcp_config: Path | None = None) -> Session:
+    """:func:`persona_runtime.session.open_session` with the settings from the environment
+    (``mcp_config``: ``--mcp-config``, else ``PERSONA_HOME/mcp.json``)."""
     from persona_runtime.session import open_session as open_runtime_session
 
     with setup_errors_exit_2():
-        return open_runtime_session(persona_path, start=start)
+        return open_runtime_session(persona_path, start=start, mcp_config=mcp_config)
 
 
 def load_persona(path: Path) -> Persona:

@@ -17,6 +17,8 @@ import typer
 from persona_cli import exit_codes
 from persona_cli.exit_codes import USAGE, CliError
 
+MCP_CONFIG_HELP = "MCP servers from this mcp.json instead of PERSONA_HOME/mcp.json (e.g. --mcp-config ./mcp.json)."
+
 AGENT_BUNDLED_NOTE = (
     "model: bundled SmolLM2-135M (local, offline) on every tier: it cannot plan or call tools; set a provider for real runs"
 )
@@ -61,6 +63,7 @@ def agent(
     limit: int = typer.Option(20, "--limit", "-n", help="How many runs --list shows."),
     tier: str = typer.Option("auto", "--tier", "-t", help="auto (frontier to plan, mid to act), small, mid or frontier."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Run tools that write or send without asking."),
+    mcp_config: Path | None = typer.Option(None, "--mcp-config", help=MCP_CONFIG_HELP, dir_okay=False),
 ) -> None:
     """Run an agent on a task: it plans, calls tools, asks you ([ASK_USER]) and answers ([FINAL])."""
     if max_steps < 1:
@@ -102,7 +105,7 @@ def agent(
 
     from persona_cli.compose import open_session
 
-    session = open_session(persona_file)
+    session = open_session(persona_file, mcp_config=mcp_config)
     if stored is not None and stored.persona_id != session.persona_id:
         raise CliError(f"run {stored.id} belongs to persona {stored.persona_id!r}, not {session.persona_id!r}", USAGE)
     import asyncio

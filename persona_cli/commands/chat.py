@@ -12,6 +12,8 @@ from persona_cli import exit_codes
 from persona_cli.exit_codes import USAGE, CliError
 from persona_cli.term import counted, format_tokens
 
+MCP_CONFIG_HELP = "MCP servers from this mcp.json instead of PERSONA_HOME/mcp.json (e.g. --mcp-config ./mcp.json)."
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -26,6 +28,7 @@ def chat(
     env_file: Path | None = typer.Option(None, "--env-file", help="Load variables from this file (the real environment wins)."),
     multiline: bool = typer.Option(False, "--multiline", help="Enter inserts a newline; Alt-Enter sends."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Run tools that write or send without asking."),
+    mcp_config: Path | None = typer.Option(None, "--mcp-config", help=MCP_CONFIG_HELP, dir_okay=False),
 ) -> None:
     """Chat with a persona. Piped stdin: each line is a message and stdout carries only the replies."""
     from persona_runtime.routing.types import TIER_CHOICES  # here, not at the top: --help stays fast
@@ -39,7 +42,7 @@ def chat(
     from persona_cli.compose import open_session
 
     interactive = sys.stdin.isatty()
-    session = open_session(persona_file, start=not interactive)
+    session = open_session(persona_file, start=not interactive, mcp_config=mcp_config)
     import asyncio
 
     if interactive:

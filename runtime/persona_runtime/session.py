@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from persona_runtime.agentic import AgenticLoop
     from persona_runtime.embedders import EmbedderChoice
     from persona_runtime.loop import ConversationLoop
+    from persona_runtime.mcp.compose import McpPlan
     from persona_runtime.memory import PersonaMemory
     from persona_runtime.paths import DataPaths
     from persona_runtime.tier import TierRegistry
@@ -51,12 +52,15 @@ def open_session(
     settings: Settings | None = None,
     tiers: TierRegistry | None = None,
     start: bool = True,
+    mcp_config: str | os.PathLike[str] | None = None,
 ) -> Session:
     """Validate everything cheap now (one-line :class:`SetupError`), then start the heavy loading
     in the background.
 
     ``settings`` defaults to :meth:`Settings.from_env`; ``tiers`` to ``settings.tier_registry()``
-    (pass your own registry to run on, say, a ``ScriptedBackend``). ``start=False`` leaves the
+    (pass your own registry to run on, say, a ``ScriptedBackend``). ``mcp_config`` is an
+    ``mcp.json`` to use instead of ``PERSONA_HOME/mcp.json`` (a bad one is a one-line
+    ``McpConfigError``; the servers the persona names start with the background load). ``start=False`` leaves the
     start to the caller (the CLI's REPL starts it once its prompt is drawn: the loader's imports
     compete for the GIL with the prompt's own).
     """
@@ -70,7 +74,15 @@ def open_session(
     registry = tiers if tiers is not None else settings.tier_registry()
     paths = prepare_data_dir(settings.data_paths())
     embedder = choose_embedder(settings.embedder)
-    session = Session(persona=persona, persona_path=path, settings=settings, paths=paths, tiers=registry, embedder=embedder)
+    from persona_runtime.mcp.compose import plan_mcp
+
+    mcp = plan_mcp(
+        list(persona.tools), config_path=Path(mcp_config) if mcp_config is not None else None,
+        data_root=paths.root, log_dir=paths.logs,
+    )
+    session = Session(
+        persona=persona, persona_path=path, settings=settings, paths=paths, tiers=registry, embedder=embedder, mcp=mcp
+    )
     if start:
         session.start_background()
     return session
@@ -123,6 +135,7 @@ class Session:
         paths: DataPaths,
         tiers: TierRegistry,
         embedder: EmbedderChoice,
+        mcp: McpPlan | None = None,
     ) -> None:
         self.persona = persona
         self.persona_path = persona_path
@@ -133,6 +146,8 @@ class Session:
         #: One-line notes for the person (e.g. about the embedder), shown once at start-up.
         self.notices: list[str] = [embedder.notice] if embedder.notice else []
         self.mcp_clients: list[Any] = []
+        #: The MCP servers this session uses (see :mod:`persona_runtime.mcp`); None: none configured.
+        self.mcp = mcp
         self._heavy: Future[HeavyParts] = Future()
         self._loop: ConversationLoop | None = None
         self._started = False
@@ -154,6 +169,8 @@ class Session:
             if self._started:
                 return
             self._started = True
+        if self.mcp is not None and self.mcp.hub is not None:
+            self.mcp.hub.start()  # first: a server starting is mostly waiting for a child process
         threading.Thread(target=self._load_in_background, name="persona-session", daemon=True).start()
 
     def _load_in_background(self) -> None:
@@ -256,7 +273,9 @@ class Session:
         return JSONLTurnLogWriter(self.paths.turn_log, max_bytes=self.settings.log_max_bytes, keep=self.settings.log_keep)
 
     async def aclose(self) -> None:
-        """Close MCP clients and every model backend; safe to call more than once."""
+        """Stop the MCP servers, close every model backend; safe to call more than once."""
+        if self.mcp is not None and self.mcp.hub is not None:
+            await self.mcp.hub.aclose()
         for client in self.mcp_clients:
             closer = getattr(client, "aclose", None) or getattr(client, "disconnect", None)
             if closer is not None:
@@ -333,12 +352,21 @@ async def build_toolbox(session: Session, heavy: HeavyParts) -> tuple[Any, list[
         embedder="hash",  # unused by the toolbox; keeps persona-core's validation away from our "minilm"
         tools_sandbox_root=session.paths.workspace,
         chroma_path=session.paths.root / "memory",
+        # MCP servers are ours (persona_runtime.mcp; PERSONA_MCP_SERVERS included), not persona-core's client.
+        mcp_servers="",
+        docker_mcp_gateway_url="",
     )
     toolbox, clients = await build_default_toolbox(config, session.persona, extra_tools=extra or None)
-    unknown = sorted(set(session.persona.tools) - set(toolbox.names()))
+    from persona_runtime.mcp.naming import is_mcp_entry
+
+    unknown = sorted(t for t in set(session.persona.tools) - set(toolbox.names()) if not is_mcp_entry(t))
     if unknown:
         heavy.notices.append(
             f"the persona lists tool{'s' if len(unknown) > 1 else ''} that do{'' if len(unknown) > 1 else 'es'} not exist "
             f"({', '.join(unknown)}); {'they are' if len(unknown) > 1 else 'it is'} ignored. Known: {', '.join(sorted(toolbox.names()))}"
         )
+    if session.mcp is not None:
+        from persona_runtime.mcp.compose import with_mcp_tools
+
+        toolbox = await with_mcp_tools(toolbox, session.mcp, wait_s=session.settings.mcp_start_wait_s, notices=heavy.notices)
     return toolbox, list(clients)
