@@ -29,7 +29,7 @@ PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
 )
 
-mcp = FastMCP("persona-test")
+mcp = FastMCP("persona-test", log_level="WARNING")
 
 
 def _dir() -> Path:

@@ -40,13 +40,14 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "PERSONA_LOG_MAX_MB": "3", "PERSONA_LOG_KEEP": "0", "PERSONA_EMBEDDER": " Hash ",
         "PERSONA_LOCAL_CONTEXT": "4096", "PERSONA_LOCAL_REPEAT_PENALTY": "1.1", "PERSONA_HOME": str(tmp_path),
         "PERSONA_VERBOSE": "1", "PERSONA_MID_PROVIDER": "ollama", "PERSONA_MID_MODEL": "llama3",
+        "PERSONA_MCP_START_WAIT_S": "0",
     }
     settings = Settings.from_env(env)
     assert dataclasses.asdict(settings) | {"tiers": None} == {
         "reply_tokens": 300, "local_reply_tokens": 200, "max_tool_rounds": 0, "tool_timeout_s": 9.0, "request_timeout_s": 2.5,
         "history_compact_after": 8, "history_keep_turns": 2, "log_max_bytes": 3 * 1024 * 1024, "log_keep": 0,
         "embedder": "hash", "local_context": 4096, "local_repeat_penalty": 1.1, "data_dir": tmp_path,
-        "verbose": True, "tiers": None,
+        "verbose": True, "tiers": None, "mcp_start_wait_s": 0.0,
     }
     assert [t.name for t in settings.tiers] == ["mid"]
     assert settings.engine_options() == EngineOptions(reply_tokens=300, local_reply_tokens=200, tool_timeout_s=9.0)
@@ -116,7 +117,7 @@ def test_env_example_documents_every_variable_settings_reads() -> None:
 
 
 def test_env_example_documents_nothing_that_is_no_longer_read() -> None:
-    read = _named_in("settings.py", "paths.py", "tier.py", "tier_env.py")
+    read = _named_in("settings.py", "paths.py", "tier.py", "tier_env.py", "mcp/config.py")
     from persona_runtime.tier import KNOWN_PROVIDERS
     from persona_runtime.routing.types import TIER_NAMES
 

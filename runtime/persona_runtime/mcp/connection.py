@@ -71,6 +71,12 @@ class Connection:
     #: One future per call in flight; given a reason when the server goes away or its transport fails.
     inflight: set[asyncio.Future[str]] = field(default_factory=set)
 
+    def lost(self, reason: str) -> None:
+        """The server went away (seen by a call): no more calls, and the serving task leaves."""
+        if self.state == "ready":
+            self.state, self.reason = "stopped", reason
+        self.stop.set()
+
     def interrupt_calls(self, reason: str) -> None:
         for waiter in list(self.inflight):
             if not waiter.done():
@@ -120,6 +126,12 @@ class Connection:
             reason = describe_failure(message, self.server, self.secrets)
             self.interrupt_calls(f"MCP server {self.server.name!r}: {reason}")
 
+    def _on_http_fault(self, error: Exception) -> None:
+        """A POST that failed or whose response broke off (the server died mid-call): the SDK
+        would leave that request waiting for ever; fail the calls in flight now."""
+        reason = describe_failure(error, self.server, self.secrets)
+        self.interrupt_calls(f"MCP server {self.server.name!r}: the connection broke during the call ({reason})")
+
     def _settle(self, state: State, reason: str, began: float) -> None:
         if self.start_s is None:
             self.start_s = time.monotonic() - began
@@ -162,9 +174,12 @@ class Connection:
         import httpx
         from mcp.client.streamable_http import streamable_http_client
 
+        from persona_runtime.mcp.watch import watched_transport
+
         # A loopback server is meant as it is: no proxy from the environment in between.
         client = httpx.AsyncClient(
-            headers=dict(server.headers), timeout=httpx.Timeout(30.0, read=300.0), trust_env=not _loopback(server.url)
+            headers=dict(server.headers), timeout=httpx.Timeout(30.0, read=300.0), trust_env=not _loopback(server.url),
+            transport=watched_transport(self._on_http_fault, trust_env=not _loopback(server.url)),
         )
         await stack.enter_async_context(client)
         read, write, _session_id = await stack.enter_async_context(streamable_http_client(server.url, http_client=client))

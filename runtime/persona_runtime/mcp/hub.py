@@ -71,6 +71,7 @@ class McpHub:
         atexit.register(self.close, 3.0)
 
     def _run(self) -> None:
+        _quiet_sdk_logging(self.log_dir)
         loop = asyncio.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)
@@ -179,9 +180,13 @@ class McpHub:
                 request.cancel()
                 if isinstance(request_id, int) and connection.session is session:
                     loop.create_task(_tell_cancelled(session, request_id))
-        if request.done():
-            return request.result()
-        raise McpUnavailable(interrupted.result())
+        if not request.done():
+            raise McpUnavailable(interrupted.result())
+        error = request.exception()
+        if error is not None and _connection_lost(error):
+            connection.lost("its connection closed (the server exited or crashed)")
+            raise McpUnavailable(f"MCP server {server!r} went away during the call: its connection closed")
+        return request.result()
 
     # -- close -----------------------------------------------------------------------------
 
@@ -220,6 +225,45 @@ class McpHub:
             if connection.state == "starting":
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _quiet_sdk_logging(log_dir: Path | None) -> None:
+    """The SDK logs transport faults with tracebacks; they go to ``logs/mcp.log``, never the terminal
+    (what matters reaches the person as a server status or a tool error)."""
+    import logging
+
+    logger = logging.getLogger("mcp")
+    if logger.handlers:
+        return
+    logger.propagate = False
+    handler: logging.Handler = logging.NullHandler()
+    if log_dir is not None:
+        try:
+            import os
+
+            log_dir.mkdir(parents=True, exist_ok=True)
+            path = log_dir / "mcp.log"
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            handler = logging.FileHandler(path, encoding="utf-8")
+            handler.setFormatter(_RedactingFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        except OSError:
+            pass
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+
+
+class _RedactingFormatter(__import__("logging").Formatter):
+    def format(self, record: Any) -> str:
+        from persona_runtime.secrets import redact
+
+        return redact(super().format(record))
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """The SDK's ways of saying the server is gone: "Connection closed", or a closed stream."""
+    if type(error).__name__ == "McpError":
+        return "Connection closed" in str(error)
+    return type(error).__name__ in ("ClosedResourceError", "BrokenResourceError", "EndOfStream", "BrokenPipeError")
 
 
 async def _tell_cancelled(session: Any, request_id: int) -> None:
