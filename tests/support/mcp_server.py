@@ -7,6 +7,8 @@ Everything it writes goes to the directory in ``MCP_TEST_DIR``: ``pid-<pid>`` wh
 (so a test can check that no server outlives ``persona``), the notes ``write_note`` writes,
 ``hang-started`` / ``hang-cancelled`` around the ``hang`` tool.
 
+With ``MCP_TEST_GATE`` (a FIFO) it waits for a writer before it starts: a slow server on cue.
+
 Tools: ``write_note`` (writes; no read-only hint, so it asks), ``read_note`` (read-only),
 ``hang`` (never returns), ``fail`` (an error result), ``die`` (the process kills itself mid-call),
 ``picture`` (text and an image), ``env_value`` (read-only; returns one of its environment variables).
@@ -98,6 +100,10 @@ def _serve_http() -> None:
 
 def main() -> None:
     (_dir() / f"pid-{os.getpid()}").write_text(" ".join(sys.argv))
+    gate = os.environ.get("MCP_TEST_GATE")
+    if gate:  # a slow server: it starts only once the test writes to this FIFO
+        with open(gate, encoding="utf-8") as fifo:
+            fifo.read()
     if "--http" in sys.argv:
         _serve_http()
     else:

@@ -130,7 +130,8 @@ class Connection:
         """A POST that failed or whose response broke off (the server died mid-call): the SDK
         would leave that request waiting for ever; fail the calls in flight now."""
         reason = describe_failure(error, self.server, self.secrets)
-        self.interrupt_calls(f"MCP server {self.server.name!r}: the connection broke during the call ({reason})")
+        self.interrupt_calls(f"MCP server {self.server.name!r} went away during the call: its connection broke ({reason})")
+        self.lost(f"its connection broke ({reason})")
 
     def _settle(self, state: State, reason: str, began: float) -> None:
         if self.start_s is None:

@@ -56,7 +56,8 @@ class McpTool:
             message = str(exc).strip() or type(exc).__name__
             text = message if type(exc).__name__ == "McpError" else f"{type(exc).__name__}: {message}"
             return ToolResult(tool_name=self.name, content=redact(f"MCP error: {text}", self.hub.secrets), is_error=True)
-        return ToolResult(tool_name=self.name, content=result_text(result), is_error=bool(result.isError))
+        # Secrets from mcp.json never travel on, even if a server echoes one.
+        return ToolResult(tool_name=self.name, content=redact(result_text(result), self.hub.secrets), is_error=bool(result.isError))
 
 
 def result_text(result: Any) -> str:
