@@ -50,10 +50,12 @@ def persona_yaml(tmp_path: Path, tools: list[str]) -> Path:
 
 def test_mcp_list_shows_each_server_whether_it_starts_and_its_tools(tmp_path) -> None:
     test_dir = tmp_path / "mcp"
+    notes = stdio_entry(test_dir)
+    notes["args"] += ["--token", "${MCP_HEADER}"]  # shown as the server's command line: redacted
     config = write_config(
         tmp_path / "mcp.json",
         {
-            "notes": stdio_entry(test_dir),
+            "notes": notes,
             "time": {"command": MCP_SERVER_TIME},
             "broken": {"command": "no-such-mcp-server-here"},
             "web": {"url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": "Bearer ${MCP_HEADER}"}},
@@ -62,7 +64,7 @@ def test_mcp_list_shows_each_server_whether_it_starts_and_its_tools(tmp_path) ->
     result = persona(["mcp", "list", "--mcp-config", str(config)], env_for(None, tmp_path / "home"), tmp_path)
     assert result.returncode == 1, result.stderr  # a server did not start
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("✓ notes  stdio  ") and lines[0].endswith("7 tools")
+    assert lines[0].startswith("✓ notes  stdio  ") and lines[0].endswith("7 tools") and "--token [redacted]" in lines[0]
     assert any(line.split()[:2] == ["notes__write_note", "asks"] for line in lines)
     assert any(line.split()[:2] == ["notes__read_note", "read-only"] for line in lines)
     assert any(line.startswith("✓ time  stdio") for line in lines)

@@ -124,3 +124,16 @@ def test_a_bad_persona_mcp_servers_is_one_line_naming_the_variable(value: str) -
     with pytest.raises(McpConfigError, match="PERSONA_MCP_SERVERS") as caught:
         servers_from_env({"PERSONA_MCP_SERVERS": value})
     assert "\n" not in str(caught.value)
+
+
+def test_a_value_taken_from_a_variable_is_a_secret_wherever_it_is_used() -> None:
+    config = parse({"mcpServers": {"a": {"command": "x", "args": ["--token", "${T}", "${MODE:-fast}"]}}}, env={"T": SECRET})
+    assert config.servers[0].args == ("--token", SECRET, "fast")
+    assert SECRET in config.secrets and "fast" not in config.secrets
+
+
+def test_registered_secrets_are_redacted_everywhere() -> None:
+    from persona_runtime.secrets import add_secrets, redact
+
+    add_secrets(("registered-SECRET-8080", "short"))
+    assert redact("a registered-SECRET-8080 b short") == "a [redacted] b short"

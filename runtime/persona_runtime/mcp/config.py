@@ -8,8 +8,8 @@
     }}
 
 A string may name environment variables: ``${VAR}``, or ``${VAR:-default}``. A header or
-``env`` value is treated as a secret whichever way it was written: it never reaches a log, an
-error message or the screen (:attr:`McpConfig.secrets` feeds ``redact``).
+``env`` value, and any value taken from a variable, is treated as a secret: it never reaches a
+log, an error message or the screen (:attr:`McpConfig.secrets` feeds ``redact``).
 
 ``PERSONA_MCP_SERVERS`` (persona-core's ``name=url,name=url``) adds streamable-HTTP servers;
 an ``mcp.json`` entry of the same name wins. Standard library only: this runs before the prompt.
@@ -148,12 +148,31 @@ def parse_mcp_config(text: str, *, origin: str = "mcp.json", env: Mapping[str, s
         raise McpConfigError(f'{where} must be an object with "mcpServers": {{"NAME": {{...}}}}')
     servers: list[McpServer] = []
     secrets: list[str] = []
+    recording = _Recording(source, secrets)  # a value taken from a variable is treated as a secret too
     for name, entry in data["mcpServers"].items():
-        server = _server(name, entry, where, source, secrets)
+        server = _server(name, entry, where, recording, secrets)
         if server is not None:
             servers.append(server)
     ordered = tuple(sorted({s for s in secrets if len(s.strip()) >= 6}, key=len, reverse=True))
     return McpConfig(servers=tuple(servers), sources=(origin,), secrets=ordered)
+
+
+class _Recording(Mapping[str, str]):
+    """``env``, noting every value read through it."""
+
+    def __init__(self, env: Mapping[str, str], sink: list[str]) -> None:
+        self._env, self._sink = env, sink
+
+    def __getitem__(self, key: str) -> str:
+        value = self._env[key]
+        self._sink.append(value)
+        return value
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
 
 
 def _server(name: object, entry: object, where: str, env: Mapping[str, str], secrets: list[str]) -> McpServer | None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from persona_runtime.mcp.config import McpServer
 from persona_runtime.mcp.connection import Connection, McpToolInfo, ServerStatus
+from persona_runtime.secrets import redact
 
 __all__ = ["McpHub", "McpUnavailable"]
 
@@ -104,7 +105,7 @@ class McpHub:
         for server in self.servers:
             connection = self._connections.get(server.name)
             if connection is None:
-                out.append(ServerStatus(server.name, server.transport, server.target, "starting"))
+                out.append(ServerStatus(server.name, server.transport, redact(server.target, self.secrets), "starting"))
             else:
                 out.append(connection.status())
         return out
