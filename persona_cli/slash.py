@@ -124,7 +124,7 @@ async def _tools(ctx: SlashContext, _arg: str) -> None:
         for status in hub.status():
             if status.state != "ready":
                 why = "still starting" if status.state == "starting" else f"{status.state}: {status.reason}"
-                render_notice(ctx.info, f"  MCP server {status.name}: {why}")
+                render_notice(ctx.info, f"MCP server {status.name}: {why}")
     render_notice(ctx.info, "✎ asks before running (MCP tools do unless their server marks them read-only)")
 
 

@@ -173,3 +173,37 @@ def test_tools_join_when_their_server_becomes_ready(tmp_path) -> None:
     assert toolbox.names() == ["calculator"]
     hub._tools.append(info("late", "now", read_only=True))
     assert toolbox.names() == ["calculator", "late__now"] and toolbox.is_allowed("late__now")
+
+
+def test_slash_tools_shows_server_tool_description_and_who_asks(tmp_path) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from persona_cli.slash import SlashContext, handle_slash
+    from persona_cli.turn_view import SessionTotals
+    from persona_runtime.mcp.connection import ServerStatus
+    from persona_runtime.tier_env import tier_registry_from_env
+
+    hub = FakeHub([info("notes", "write", read_only=False), info("notes", "read", read_only=True)], {})
+    hub.status = lambda: [  # type: ignore[attr-defined]
+        ServerStatus("notes", "stdio", "python s.py", "ready"),
+        ServerStatus("slow", "stdio", "slow-server", "starting"),
+        ServerStatus("gone", "http", "http://127.0.0.1:9/mcp", "failed", "cannot connect to http://127.0.0.1:9/mcp"),
+    ]
+    toolbox = make_toolbox(tmp_path, hub, ["calculator", "file_write", "mcp:notes"])
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=200)
+    session = SimpleNamespace(
+        persona=SimpleNamespace(tools=["calculator", "file_write", "mcp:notes"]), tiers=tier_registry_from_env({}),
+        built_loop=SimpleNamespace(toolbox=toolbox), mcp=SimpleNamespace(hub=hub),
+    )
+    ctx = SlashContext(session=session, tier="auto", totals=SessionTotals(), out=console, info=console)
+    asyncio.run(handle_slash(ctx, "/tools"))
+    lines = [line.rstrip() for line in buf.getvalue().splitlines()]
+    assert "    calculator" in lines and "  ✎ file_write" in lines
+    assert "  ✎ notes__write  notes · write — write things" in lines
+    assert "    notes__read  notes · read — read things" in lines
+    assert "MCP server slow: still starting" in lines
+    assert "MCP server gone: failed: cannot connect to http://127.0.0.1:9/mcp" in lines
