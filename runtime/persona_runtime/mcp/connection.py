@@ -96,7 +96,7 @@ class Connection:
                 read, write = await self._open_transport(stack, errlog)
                 from mcp import ClientSession
 
-                self.session = await stack.enter_async_context(ClientSession(read, write, message_handler=self._on_message))
+                self.session = await stack.enter_async_context(ClientSession(read, write))
                 await asyncio.wait_for(self._initialize(), timeout=self.start_timeout_s)
                 self.start_s = time.monotonic() - began
                 self.state = "ready"
@@ -118,13 +118,6 @@ class Connection:
             self.interrupt_calls(f"MCP server {self.server.name!r} went away: {self.reason or 'its connection closed'}")
             if errlog is not None:
                 errlog.close()
-
-    async def _on_message(self, message: Any) -> None:
-        """The SDK hands transport faults (a dropped HTTP stream, a request that failed) to the
-        message handler and leaves the request waiting: fail the calls in flight instead."""
-        if isinstance(message, Exception):
-            reason = describe_failure(message, self.server, self.secrets)
-            self.interrupt_calls(f"MCP server {self.server.name!r}: {reason}")
 
     def _on_http_fault(self, error: Exception) -> None:
         """A POST that failed or whose response broke off (the server died mid-call): the SDK

@@ -54,7 +54,6 @@ class McpHub:
         self._thread: threading.Thread | None = None
         self._connections: dict[str, Connection] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._ready = threading.Event()  # the loop is running and every connection exists
         self._lock = threading.Lock()
         self._closed = False
         self.started_at: float | None = None
@@ -67,31 +66,32 @@ class McpHub:
             if self._thread is not None or self._closed:
                 return
             self.started_at = time.monotonic()
-            self._thread = threading.Thread(target=self._run, name="persona-mcp", daemon=True)
+            loop = asyncio.new_event_loop()
+            # The loop's first callback creates every connection, so anything submitted later
+            # (calls, waits, close) finds them all.
+            loop.call_soon(self._open_all)
+            self._loop = loop
+            self._thread = threading.Thread(target=self._run, args=(loop,), name="persona-mcp", daemon=True)
             self._thread.start()
         atexit.register(self.close, 3.0)
 
-    def _run(self) -> None:
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         _quiet_sdk_logging(self.log_dir)
-        loop = asyncio.new_event_loop()
-        self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(self._open_all())
-            self._ready.set()
             loop.run_forever()
         finally:
-            self._ready.set()
             try:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
 
-    async def _open_all(self) -> None:
+    def _open_all(self) -> None:
+        loop = asyncio.get_running_loop()
         for server in self.servers:
             connection = Connection(server, self.secrets, self.log_dir, self.start_timeout_s)
             self._connections[server.name] = connection
-            self._tasks.append(asyncio.get_running_loop().create_task(connection.serve(), name=f"mcp-{server.name}"))
+            self._tasks.append(loop.create_task(connection.serve(), name=f"mcp-{server.name}"))
 
     @property
     def started(self) -> bool:
@@ -115,18 +115,14 @@ class McpHub:
         return [tool for status in self.status() if status.state == "ready" for tool in status.tools]
 
     def wait(self, timeout: float | None) -> bool:
-        """Block until every server is ready, failed or stopped, at most ``timeout`` seconds
-        (from now). True when none is still starting."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._ready.wait(timeout):
-            return False
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return True
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        future = asyncio.run_coroutine_threadsafe(self._settled(), loop)
+        """Block until every server is ready, failed or stopped, at most ``timeout`` seconds.
+        True when none is still starting (or the hub is not running)."""
         try:
-            future.result(remaining)
+            future = asyncio.run_coroutine_threadsafe(self._settled(), self._running_loop())
+        except RuntimeError:
+            return True
+        try:
+            future.result(timeout)
         except TimeoutError:
             future.cancel()
             return False
@@ -135,8 +131,24 @@ class McpHub:
         return True
 
     async def wait_started(self, timeout: float | None) -> bool:
-        """:meth:`wait` without blocking the caller's event loop."""
-        return await asyncio.to_thread(self.wait, timeout)
+        """:meth:`wait` from an event loop: it blocks nothing, and cancelling it stops the wait."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._settled(), self._running_loop())
+        except RuntimeError:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except TimeoutError:
+            return False
+        except Exception:  # noqa: BLE001 - the loop closed meanwhile
+            return True
+        return True
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._closed:
+            raise RuntimeError("the MCP hub is not running")
+        return loop
 
     async def _settled(self) -> None:
         await asyncio.gather(*(c.settled.wait() for c in self._connections.values()))
@@ -201,7 +213,6 @@ class McpHub:
             thread = self._thread
         if thread is None:
             return
-        self._ready.wait(timeout)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
