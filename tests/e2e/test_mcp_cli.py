@@ -164,3 +164,38 @@ def test_sigterm_mid_turn_stops_the_servers_too(server, tmp_path) -> None:
         child.wait(timeout=30)
     assert not alive(pid)
     assert "Traceback" not in child.stderr.read()  # type: ignore[union-attr]
+
+
+@pytest.mark.pty
+def test_the_repl_asks_before_a_writing_mcp_tool_and_tools_lists_it(server, tmp_path) -> None:
+    import pexpect
+
+    from tests.support.pty import pty_env, server_vars, spawn_persona
+
+    test_dir = tmp_path / "mcp"
+    config = write_config(tmp_path / "mcp.json", {"notes": stdio_entry(test_dir)})
+    path = persona_yaml(tmp_path, ["mcp:notes"])
+    server.enqueue(ToolCall("notes__write_note", {"name": "pty", "text": "from the terminal"}, call_id="c1"))
+    server.enqueue(Text("Saved it."))
+    env = pty_env(tmp_path / "home", server_vars(server) | {"PERSONA_MCP_START_WAIT_S": "60"})
+    screen: list[str] = []
+    child = spawn_persona(["chat", str(path), "--mcp-config", str(config)], env, tmp_path, screen, timeout=90)
+    try:
+        child.expect_exact("›")
+        child.send("save a note\r")
+        child.expect_exact("run notes__write_note? [y]es / [n]o / [a]lways this session")
+        child.send("y\r")
+        child.expect_exact("Saved it.")
+        child.expect_exact("›")
+        child.send("/tools\r")
+        child.expect_exact("notes__write_note  notes · write_note — Write a note to a file.")
+        child.expect_exact("›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+        raise AssertionError(f"{type(exc).__name__}; screen:\n{''.join(screen)[-3000:]}") from None
+    finally:
+        child.close()
+    assert child.exitstatus == 0, "".join(screen)[-2000:]
+    assert (test_dir / "note-pty").read_text() == "from the terminal"
+    assert [p for p in server_pids(test_dir) if alive(p)] == []

@@ -23,6 +23,8 @@ from tests.support.mcp_fixtures import (
 )
 from tests.support.openai_server import ScriptedOpenAIServer, Text, ToolCall
 
+pytestmark = pytest.mark.subprocess
+
 TOKEN = "mcp-header-SECRET-5521"
 
 

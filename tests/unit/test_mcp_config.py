@@ -137,3 +137,21 @@ def test_registered_secrets_are_redacted_everywhere() -> None:
 
     add_secrets(("registered-SECRET-8080", "short"))
     assert redact("a registered-SECRET-8080 b short") == "a [redacted] b short"
+
+
+def test_the_plan_starts_only_named_servers_and_says_what_is_wrong(tmp_path: Path) -> None:
+    from persona_runtime.mcp.compose import plan_mcp
+
+    config = tmp_path / "given.json"
+    config.write_text(json.dumps({"mcpServers": {"time": {"command": "t"}, "notes": {"command": "n"}, "web": {"url": "http://x"}}}))
+    plan = plan_mcp(
+        ["calculator", "mcp:time", "mcp:ghost:x", "mcp:"], config_path=config, data_root=tmp_path, log_dir=None, env={},
+    )
+    assert plan.hub is not None and [s.name for s in plan.hub.servers] == ["time"] and not plan.hub.started
+    assert plan.notices() == [
+        f"the persona names MCP server ghost, not configured ({config}); it is ignored",
+        "the persona lists mcp:: an MCP entry is mcp:SERVER or mcp:SERVER:TOOL",
+        "MCP servers notes, web not started: the persona does not list them (add mcp:notes to its tools)",
+    ]
+    quiet = plan_mcp(["calculator"], config_path=None, data_root=tmp_path, log_dir=None, env={})
+    assert quiet.hub is None and quiet.notices() == []  # no mcp.json in the data dir: nothing to say
