@@ -199,3 +199,18 @@ def test_the_repl_asks_before_a_writing_mcp_tool_and_tools_lists_it(server, tmp_
     assert child.exitstatus == 0, "".join(screen)[-2000:]
     assert (test_dir / "note-pty").read_text() == "from the terminal"
     assert [p for p in server_pids(test_dir) if alive(p)] == []
+
+
+def test_a_server_that_will_not_start_is_one_line_and_the_chat_goes_on(server, tmp_path) -> None:
+    config = write_config(
+        tmp_path / "mcp.json",
+        {"broken": {"command": "no-such-mcp-server-here"}, "gone": {"url": "http://127.0.0.1:9/mcp"}},
+    )
+    path = persona_yaml(tmp_path, ["calculator", "mcp:broken", "mcp:gone"])
+    server.enqueue(Text("Hello anyway."))
+    result = persona(["chat", str(path), "--mcp-config", str(config)], env_for(server, tmp_path / "home"), tmp_path, "hi\n")
+    assert result.returncode == 0 and result.stdout == "Hello anyway.\n", result.stderr
+    assert "⚠ MCP server broken did not start: command not found: no-such-mcp-server-here" in result.stderr.splitlines()
+    assert "⚠ MCP server gone did not start: cannot connect to http://127.0.0.1:9/mcp" in result.stderr.splitlines()
+    assert [t["function"]["name"] for t in server.requests[0].body["tools"]] == ["calculator"]
+    assert "Traceback" not in result.stderr
