@@ -19,6 +19,7 @@ from persona_cli.commands.chat import chat
 from persona_cli.commands.core import register_core_commands
 from persona_cli.commands.logs import logs_app
 from persona_cli.commands.memory import memory_app
+from persona_cli.commands.mcp import mcp_app
 
 __version__ = "0.1.0"
 
@@ -71,6 +72,7 @@ app.command(
 app.command(help="Run a plan-act-reflect agent on a task.")(agent)
 app.add_typer(logs_app, name="logs", help="Read the turn log: tail, list, show, stats.")
 app.add_typer(memory_app, name="memory", help="See and change what a persona remembers: list, search, show, forget, add, edit, migrate.")
+app.add_typer(mcp_app, name="mcp", help="MCP servers whose tools personas can use: persona mcp list.")
 register_core_commands(app)
 
 

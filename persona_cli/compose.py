@@ -33,10 +33,12 @@ def setup_errors_exit_2() -> Iterator[None]:
 
 
 def open_session(
-    persona_path: Path, *, start: bool = True, max_cost: float | None = None, allow_unpriced: bool = False
+    persona_path: Path, *, start: bool = True, max_cost: float | None = None, allow_unpriced: bool = False,
+    mcp_config: Path | None = None,
 ) -> Session:
     """:func:`persona_runtime.session.open_session` with the settings from the environment;
-    ``max_cost`` (US dollars, ``--max-cost``) wins over ``PERSONA_MAX_COST_PER_SESSION``."""
+    ``max_cost`` (US dollars, ``--max-cost``) wins over ``PERSONA_MAX_COST_PER_SESSION``;
+    ``mcp_config``: ``--mcp-config``, else ``PERSONA_HOME/mcp.json``."""
     from dataclasses import replace
 
     from persona_runtime.session import open_session as open_runtime_session
@@ -50,7 +52,7 @@ def open_session(
             settings = replace(settings, max_cost_per_session=max_cost)
         if allow_unpriced:
             settings = replace(settings, allow_unpriced=True)
-        return open_runtime_session(persona_path, settings=settings, start=start)
+        return open_runtime_session(persona_path, settings=settings, start=start, mcp_config=mcp_config)
 
 
 def load_persona(path: Path) -> Persona:

@@ -155,20 +155,34 @@ async def _cost(ctx: SlashContext, _arg: str) -> None:
 
 
 async def _tools(ctx: SlashContext, _arg: str) -> None:
-    from persona_runtime.tooling import SIDE_EFFECT_TOOLS
+    from persona_runtime.tooling import SIDE_EFFECT_TOOLS, needs_approval
 
     loop = ctx.session.built_loop
     toolbox = getattr(loop, "toolbox", None) if loop is not None else None
     names = sorted(toolbox.names()) if toolbox is not None else sorted(ctx.session.persona.tools)
-    if not names:
+    mcp = getattr(ctx.session, "mcp", None)
+    hub = mcp.hub if mcp is not None else None
+    if not names and hub is None:
         render_notice(ctx.info, "this persona has no tools")
         return
     if all(slot.provider == "gguf" for _name, _serving, slot in ctx.session.tiers.describe()):
         render_notice(ctx.info, "tools are off: every tier is a local model; with a provider set, these would be offered:")
-    for name in names:
-        mark = "✎" if name in SIDE_EFFECT_TOOLS else " "
-        ctx.info.print(Text(f"  {mark} {name}"))
-    render_notice(ctx.info, "✎ asks before running")
+    rows = toolbox.rows() if hasattr(toolbox, "rows") else None
+    if rows is None:
+        for name in names:
+            asks = needs_approval(toolbox, name) if toolbox is not None else name in SIDE_EFFECT_TOOLS
+            ctx.info.print(Text(f"  {'✎' if asks else ' '} {name}"))
+    else:
+        for row in rows:
+            where = f"  {row.server} · {row.tool}" if row.server else ""
+            about = f" — {' '.join(row.description.split())[:80]}" if row.description else ""
+            ctx.info.print(Text(f"  {'✎' if row.asks else ' '} {row.name}{where}{about}"))
+    if hub is not None:
+        for status in hub.status():
+            if status.state != "ready":
+                why = "still starting" if status.state == "starting" else f"{status.state}: {status.reason}"
+                render_notice(ctx.info, f"MCP server {status.name}: {why}")
+    render_notice(ctx.info, "✎ asks before running (MCP tools do unless their server marks them read-only)")
 
 
 async def _history(ctx: SlashContext, _arg: str) -> None:

@@ -17,6 +17,8 @@ import typer
 from persona_cli import exit_codes
 from persona_cli.exit_codes import USAGE, CliError
 
+MCP_CONFIG_HELP = "MCP servers from this mcp.json instead of PERSONA_HOME/mcp.json (e.g. --mcp-config ./mcp.json)."
+
 AGENT_BUNDLED_NOTE = (
     "model: bundled SmolLM2-135M (local, offline) on every tier: it cannot plan or call tools; set a provider for real runs"
 )
@@ -66,6 +68,7 @@ def agent(
         None, "--max-cost", metavar="USD", help="Spend cap for this run in US dollars (wins over PERSONA_MAX_COST_PER_SESSION); exit 4 at the cap."
     ),
     allow_unpriced: bool = typer.Option(False, "--allow-unpriced", help="Under a spend cap, still use models with no known price."),
+    mcp_config: Path | None = typer.Option(None, "--mcp-config", help=MCP_CONFIG_HELP, dir_okay=False),
 ) -> None:
     """Run an agent on a task: it plans, calls tools, asks you ([ASK_USER]) and answers ([FINAL]).
 
@@ -110,7 +113,7 @@ def agent(
 
     from persona_cli.compose import open_session
 
-    session = open_session(persona_file, max_cost=max_cost, allow_unpriced=allow_unpriced)
+    session = open_session(persona_file, max_cost=max_cost, allow_unpriced=allow_unpriced, mcp_config=mcp_config)
     if stored is not None and stored.persona_id != session.persona_id:
         raise CliError(f"run {stored.id} belongs to persona {stored.persona_id!r}, not {session.persona_id!r}", USAGE)
     import asyncio

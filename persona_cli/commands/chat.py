@@ -15,6 +15,8 @@ import typer
 
 from persona_cli.exit_codes import USAGE, CliError
 
+MCP_CONFIG_HELP = "MCP servers from this mcp.json instead of PERSONA_HOME/mcp.json (e.g. --mcp-config ./mcp.json)."
+
 if TYPE_CHECKING:
     from persona_runtime.session import Session
 
@@ -49,6 +51,7 @@ def chat(
     yes: bool = typer.Option(False, "--yes", "-y", help="Run tools that write or send without asking."),
     max_cost: float | None = typer.Option(None, "--max-cost", metavar="USD", help="Spend cap for this session in US dollars (wins over PERSONA_MAX_COST_PER_SESSION), e.g. --max-cost 0.50."),
     allow_unpriced: bool = typer.Option(False, "--allow-unpriced", help="Under a spend cap, still use models with no known price."),
+    mcp_config: Path | None = typer.Option(None, "--mcp-config", help=MCP_CONFIG_HELP, dir_okay=False),
 ) -> None:
     """Chat with a persona. Every conversation is kept; -c or --resume goes on with one.
 
@@ -71,7 +74,7 @@ def chat(
     from persona_cli.compose import open_session
 
     interactive = sys.stdin.isatty() and message is None
-    session = open_session(persona_file, start=not interactive and not list_, max_cost=max_cost, allow_unpriced=allow_unpriced)
+    session = open_session(persona_file, start=not interactive and not list_, max_cost=max_cost, allow_unpriced=allow_unpriced, mcp_config=mcp_config)
     if list_:
         from persona_cli.console import make_consoles
         from persona_cli.conversation_view import render_list

@@ -12,7 +12,7 @@ import os
 import re
 from functools import lru_cache
 
-__all__ = ["redact", "secret_values"]
+__all__ = ["add_secrets", "redact", "secret_values"]
 
 _SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|_KEY)$|PASSWORD", re.IGNORECASE)
 # Provider key shapes: sk-..., sk-ant-..., gsk_..., nvapi-..., hf_..., Bearer tokens.
@@ -22,6 +22,15 @@ _KEY_SHAPES = re.compile(
 )
 _MIN_SECRET_LEN = 6
 REDACTED = "[redacted]"
+#: Values known to be secret from configuration (``mcp.json`` header and env values).
+_registered: tuple[str, ...] = ()
+
+
+def add_secrets(values: tuple[str, ...] | list[str]) -> None:
+    """Redact these values everywhere from now on (e.g. the header values of ``mcp.json``)."""
+    global _registered
+    fresh = {v for v in values if len(v.strip()) >= _MIN_SECRET_LEN} | set(_registered)
+    _registered = tuple(sorted(fresh, key=len, reverse=True))
 
 
 def secret_values(env: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -40,7 +49,7 @@ def redact(text: str, extra: tuple[str, ...] = ()) -> str:
     """Return ``text`` with every known secret and key-shaped token replaced."""
     if not text:
         return text
-    for value in (*extra, *secret_values()):
+    for value in (*extra, *_registered, *secret_values()):
         if value and value in text:
             text = text.replace(value, REDACTED)
         # Providers echo a masked key ("sk-...abcd", "****abcd"): drop the visible tail too.

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from persona_runtime.conversations import ConversationStore, ConversationSummary, StoredTurn
     from persona_runtime.embedders import EmbedderChoice
     from persona_runtime.loop import ConversationLoop
+    from persona_runtime.mcp.compose import McpPlan
     from persona_runtime.memory import PersonaMemory
     from persona_runtime.paths import DataPaths
     from persona_runtime.spend import SpendCap
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from persona_runtime.turnlog import JSONLTurnLogWriter
 
 __all__ = [
-    "HeavyParts", "Session", "build_toolbox", "load_heavy_parts", "make_router", "new_conversation", "open_session",
+    "HeavyParts", "Session", "load_heavy_parts", "make_router", "new_conversation", "open_session",
     "preload_local_models",
 ]
 
@@ -54,12 +55,15 @@ def open_session(
     settings: Settings | None = None,
     tiers: TierRegistry | None = None,
     start: bool = True,
+    mcp_config: str | os.PathLike[str] | None = None,
 ) -> Session:
     """Validate everything cheap now (one-line :class:`SetupError`), then start the heavy loading
     in the background.
 
     ``settings`` defaults to :meth:`Settings.from_env`; ``tiers`` to ``settings.tier_registry()``
-    (pass your own registry to run on, say, a ``ScriptedBackend``). ``start=False`` leaves the
+    (pass your own registry to run on, say, a ``ScriptedBackend``). ``mcp_config`` is an
+    ``mcp.json`` to use instead of ``PERSONA_HOME/mcp.json`` (a bad one is a one-line
+    ``McpConfigError``; the servers the persona names start with the background load). ``start=False`` leaves the
     start to the caller (the CLI's REPL starts it once its prompt is drawn: the loader's imports
     compete for the GIL with the prompt's own).
     """
@@ -73,7 +77,15 @@ def open_session(
     registry = tiers if tiers is not None else settings.tier_registry()
     paths = prepare_data_dir(settings.data_paths())
     embedder = choose_embedder(settings.embedder)
-    session = Session(persona=persona, persona_path=path, settings=settings, paths=paths, tiers=registry, embedder=embedder)
+    from persona_runtime.mcp.compose import plan_mcp
+
+    mcp = plan_mcp(
+        list(persona.tools), config_path=Path(mcp_config) if mcp_config is not None else None,
+        data_root=paths.root, log_dir=paths.logs,
+    )
+    session = Session(
+        persona=persona, persona_path=path, settings=settings, paths=paths, tiers=registry, embedder=embedder, mcp=mcp
+    )
     if start:
         session.start_background()
     return session
@@ -126,6 +138,7 @@ class Session:
         paths: DataPaths,
         tiers: TierRegistry,
         embedder: EmbedderChoice,
+        mcp: McpPlan | None = None,
     ) -> None:
         self.persona = persona
         self.persona_path = persona_path
@@ -137,6 +150,8 @@ class Session:
         self.notices: list[str] = [embedder.notice] if embedder.notice else []
         self.mcp_clients: list[Any] = []
         self._spend: SpendCap | None = None
+        #: The MCP servers this session uses (see :mod:`persona_runtime.mcp`); None: none configured.
+        self.mcp = mcp
         self._heavy: Future[HeavyParts] = Future()
         self._loop: ConversationLoop | None = None
         self._started = False
@@ -189,6 +204,8 @@ class Session:
             if self._started:
                 return
             self._started = True
+        if self.mcp is not None and self.mcp.hub is not None:
+            self.mcp.hub.start()  # first: a server starting is mostly waiting for a child process
         threading.Thread(target=self._load_in_background, name="persona-session", daemon=True).start()
 
     def _load_in_background(self) -> None:
@@ -241,6 +258,8 @@ class Session:
         if self._loop is not None:
             return self._loop
         heavy = await self._heavy_parts()
+        from persona_runtime.toolbox import build_toolbox
+
         toolbox, clients = await build_toolbox(self, heavy)
         self.mcp_clients = clients
         from persona_runtime.conversations import ConversationRecorder
@@ -270,6 +289,8 @@ class Session:
         """An AgenticLoop on the same persona, tiers, memory, tools and logs (waits for the
         background load). ``kwargs`` go to ``AgenticLoop`` (e.g. ``max_steps``)."""
         heavy = await self._heavy_parts()
+        from persona_runtime.toolbox import build_toolbox
+
         toolbox, clients = await build_toolbox(self, heavy)
         self.mcp_clients.extend(clients)
         from persona_runtime.agentic import AgenticLoop
@@ -313,7 +334,9 @@ class Session:
         return JSONLTurnLogWriter(self.paths.turn_log, max_bytes=self.settings.log_max_bytes, keep=self.settings.log_keep)
 
     async def aclose(self) -> None:
-        """Close MCP clients and every model backend; safe to call more than once."""
+        """Stop the MCP servers, close every model backend; safe to call more than once."""
+        if self.mcp is not None and self.mcp.hub is not None:
+            await self.mcp.hub.aclose()
         for client in self.mcp_clients:
             closer = getattr(client, "aclose", None) or getattr(client, "disconnect", None)
             if closer is not None:
@@ -362,30 +385,3 @@ def load_heavy_parts(session: Session) -> HeavyParts:
         skills = SkillScanner([BUILTIN_ROOT]).scan(session.persona.skills, tool_allow_list=session.persona.tools)
         injector = SkillInjector()
     return HeavyParts(memory=memory, skills=skills, skill_injector=injector, notices=notices)
-
-
-async def build_toolbox(session: Session, heavy: HeavyParts) -> tuple[Any, list[Any]]:
-    """persona-core's toolbox for the persona's tools (plus ``use_skill``), and its MCP clients."""
-    if not session.persona.tools:
-        return None, []  # persona-core treats an empty list as "all tools": we treat it as none
-    from persona.config import PersonaCoreConfig
-    from persona.tools import build_default_toolbox
-
-    extra = []
-    if heavy.skills:
-        from persona.skills import make_use_skill_tool
-
-        extra.append(make_use_skill_tool(heavy.skills))
-    config = PersonaCoreConfig(
-        embedder="hash",  # unused by the toolbox; keeps persona-core's validation away from our "minilm"
-        tools_sandbox_root=session.paths.workspace,
-        chroma_path=session.paths.root / "memory",
-    )
-    toolbox, clients = await build_default_toolbox(config, session.persona, extra_tools=extra or None)
-    unknown = sorted(set(session.persona.tools) - set(toolbox.names()))
-    if unknown:
-        heavy.notices.append(
-            f"the persona lists tool{'s' if len(unknown) > 1 else ''} that do{'' if len(unknown) > 1 else 'es'} not exist "
-            f"({', '.join(unknown)}); {'they are' if len(unknown) > 1 else 'it is'} ignored. Known: {', '.join(sorted(toolbox.names()))}"
-        )
-    return toolbox, list(clients)

@@ -69,6 +69,9 @@ class Settings:
     max_tool_rounds: int = 5
     #: One tool call's time limit (``PERSONA_TOOL_TIMEOUT_S``).
     tool_timeout_s: float = 60.0
+    #: How long the first turn waits for MCP servers to start, from the session's start
+    #: (``PERSONA_MCP_START_WAIT_S``); a server still starting joins later.
+    mcp_start_wait_s: float = 5.0
     #: One provider request's time limit (``PERSONA_REQUEST_TIMEOUT_S``).
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     #: Messages sent verbatim before older turns are summarised (``PERSONA_HISTORY_COMPACT_AFTER``).
@@ -118,6 +121,7 @@ class Settings:
             local_reply_tokens=_positive_int(source, "PERSONA_LOCAL_REPLY_TOKENS", 384),
             max_tool_rounds=_whole_number(source, "PERSONA_MAX_TOOL_ROUNDS", 5),
             tool_timeout_s=float(_positive_int(source, "PERSONA_TOOL_TIMEOUT_S", 60)),
+            mcp_start_wait_s=float(_whole_number(source, "PERSONA_MCP_START_WAIT_S", 5)),
             history_compact_after=_positive_int(source, "PERSONA_HISTORY_COMPACT_AFTER", 20),
             history_keep_turns=_positive_int(source, "PERSONA_HISTORY_KEEP_TURNS", 3),
             log_max_bytes=_positive_int(source, "PERSONA_LOG_MAX_MB", 64) * _MIB,

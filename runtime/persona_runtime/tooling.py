@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from persona.schema.tools import ToolCall, ToolResult
 
 __all__ = [
-    "DECLINED", "SIDE_EFFECT_TOOLS", "THREADED_TOOLS", "ToolApprover", "ToolRun", "error_result", "inject_skill", "run_tool_call",
+    "DECLINED", "SIDE_EFFECT_TOOLS", "THREADED_TOOLS", "ToolApprover", "ToolRun", "error_result", "inject_skill", "needs_approval",
+    "run_tool_call",
 ]
 
 #: Tools that write or send something; the CLI asks before running them.
@@ -32,6 +33,16 @@ THREADED_TOOLS = frozenset(
 )
 DECLINED = "The person declined to run this tool call. Do not retry it; continue without it."
 ToolApprover = Callable[["ToolCall"], Awaitable[bool]]
+
+
+def needs_approval(toolbox: Any, name: str) -> bool:
+    """Whether a call to ``name`` asks the person first. A toolbox may decide per tool
+    (``needs_approval(name)``: an MCP tool asks unless its server marks it read-only);
+    otherwise the tools that write or send ask."""
+    decide = getattr(toolbox, "needs_approval", None)
+    if decide is not None:
+        return bool(decide(name))
+    return name in SIDE_EFFECT_TOOLS and name in toolbox.names()
 
 
 def error_result(call: ToolCall, content: str) -> ToolResult:
@@ -62,7 +73,7 @@ async def run_tool_call(
 
     wrap = guard or (lambda awaitable: awaitable)
     approved, approval_ms = True, 0.0
-    if not call.truncated and approve is not None and call.name in SIDE_EFFECT_TOOLS and call.name in toolbox.names():
+    if not call.truncated and approve is not None and needs_approval(toolbox, call.name):
         asked = time.perf_counter()
         approved = bool(await wrap(approve(call)))
         approval_ms = (time.perf_counter() - asked) * 1000

@@ -43,6 +43,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "PERSONA_CHROMA_URL": "http://127.0.0.1:8000",
         "PERSONA_MAX_COST_PER_SESSION": "0.25", "PERSONA_MAX_COST_PER_DAY": "3",
         "PERSONA_SHOW_RECALL": "1",
+        "PERSONA_MCP_START_WAIT_S": "0",
     }
     settings = Settings.from_env(env)
     assert settings.chroma is not None and settings.chroma.url == "http://127.0.0.1:8000"
@@ -51,7 +52,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "history_compact_after": 8, "history_keep_turns": 2, "log_max_bytes": 3 * 1024 * 1024, "log_keep": 0,
         "embedder": "hash", "local_context": 4096, "local_repeat_penalty": 1.1, "data_dir": tmp_path,
         "verbose": True, "max_cost_per_session": 0.25, "max_cost_per_day": 3.0, "allow_unpriced": False,
-        "show_recall": True, "tiers": None, "chroma": None,
+        "show_recall": True, "tiers": None, "chroma": None, "mcp_start_wait_s": 0.0,
     }
     assert [t.name for t in settings.tiers] == ["mid"]
     assert settings.engine_options() == EngineOptions(reply_tokens=300, local_reply_tokens=200, tool_timeout_s=9.0)
@@ -121,7 +122,7 @@ def test_env_example_documents_every_variable_settings_reads() -> None:
 
 
 def test_env_example_documents_nothing_that_is_no_longer_read() -> None:
-    read = _named_in("settings.py", "paths.py", "tier.py", "tier_env.py", "chroma_server.py")
+    read = _named_in("settings.py", "paths.py", "tier.py", "tier_env.py", "chroma_server.py", "mcp/config.py")
     from persona_runtime.tier import KNOWN_PROVIDERS
     from persona_runtime.routing.types import TIER_NAMES
 
