@@ -19,16 +19,14 @@ caller: it reroutes a call that would cross the cap to the cheapest model that f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from persona_runtime.pricing import cost_cents
 
 if TYPE_CHECKING:
-    from persona.schema.conversation import ConversationMessage
 
     from persona_runtime.engine.usage import Usage
 
@@ -38,7 +36,6 @@ __all__ = [
     "SpendCap",
     "SpendCapReached",
     "SpendLimits",
-    "count_prompt_tokens",
     "day_spent_cents",
     "usd",
     "worst_case_cents",
@@ -46,9 +43,6 @@ __all__ = [
 
 SESSION_VAR = "PERSONA_MAX_COST_PER_SESSION"
 DAY_VAR = "PERSONA_MAX_COST_PER_DAY"
-#: Tokens a chat request adds per message (role, separators) and to prime the reply.
-MESSAGE_OVERHEAD = 4
-REPLY_PRIMING = 3
 _EPSILON = 1e-9
 
 
@@ -86,28 +80,6 @@ def worst_case_cents(prompt_tokens: int, reply_cap: int, price: tuple[float, flo
     """The most one request can cost: every prompt token, and a reply that uses its whole cap.
     None when the model is unpriced (unknown, never 0)."""
     return cost_cents(price, prompt_tokens, reply_cap)
-
-
-def count_prompt_tokens(messages: Sequence[ConversationMessage], tools: Sequence[Any] | None = None) -> int:
-    """cl100k tokens of the exact messages (and tool specs) a request sends, as the prompt
-    builder counts them, plus the per-message overhead."""
-    from persona_runtime.prompt import count_tokens
-
-    total = REPLY_PRIMING
-    for message in messages:
-        total += count_tokens(_text(message.content)) + MESSAGE_OVERHEAD
-        for call in getattr(message, "tool_calls", None) or ():
-            total += count_tokens(str(call))
-    for spec in tools or ():
-        dump = getattr(spec, "model_dump_json", None)
-        total += count_tokens(dump() if callable(dump) else str(spec))
-    return total
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return " ".join(str(getattr(part, "text", None) or part) for part in content or ())
 
 
 def day_spent_cents(turn_log: Path, today: date | None = None) -> float:

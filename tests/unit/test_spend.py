@@ -23,7 +23,8 @@ from persona_runtime.engine.usage import Usage
 from persona_runtime.errors import ConfigError
 from persona_runtime.loop import ConversationLoop
 from persona_runtime.settings import Settings
-from persona_runtime.spend import count_prompt_tokens, day_spent_cents, worst_case_cents
+from persona_runtime.engine.tokens import prompt_tokens as count_prompt_tokens
+from persona_runtime.spend import day_spent_cents, worst_case_cents
 from persona_runtime.testing import Raise, Reply, ScriptedBackend, ScriptedToolCall
 from persona_runtime.turnlog import MemoryTurnLogWriter
 from tests.support import agentic

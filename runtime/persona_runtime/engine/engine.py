@@ -32,7 +32,7 @@ from persona_runtime.engine.tools import ToolRunner
 from persona_runtime.engine.usage import Usage
 from persona_runtime.events import ReplyCut, SpendCapRerouted, TextDelta, ThinkingDelta
 from persona_runtime.fallback import AttemptFailed, walk_fallback_chain
-from persona_runtime.spend import SpendCapReached, count_prompt_tokens, usd, worst_case_cents
+from persona_runtime.spend import SpendCapReached, usd, worst_case_cents
 
 if TYPE_CHECKING:
     from persona.schema.conversation import ConversationMessage
@@ -144,7 +144,7 @@ class ModelEngine:
         Under a spend cap, first a ``SpendCapRerouted`` when a cheaper model must answer."""
         worst: float | None = None
         if self.capped:
-            tier, slot, worst, rerouted = self.within_cap(account, tier, slot, count_prompt_tokens(messages, tools))
+            tier, slot, worst, rerouted = self.within_cap(account, tier, slot, tokens.prompt_tokens(messages, tools))
             if rerouted is not None:
                 account.tier, account.slot = tier, slot
                 tools = None if slot.provider == "gguf" else tools
@@ -271,7 +271,7 @@ class ModelEngine:
         from persona.backends.errors import ProviderError
 
         request = [system_message(instructions), user_message(transcript)]
-        prompt_tokens = count_prompt_tokens(request) if self.capped else 0
+        prompt_tokens = tokens.prompt_tokens(request) if self.capped else 0
         tried: set[Any] = set()
         for tier_name, slot in self.tiers.fallback_chain("small"):
             worst: float | None = None
