@@ -23,7 +23,7 @@ from persona_runtime.turnlog.files import log_files
 from persona_runtime.turnlog.follow import follow as follow_log
 from persona_runtime.turnlog.query import LogFilter, ReadCounter, Record, iter_records, parse_since
 from persona_runtime.turnlog.query import tail as tail_log
-from persona_runtime.turnlog.stats import stats
+from persona_runtime.turnlog.stats import StatsRow, stats
 
 logs_app = typer.Typer(
     help="Read the turn log: tail (and follow) it, list, show, and aggregate turns.",
@@ -184,7 +184,10 @@ def list_cmd(
     out = TurnPrinter()
     counter = ReadCounter()
     records: Iterable[Record]
-    if limit is not None or flt.since is not None:
+    indexed = _indexed_list(path, flt, limit)
+    if indexed is not None:
+        records, counter.skipped = indexed
+    elif limit is not None or flt.since is not None:
         # Reading backwards stops at the limit or at --since without touching older data.
         result = tail_log(path, limit if limit is not None else sys.maxsize, flt)
         records, counter.skipped = result.records, result.skipped
@@ -199,6 +202,22 @@ def list_cmd(
         if not shown and not as_json:
             out.text("No matching turns.", "dim")
         out.footer(counter.skipped, to_stderr=as_json)
+
+
+def _indexed_list(path: Path, flt: LogFilter, limit: int | None) -> tuple[list[Record], int] | None:
+    """From the SQLite index beside the log when it can answer exactly (None: scan). A filter
+    is needed: listing everything reads every line anyway."""
+    if flt == LogFilter() and limit is None:
+        return None
+    from persona_runtime.turnlog.index_query import indexed_records
+
+    return indexed_records(path, flt, limit)
+
+
+def _indexed_stats(path: Path, flt: LogFilter, by: str) -> tuple[list[StatsRow], int] | None:
+    from persona_runtime.turnlog.index_query import indexed_stats
+
+    return indexed_stats(path, flt, by)
 
 
 def _id_matches(record: Record, ident: str, prefix: bool) -> bool:
@@ -259,7 +278,11 @@ def stats_cmd(
         _no_log(path)
         return
     counter = ReadCounter()
-    rows = stats(iter_records(path, flt, counter), by.value, total=True)
+    indexed = _indexed_stats(path, flt, by.value)
+    if indexed is not None:
+        rows, counter.skipped = indexed
+    else:
+        rows = stats(iter_records(path, flt, counter), by.value, total=True)
     with pipe_safe():
         if as_json:
             for row in rows:
