@@ -204,10 +204,20 @@ def list_cmd(
         out.footer(counter.skipped, to_stderr=as_json)
 
 
+def _index_on() -> bool:
+    from persona_runtime.errors import ConfigError
+    from persona_runtime.settings import log_index_from_env
+
+    try:
+        return log_index_from_env()
+    except ConfigError as exc:
+        raise _fail(str(exc), exit_codes.USAGE) from None
+
+
 def _indexed_list(path: Path, flt: LogFilter, limit: int | None) -> tuple[list[Record], int] | None:
     """From the SQLite index beside the log when it can answer exactly (None: scan). A filter
-    is needed: listing everything reads every line anyway."""
-    if flt == LogFilter() and limit is None:
+    or a limit is needed: listing everything reads every line anyway."""
+    if (flt == LogFilter() and limit is None) or not _index_on():
         return None
     from persona_runtime.turnlog.index_query import indexed_records
 
@@ -215,6 +225,8 @@ def _indexed_list(path: Path, flt: LogFilter, limit: int | None) -> tuple[list[R
 
 
 def _indexed_stats(path: Path, flt: LogFilter, by: str) -> tuple[list[StatsRow], int] | None:
+    if not _index_on():
+        return None
     from persona_runtime.turnlog.index_query import indexed_stats
 
     return indexed_stats(path, flt, by)

@@ -70,7 +70,15 @@ def append(log: Path, records: list[dict[str, object]], extra: str = "") -> None
 def scan_stats(log: Path, flt: LogFilter, by: str) -> tuple[list[dict[str, object]], int]:
     counter = ReadCounter()
     rows = stats(iter_records(log, flt, counter), by, total=True)
-    return [vars(r) for r in rows], counter.skipped
+    return [comparable(r) for r in rows], counter.skipped
+
+
+def comparable(row: object) -> dict[str, object]:
+    """Every field exactly, but cost: the index adds up costs per cell first, so the float sum
+    can differ from the scan's in the last bits (the table shows cents)."""
+    fields = dict(vars(row))
+    fields["cost_cents"] = pytest.approx(fields["cost_cents"], rel=1e-12, abs=1e-12)
+    return fields
 
 
 def assert_agrees(log: Path, filters: list[LogFilter] = FILTERS) -> None:
@@ -84,8 +92,11 @@ def assert_agrees(log: Path, filters: list[LogFilter] = FILTERS) -> None:
             assert indexed_records(log, flt, limit) == (scanned[-limit:], counter.skipped), (flt, limit)
         for by in BYS:
             got = indexed_stats(log, flt, by)
+            if flt.conversation_id is not None or flt.run_id is not None:
+                assert got is None  # not a `logs stats` filter, not in the roll-ups: the scan answers
+                continue
             assert got is not None, (flt, by)
-            assert ([vars(r) for r in got[0]], got[1]) == scan_stats(log, flt, by), (flt, by)
+            assert ([comparable(r) for r in got[0]], got[1]) == scan_stats(log, flt, by), (flt, by)
 
 
 def indexed_rows(log: Path) -> int:
@@ -104,7 +115,7 @@ def test_index_answers_as_the_scan_over_varied_records(log: Path) -> None:
     assert stat.S_IMODE(index_path(log).stat().st_mode) == 0o600
 
 
-def test_day_groups_follow_the_local_time_zone(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_day_groups_are_local_dates_or_the_index_declines(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
     append(log, [rec(i, timestamp=(T0 + timedelta(hours=5 * i)).isoformat()) for i in range(20)])
@@ -112,7 +123,10 @@ def test_day_groups_follow_the_local_time_zone(log: Path, monkeypatch: pytest.Mo
         monkeypatch.setenv("TZ", tz)
         time.tzset()
         got = indexed_stats(log, LogFilter(), "day")
-        assert got is not None and [vars(r) for r in got[0]] == scan_stats(log, LogFilter(), "day")[0], tz
+        if tz != "UTC":
+            assert got is None  # a UTC day of cells spans two local dates: the scan groups
+            continue
+        assert got is not None and [comparable(r) for r in got[0]] == scan_stats(log, LogFilter(), "day")[0], tz
     monkeypatch.undo()
     time.tzset()
 

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from persona_runtime.turnlog.files import log_files
+from persona_runtime.turnlog.index_cells import CELLS_SCHEMA, CellDeltas, drop_cells
 from persona_runtime.turnlog.query import Record, parse_timestamp
 
 __all__ = ["INDEX_VERSION", "IndexedFile", "discard_index", "fast_loads", "index_path", "open_index", "row_of"]
 
 #: Bumped when the schema or what a row means changes: an older index is rebuilt.
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 _HEAD = 256  # bytes at a file's start that identify it (with its inode)
 _TAIL = 64  # bytes just before the indexed offset that must still be there
 _CHUNK = 8 * 1024 * 1024
@@ -113,7 +114,7 @@ def _connect(target: Path) -> sqlite3.Connection:
             if conn.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
                 for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
                     conn.execute(f'DROP TABLE "{name}"')
-                for statement in filter(str.strip, _SCHEMA.split(";")):
+                for statement in [*filter(str.strip, _SCHEMA.split(";")), *CELLS_SCHEMA]:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={INDEX_VERSION}")
             conn.execute("COMMIT")
@@ -181,6 +182,7 @@ def _find(known: dict[int, tuple[Any, ...]], f: Any, st: os.stat_result) -> tupl
 
 
 def _drop(conn: sqlite3.Connection, file_id: int) -> None:
+    drop_cells(conn, file_id)
     conn.execute("DELETE FROM records WHERE file = ?", (file_id,))
     conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
@@ -191,6 +193,7 @@ def _index_file(
     """Index complete lines of ``f`` from ``start`` to ``size``; the new (indexed_to, bad, odd)."""
     loads = fast_loads()
     bad, odd = counts
+    cells = CellDeltas()
     rows: list[tuple[Any, ...]] = []
     end = start
     for off, line in _lines(f, start, size):
@@ -208,10 +211,13 @@ def _index_file(
         row = row_of(record, file_id, off, len(line) + 1)
         odd += row[-1]
         rows.append(row)
+        if not row[-1]:
+            cells.add(row)  # a file with odd rows is never read from its cells
         if len(rows) >= _BATCH:
             _insert(conn, rows)
             rows = []
     _insert(conn, rows)
+    cells.flush(conn, file_id)
     f.seek(0)
     head = f.read(min(_HEAD, end))
     f.seek(max(0, end - _TAIL))

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
-from dataclasses import fields
+from collections.abc import Callable
+import time
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from persona_runtime.turnlog.index import IndexedFile, discard_index, fast_loads, open_index
 from persona_runtime.turnlog.query import LogFilter, Record
-from persona_runtime.turnlog.stats import StatsRow
+from persona_runtime.turnlog.index_cells import DAY_US, add_cell, kth, local_days, unpack
+from persona_runtime.turnlog.stats import StatsRow, percentile
 
 __all__ = ["indexed_records", "indexed_stats"]
 
@@ -34,13 +36,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FILTERS = {"persona", "tier", "model", "errors_only", "fallbacks_only", "since", "conversation_id", "run_id"}
 _STATS_FIELDS = {"key", "turns", "prompt_tokens", "completion_tokens", "cost_cents", "unpriced", "latency_p50_ms",
                  "latency_p95_ms", "fallbacks", "errors", "interrupted", "_latencies"}  # fmt: skip
-_KEYS = {
-    "tier": "COALESCE(tier, '-')",
-    "model": "COALESCE(model, '-')",
-    "persona": "COALESCE(persona, '-')",
-    "day": "COALESCE(date(ts / 1000000, 'unixepoch', 'localtime'), '-')",
-    "all": "'all'",
-}
+_COLUMN = {"persona": 0, "tier": 1, "model": 2}  # in the cells and edge rows of _stats
+_KEYS = {"tier", "model", "persona", "day", "all"}
 
 
 def _where(flt: LogFilter) -> tuple[str, list[Any]] | None:
@@ -115,60 +112,87 @@ def indexed_stats(log: Path, flt: LogFilter, by: str) -> tuple[list[StatsRow], i
 
 
 def _stats(log: Path, flt: LogFilter, by: str) -> tuple[list[StatsRow], int] | None:
+    if flt.conversation_id is not None or flt.run_id is not None:
+        return None  # not in the cells (and not a `logs stats` option)
     prepared = _prepare(log, flt)
     if prepared is None:
         return None
-    conn, files, where, args = prepared
-    key = _KEYS[by]
+    conn, files, _where_all, _args = prepared
+    terms, args = _where(replace(flt, since=None))  # type: ignore[misc]
+    inside = f"file IN ({', '.join(str(f.id) for f in files) or 'NULL'})"
+    cells = f"SELECT persona, tier, model, day, turns, prompt, completion, cost, unpriced, status, fallback, lat FROM cells WHERE {inside} AND {terms}"
+    cell_args = list(args)
+    edge: list[Any] = []
     try:
-        conn.execute("BEGIN")  # one snapshot for every query below
-        rows = [
-            StatsRow(k, turns, prompt, completion, cost, unpriced, None, None, fallbacks, errors or 0, interrupted or 0)
-            for k, turns, prompt, completion, cost, unpriced, fallbacks, errors, interrupted in conn.execute(
-                f"SELECT {key} AS k, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), TOTAL(cost), "
-                "SUM(cost IS NULL), SUM(fallback), SUM(status = 'error'), SUM(status = 'interrupted') "
-                f"FROM records WHERE {where} GROUP BY k", args)
-        ]  # fmt: skip
-        rows.sort(key=(lambda r: r.key) if by == "day" else (lambda r: (-r.turns, r.key)))
-        total = StatsRow("total")
-        for row in rows:  # summed in the scan's order, so float sums agree
-            total.turns += row.turns
-            total.prompt_tokens += row.prompt_tokens
-            total.completion_tokens += row.completion_tokens
-            total.cost_cents += row.cost_cents
-            total.unpriced += row.unpriced
-            total.fallbacks += row.fallbacks
-            total.errors += row.errors
-            total.interrupted += row.interrupted
-        rows.append(total)
-        by_key = {row.key: row for row in rows[:-1]}
-        for k, p50, p95 in _percentiles(conn, key, where, args):
-            target = by_key[k] if k is not None else total
-            target.latency_p50_ms, target.latency_p95_ms = p50, p95
+        conn.execute("BEGIN")  # one snapshot for both queries
+        if flt.since is not None:
+            since = (flt.since - _EPOCH) // timedelta(microseconds=1)
+            day = since // DAY_US
+            cells += " AND day > ?"
+            cell_args.append(day)
+            edge = conn.execute(
+                "SELECT persona, tier, model, ts, 1, prompt_tokens, completion_tokens, COALESCE(cost, 0.0), cost IS NULL, "
+                f"status, fallback, latency FROM records WHERE {inside} AND {terms} AND ts >= ? AND ts < ?",
+                [*args, since, (day + 1) * DAY_US]).fetchall()  # fmt: skip
+        found = conn.execute(cells, cell_args).fetchall()
         conn.execute("COMMIT")
     finally:
         conn.close()
-    return rows, _skipped(files)
+    rows = _group(found, edge, by)
+    return (rows, _skipped(files)) if rows is not None else None
 
 
-def _percentiles(conn: sqlite3.Connection, key: str, where: str, args: list[Any]) -> Iterator[tuple[Any, float, float]]:
-    """(group key, p50, p95) per group, then (None, p50, p95) over all: nearest rank, as
-    :func:`~persona_runtime.turnlog.stats.percentile`."""
-    for part, label in ((key, "k"), ("NULL", "NULL")):
-        ranks: dict[Any, dict[int, float]] = {}
-        sql = (
-            f"SELECT {label}, rn, n, latency FROM (SELECT {key} AS k, latency, "
-            f"ROW_NUMBER() OVER (PARTITION BY {part} ORDER BY latency) AS rn, COUNT(*) OVER (PARTITION BY {part}) AS n "
-            f"FROM records WHERE {where} AND latency IS NOT NULL) "
-            "WHERE rn = MAX(1, (n * 50 + 99) / 100) OR rn = MAX(1, (n * 95 + 99) / 100)"
-        )
-        counts: dict[Any, int] = {}
-        for k, rn, n, latency in conn.execute(sql, args):
-            ranks.setdefault(k, {})[rn] = latency
-            counts[k] = n
-        for k, at in ranks.items():
-            n = counts[k]
-            yield k, at[max(1, (n * 50 + 99) // 100)], at[max(1, (n * 95 + 99) // 100)]
+def _group(cells: list[tuple[Any, ...]], edge: list[tuple[Any, ...]], by: str) -> list[StatsRow] | None:
+    """Rows as the scan's ``stats(..., total=True)``: cells whole, ``edge`` records one by one."""
+    days: dict[int, str] | None = {}
+    if by == "day":
+        days = local_days({c[3] for c in cells if c[3] is not None})
+        if days is None:
+            return None  # a UTC day spans two local dates here: the scan groups exactly
+
+    def key_of(item: tuple[Any, ...], is_cell: bool) -> str:
+        if by == "day":
+            if item[3] is None:
+                return "-"
+            if is_cell:
+                return days[item[3]]  # type: ignore[index]
+            return time.strftime("%Y-%m-%d", time.localtime(item[3] // 1_000_000))
+        value = item[_COLUMN[by]] if by != "all" else "all"
+        return "-" if value is None else value
+
+    groups: dict[str, StatsRow] = {}
+    latencies: dict[str, list[Any]] = {}
+    for items, is_cell in ((cells, True), (edge, False)):
+        for item in items:
+            k = key_of(item, is_cell)
+            row = groups.get(k)
+            if row is None:
+                row = groups[k] = StatsRow(k)
+                latencies[k] = []
+            add_cell(row, *item[4:11])
+            if is_cell:
+                latencies[k].extend(unpack(item[11]))
+            elif item[11] is not None:
+                latencies[k].append(item[11])
+    rows = sorted(groups.values(), key=(lambda r: r.key) if by == "day" else (lambda r: (-r.turns, r.key)))
+    total = StatsRow("total")
+    for row in rows:  # in the scan's order
+        add_cell(total, row.turns, row.prompt_tokens, row.completion_tokens, row.cost_cents, row.unpriced, None, 0)
+        total.fallbacks += row.fallbacks
+        total.errors += row.errors
+        total.interrupted += row.interrupted
+    ordered = []
+    for row in rows:
+        values = latencies[row.key]
+        values.sort()
+        ordered.append(values)
+        row.latency_p50_ms = percentile(values, 50)
+        row.latency_p95_ms = percentile(values, 95)
+    count = sum(len(v) for v in ordered)
+    if count:
+        total.latency_p50_ms = kth(ordered, max(1, (count * 50 + 99) // 100))
+        total.latency_p95_ms = kth(ordered, max(1, (count * 95 + 99) // 100))
+    return [*rows, total]
 
 
 def indexed_records(log: Path, flt: LogFilter, limit: int | None = None) -> tuple[list[Record], int] | None:
