@@ -304,9 +304,9 @@ def sum_log_index(stats: dict[str, Any], rep: Report) -> None:
             "; ".join(f"`{label}` {secs(index)}" for label, (index, _) in lists.items()),
             "full scan: " + "; ".join(secs(scanned) for _, scanned in lists.values()), "≤ 1 s", worst <= 1)
     if wall > 1:
-        rep.lose(f"logs stats over {n:,} records takes {secs(wall)} from the index (goal ≤ 1 s).")
+        rep.lose(f"`logs stats` over {n:,} records takes {secs(wall)} from the index (goal ≤ 1 s).")
     if worst > 1:
-        rep.lose(f"logs list with filters over {n:,} records takes up to {secs(worst)} from the index (goal ≤ 1 s).")
+        rep.lose(f"`logs list` with filters over {n:,} records takes up to {secs(worst)} from the index (goal ≤ 1 s).")
 
 
 def sum_memory(r: dict[str, Any], rep: Report) -> None:
@@ -412,11 +412,23 @@ def table(m: dict[str, Any], rep: Report, quick: bool) -> str:
         f"medians, and ratios. Reproduce with `uv run python -m bench{' --quick' if quick else ''}` "
         f"(`--json PATH` keeps the raw samples)."
     )
+    for names, again in _remeasured(m):
+        head += (f" The {names} rows were measured again on {again['date']} at commit {again['commit']}, merged into the"
+                 f" same file (`--merge`; load average {again['load_start'][0]:.1f} at the start, {again['load_end'][0]:.1f}"
+                 " at the end).")
     lines = [head, "", "| what | ours | against | goal | met |", "|---|---|---|---|---|"]
     for what, ours, against, goal, met in rep.rows:
         mark = "—" if met is None else ("yes" if met else "**no**")
         lines.append(f"| {what} | {ours} | {against} | {goal} | {mark} |")
     return "\n".join(lines)
+
+
+def _remeasured(m: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Sections measured again by `--merge` runs: (their names, that run's machine info)."""
+    runs: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for name, again in m.get("remeasured", {}).items():
+        runs.setdefault(f"{again['date']} {again['commit']}", ([], again))[0].append(name)
+    return [(", ".join(f"`{n}`" for n in names), again) for names, again in runs.values()]
 
 
 def parse_runs(text: str, quick: bool) -> dict[str, int]:
@@ -435,6 +447,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="few runs and small sizes: a smoke check of a few minutes")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections ({','.join(SECTIONS)})")
     parser.add_argument("--json", type=Path, help="save machine info and every raw sample here")
+    parser.add_argument("--merge", type=Path, help="run the --only sections and replace them in this --json file "
+                        "(the table then says which rows were measured again, when, at which commit)")
     parser.add_argument("--runs", default="", help="override run counts: KEY=N,... (keys: " + ", ".join(RUNS) + ")")
     parser.add_argument("--logs-sizes", help=f"log sizes for the tail section (default {LOG_SIZES[0]}; --quick {LOG_SIZES[1]})")
     args = parser.parse_args()
@@ -462,6 +476,17 @@ def main() -> int:
     m["load_end"] = os.getloadavg()
     m["seconds"] = time.perf_counter() - started
     print(f"[{m['seconds']:5.0f} s] done", file=sys.stderr, flush=True)
+
+    if args.merge:
+        merged = json.loads(args.merge.read_text(encoding="utf-8"))
+        if merged["quick"] != args.quick:
+            raise SystemExit("--merge: the file and this run must both be full runs (or both --quick)")
+        again = {k: m[k] for k in ("date", "commit", "load_start", "load_end", "seconds")}
+        for name, result in results.items():
+            merged["results"][name] = result
+            merged["machine"].setdefault("remeasured", {})[name] = again
+        m, n, results = merged["machine"], merged["runs"], {k: merged["results"][k] for k in SECTIONS if k in merged["results"]}
+        args.json = args.json or args.merge
 
     rep = Report()
     for name, result in results.items():
