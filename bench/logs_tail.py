@@ -196,10 +196,20 @@ LIST_QUERIES = (
 )
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> float:
+CPU: dict[str, list[float]] = {}  # label -> CPU seconds (user + sys) of each timed command
+
+
+def _timed(argv: list[str], env: dict[str, str], label: str = "") -> float:
+    """Wall seconds of one run; its CPU seconds go to CPU[label] (a busy machine inflates the
+    wall time, far less the CPU time)."""
+    before = os.times()
     started = time.perf_counter()
     subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = os.times()
+    cpu = after.children_user - before.children_user + after.children_system - before.children_system
+    CPU.setdefault(label, []).append(cpu)
+    return wall
 
 
 def bench_stats(cache: Path, records: int, runs: int) -> dict[str, Any]:
@@ -216,17 +226,19 @@ def bench_stats(cache: Path, records: int, runs: int) -> dict[str, Any]:
 
     for suffix in ("", "-journal"):
         Path(f"{index_path(log)}{suffix}").unlink(missing_ok=True)
-    build = _timed([PERSONA, "logs", "stats"], env)  # builds the index from nothing
+    CPU.clear()
+    build = _timed([PERSONA, "logs", "stats"], env, "build")  # builds the index from nothing
     walls: list[float] = []
     scans: list[float] = []
     lists: dict[str, dict[str, list[float]]] = {label: {"index": [], "scan": []} for label, _ in LIST_QUERIES}
     for i in range(runs):
-        order = [(walls, env), (scans, scan_env)]
-        for samples, e in order if i % 2 == 0 else order[::-1]:
-            samples.append(_timed([PERSONA, "logs", "stats"], e))
+        order = [(walls, env, "stats"), (scans, scan_env, "stats scan")]
+        for samples, e, name in order if i % 2 == 0 else order[::-1]:
+            samples.append(_timed([PERSONA, "logs", "stats"], e, name))
         for label, argv in LIST_QUERIES:
             for key, e in (("index", env), ("scan", scan_env)):
-                lists[label][key].append(_timed([PERSONA, "logs", "list", *argv], e))
+                lists[label][key].append(_timed([PERSONA, "logs", "list", *argv], e, f"{label} {key}"))
+        _timed([PERSONA, "--help"], env, "--help")
     started = time.perf_counter()
     parsed = sum(1 for _ in iter_records(log))
     parse = time.perf_counter() - started
@@ -237,7 +249,7 @@ def bench_stats(cache: Path, records: int, runs: int) -> dict[str, Any]:
     return {"records": records, "bytes": log.stat().st_size, "runs": runs, "walls": walls,
             "wall_s": statistics.median(walls), "parse_s": parse, "aggregate_s": total,
             "index_build_s": build, "index_bytes": index_path(log).stat().st_size, "scan_walls": scans,
-            "list": lists}  # fmt: skip
+            "list": lists, "cpu": dict(CPU)}  # fmt: skip
 
 
 def print_stats(r: dict[str, Any]) -> None:
