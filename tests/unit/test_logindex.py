@@ -104,11 +104,6 @@ def indexed_rows(log: Path) -> int:
         return conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> Path:
-    return tmp_path / "logs" / "turns.jsonl"
-
-
 def test_index_answers_as_the_scan_over_varied_records(log: Path) -> None:
     append(log, fixture_records() + varied(300))
     assert_agrees(log)
@@ -257,3 +252,25 @@ def test_the_records_are_the_stored_lines_with_unknown_fields(log: Path) -> None
     append(log, [rec(0, preview="hello", usage_estimated=True, recalled=["m1"])])
     records, _ = indexed_records(log, LogFilter(persona="ada"))  # type: ignore[misc]
     assert records[0]["preview"] == "hello" and records[0]["recalled"] == ["m1"]
+
+
+def test_the_cli_prints_the_same_with_the_index_on_and_off(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from persona_cli.commands.logs import logs_app
+
+    app = typer.Typer()
+    app.add_typer(logs_app, name="logs")
+    append(log, fixture_records() + varied(120), extra="torn")
+    commands = [["stats", "--json"], ["stats", "--by", "persona"], ["stats", "--by", "model", "--errors"],
+                ["list", "--persona", "bob", "--json"], ["list", "--errors", "-n", "3"], ["list", "--fallbacks"]]  # fmt: skip
+    printed = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("PERSONA_LOG_INDEX", flag)
+        printed[flag] = [CliRunner().invoke(app, ["logs", *argv]).output for argv in commands]
+    assert printed["1"] == printed["0"]
+    assert index_path(log).exists() and "1 corrupt line skipped" in printed["1"][1]
+    monkeypatch.setenv("PERSONA_LOG_INDEX", "maybe")
+    result = CliRunner().invoke(app, ["logs", "stats"])
+    assert result.exit_code == 2 and "PERSONA_LOG_INDEX must be 0 or 1" in result.output
