@@ -304,6 +304,9 @@ def sum_log_index(stats: dict[str, Any], rep: Report) -> None:
     worst = max(index for index, _ in lists.values())
     for label, (index, scanned) in lists.items():
         rep.say(f"  logs list {label}: index {secs(index)}, scan {secs(scanned)}")
+        if index > scanned:
+            rep.lose(f"`logs list` {label}: from the index {secs(index)}, the scan {secs(scanned)} (it reads backwards from"
+                     " the end and stops at the limit; the index first opens SQLite and checks every file).")
     rep.row(f"`logs list` with filters over {n:,} records, `--json`",
             "; ".join(f"`{label}` {secs(index)} ({cpu[label + ' index']:.2f} s CPU)" for label, (index, _) in lists.items()),
             "full scan: " + "; ".join(f"{secs(scanned)} ({cpu[label + ' scan']:.1f} s CPU)" for label, (_, scanned) in lists.items()),
