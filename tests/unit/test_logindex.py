@@ -274,3 +274,21 @@ def test_the_cli_prints_the_same_with_the_index_on_and_off(log: Path, monkeypatc
     monkeypatch.setenv("PERSONA_LOG_INDEX", "maybe")
     result = CliRunner().invoke(app, ["logs", "stats"])
     assert result.exit_code == 2 and "PERSONA_LOG_INDEX must be 0 or 1" in result.output
+
+
+def test_a_query_with_nothing_new_takes_no_write_lock(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from persona_runtime.turnlog import index
+
+    append(log, varied(30))
+    assert_agrees(log, FILTERS[:2])
+    writes: list[Path] = []
+    sync = index._sync_locked
+    monkeypatch.setattr(index, "_sync_locked", lambda conn, path: writes.append(path) or sync(conn, path))
+    with open(log, "a", encoding="utf-8") as f:
+        f.write('{"torn": ')  # not a complete line: nothing to index yet
+    assert_agrees(log, FILTERS[:2])
+    assert writes == []
+    with open(log, "a", encoding="utf-8") as f:
+        f.write("1}\n")
+    assert_agrees(log, FILTERS[:2])
+    assert writes == [log]  # the first query indexes the new line; the others find nothing new

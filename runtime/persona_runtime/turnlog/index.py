@@ -39,6 +39,7 @@ _HEAD = 256  # bytes at a file's start that identify it (with its inode)
 _TAIL = 64  # bytes just before the indexed offset that must still be there
 _CHUNK = 8 * 1024 * 1024
 _BATCH = 20_000
+_TAIL_PEEK = 1 << 20  # a torn last line longer than this is left to a full sync to look at
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 _STR_FIELDS = ("persona_id", "tier", "model", "provider", "status", "conversation_id", "run_id", "turn_id", "kind")
@@ -125,6 +126,9 @@ def _connect(target: Path) -> sqlite3.Connection:
 
 
 def _sync(conn: sqlite3.Connection, log: Path) -> list[IndexedFile]:
+    unchanged = _unchanged(conn, log)
+    if unchanged is not None:
+        return unchanged  # nothing to write: no lock, no journal
     conn.execute("BEGIN IMMEDIATE")  # one syncing reader at a time; the others wait, then see its work
     try:
         result = _sync_locked(conn, log)
@@ -134,6 +138,33 @@ def _sync(conn: sqlite3.Connection, log: Path) -> list[IndexedFile]:
             conn.execute("ROLLBACK")
         raise
     return result
+
+
+def _unchanged(conn: sqlite3.Connection, log: Path) -> list[IndexedFile] | None:
+    """The files as indexed when no complete line was added, none was pruned or rewritten;
+    else None (a sync must write)."""
+    known = {row[0]: row for row in conn.execute("SELECT id, dev, ino, head, tail, indexed_to, bad, odd FROM files")}
+    seen: list[IndexedFile] = []
+    for path in log_files(log):
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return None
+        with f:
+            st = os.fstat(f.fileno())
+            entry = _find(known, f, st)
+            if entry is None:
+                return None
+            file_id, indexed_to = entry[0], entry[5]
+            if st.st_size > indexed_to:
+                if st.st_size - indexed_to > _TAIL_PEEK:
+                    return None
+                f.seek(indexed_to)
+                if b"\n" in f.read(st.st_size - indexed_to):
+                    return None  # a new complete line
+            known.pop(file_id)
+            seen.append(IndexedFile(file_id, path, st.st_ino, st.st_size, st.st_mtime_ns, indexed_to, entry[6], entry[7]))
+    return seen if not known else None
 
 
 def _sync_locked(conn: sqlite3.Connection, log: Path) -> list[IndexedFile]:
