@@ -281,10 +281,42 @@ def sum_logs(r: dict[str, Any], rep: Report) -> None:
         rep.lose(f"`persona logs tail -n 20` ({secs(ours[-1])} at {labels[-1]}) is far slower than coreutils `tail -n 20` "
                  f"({secs(coreutils[-1])}): that is Python start-up; against `persona --help` it is {over[-1]:+.3f} s.")
     stats = r.get("stats")
-    if stats:
+    if stats and "scan_walls" not in stats:  # a run from before the index
         rep.say(f"logs stats over {stats['records']:,} records ({stats['bytes'] / 2**20:,.0f} MiB): {secs(stats['wall_s'])} "
                 f"(median of {stats['runs']}); in process read+parse {secs(stats['parse_s'])}")
         rep.row(f"`logs stats` over {stats['records']:,} records", secs(stats["wall_s"]), "—", "report", None)
+    elif stats:
+        sum_log_index(stats, rep)
+
+
+def sum_log_index(stats: dict[str, Any], rep: Report) -> None:
+    """`logs stats` and filtered `logs list` from the SQLite index against the full scan."""
+    n, wall, scan = stats["records"], stats["wall_s"], med(stats["scan_walls"])
+    rep.say(f"logs stats over {n:,} records ({stats['bytes'] / 2**20:,.0f} MiB), {stats['runs']} alternating runs: index "
+            f"{secs(wall)}, full scan {secs(scan)} ({scan / wall:.1f}x); the first query built the index in "
+            f"{secs(stats['index_build_s'])} ({stats['index_bytes'] / 2**20:,.0f} MiB); goal <= 1 s: {verdict(wall <= 1)}")
+    cpu = {label: med(values) for label, values in stats["cpu"].items()}
+    rep.say(f"  CPU s (medians): stats {cpu['stats']:.2f}, scan {cpu['stats scan']:.2f}, `persona --help` {cpu['--help']:.2f}")
+    rep.row(f"`logs stats` over {n:,} records", f"{secs(wall)} from the SQLite index ({cpu['stats']:.2f} s CPU; "
+            f"`persona --help` {cpu['--help']:.2f} s CPU)",
+            f"full scan of the JSONL {secs(scan)} ({scan / wall:.1f}× slower; {cpu['stats scan']:.1f} s CPU); building "
+            f"the index, once: {secs(stats['index_build_s'])} ({cpu['build']:.0f} s CPU, {stats['index_bytes'] / 2**20:,.0f} MiB)",
+            "≤ 1 s", wall <= 1)  # fmt: skip
+    lists = {label: (med(got["index"]), med(got["scan"])) for label, got in stats["list"].items()}
+    worst = max(index for index, _ in lists.values())
+    for label, (index, scanned) in lists.items():
+        rep.say(f"  logs list {label}: index {secs(index)}, scan {secs(scanned)}")
+        if index > scanned:
+            rep.lose(f"`logs list` {label}: from the index {secs(index)}, the scan {secs(scanned)} (it reads backwards from"
+                     " the end and stops at the limit; the index first opens SQLite and checks every file).")
+    rep.row(f"`logs list` with filters over {n:,} records, `--json`",
+            "; ".join(f"`{label}` {secs(index)} ({cpu[label + ' index']:.2f} s CPU)" for label, (index, _) in lists.items()),
+            "full scan: " + "; ".join(f"{secs(scanned)} ({cpu[label + ' scan']:.1f} s CPU)" for label, (_, scanned) in lists.items()),
+            "≤ 1 s", worst <= 1)  # fmt: skip
+    if wall > 1:
+        rep.lose(f"`logs stats` over {n:,} records takes {secs(wall)} from the index (goal ≤ 1 s).")
+    if worst > 1:
+        rep.lose(f"`logs list` with filters over {n:,} records takes up to {secs(worst)} from the index (goal ≤ 1 s).")
 
 
 def sum_memory(r: dict[str, Any], rep: Report) -> None:
@@ -400,11 +432,23 @@ def table(m: dict[str, Any], rep: Report, quick: bool) -> str:
         f"medians, and ratios. Reproduce with `uv run python -m bench{' --quick' if quick else ''}` "
         f"(`--json PATH` keeps the raw samples)."
     )
+    for names, again in _remeasured(m):
+        head += (f" The {names} rows were measured again on {again['date']} at commit {again['commit']}, merged into the"
+                 f" same file (`--merge`; load average {again['load_start'][0]:.1f} at the start, {again['load_end'][0]:.1f}"
+                 " at the end).")
     lines = [head, "", "| what | ours | against | goal | met |", "|---|---|---|---|---|"]
     for what, ours, against, goal, met in rep.rows:
         mark = "—" if met is None else ("yes" if met else "**no**")
         lines.append(f"| {what} | {ours} | {against} | {goal} | {mark} |")
     return "\n".join(lines)
+
+
+def _remeasured(m: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Sections measured again by `--merge` runs: (their names, that run's machine info)."""
+    runs: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for name, again in m.get("remeasured", {}).items():
+        runs.setdefault(f"{again['date']} {again['commit']}", ([], again))[0].append(name)
+    return [(", ".join(f"`{n}`" for n in names), again) for names, again in runs.values()]
 
 
 def parse_runs(text: str, quick: bool) -> dict[str, int]:
@@ -423,6 +467,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="few runs and small sizes: a smoke check of a few minutes")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections ({','.join(SECTIONS)})")
     parser.add_argument("--json", type=Path, help="save machine info and every raw sample here")
+    parser.add_argument("--merge", type=Path, help="run the --only sections and replace them in this --json file "
+                        "(the table then says which rows were measured again, when, at which commit)")
     parser.add_argument("--runs", default="", help="override run counts: KEY=N,... (keys: " + ", ".join(RUNS) + ")")
     parser.add_argument("--logs-sizes", help=f"log sizes for the tail section (default {LOG_SIZES[0]}; --quick {LOG_SIZES[1]})")
     args = parser.parse_args()
@@ -450,6 +496,17 @@ def main() -> int:
     m["load_end"] = os.getloadavg()
     m["seconds"] = time.perf_counter() - started
     print(f"[{m['seconds']:5.0f} s] done", file=sys.stderr, flush=True)
+
+    if args.merge:
+        merged = json.loads(args.merge.read_text(encoding="utf-8"))
+        if merged["quick"] != args.quick:
+            raise SystemExit("--merge: the file and this run must both be full runs (or both --quick)")
+        again = {k: m[k] for k in ("date", "commit", "load_start", "load_end", "seconds")}
+        for name, result in results.items():
+            merged["results"][name] = result
+            merged["machine"].setdefault("remeasured", {})[name] = again
+        m, n, results = merged["machine"], merged["runs"], {k: merged["results"][k] for k in SECTIONS if k in merged["results"]}
+        args.json = args.json or args.merge
 
     rep = Report()
     for name, result in results.items():

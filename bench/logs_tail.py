@@ -188,19 +188,57 @@ def print_tail(result: dict[str, Any]) -> None:
             print(line)
 
 
+# `logs list` with filters over the stats log: (label, argv after `persona logs list`).
+LIST_QUERIES = (
+    ("--conversation ID (8 turns)", ["--conversation", "0000000000000000000000000001e84c", "--json"]),
+    ("--errors -n 50", ["--errors", "-n", "50", "--json"]),
+    ("--persona --tier --since 1d", ["--persona", "astrid", "--tier", "local", "--since", "1d", "--json"]),
+)
+
+
+CPU: dict[str, list[float]] = {}  # label -> CPU seconds (user + sys) of each timed command
+
+
+def _timed(argv: list[str], env: dict[str, str], label: str = "") -> float:
+    """Wall seconds of one run; its CPU seconds go to CPU[label] (a busy machine inflates the
+    wall time, far less the CPU time)."""
+    before = os.times()
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - started
+    after = os.times()
+    cpu = after.children_user - before.children_user + after.children_system - before.children_system
+    CPU.setdefault(label, []).append(cpu)
+    return wall
+
+
 def bench_stats(cache: Path, records: int, runs: int) -> dict[str, Any]:
+    """`logs stats` and filtered `logs list` over ``records`` records: from the SQLite index
+    (built once from scratch, timed), then warm, alternating with the full scan (index off)."""
     home = cache / f"stats-{records}"
     log = build_log(home / "logs" / "turns.jsonl", records=records)
     env = {**os.environ, "PERSONA_HOME": str(home)}
-    walls = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([PERSONA, "logs", "stats"], env=env, stdout=subprocess.DEVNULL, check=True)
-        walls.append(time.perf_counter() - started)
+    scan_env = {**env, "PERSONA_LOG_INDEX": "0"}
     sys.path.insert(0, str(REPO / "runtime"))
+    from persona_runtime.turnlog.index import index_path
     from persona_runtime.turnlog.query import iter_records
     from persona_runtime.turnlog.stats import stats
 
+    for suffix in ("", "-journal"):
+        Path(f"{index_path(log)}{suffix}").unlink(missing_ok=True)
+    CPU.clear()
+    build = _timed([PERSONA, "logs", "stats"], env, "build")  # builds the index from nothing
+    walls: list[float] = []
+    scans: list[float] = []
+    lists: dict[str, dict[str, list[float]]] = {label: {"index": [], "scan": []} for label, _ in LIST_QUERIES}
+    for i in range(runs):
+        order = [(walls, env, "stats"), (scans, scan_env, "stats scan")]
+        for samples, e, name in order if i % 2 == 0 else order[::-1]:
+            samples.append(_timed([PERSONA, "logs", "stats"], e, name))
+        for label, argv in LIST_QUERIES:
+            for key, e in (("index", env), ("scan", scan_env)):
+                lists[label][key].append(_timed([PERSONA, "logs", "list", *argv], e, f"{label} {key}"))
+        _timed([PERSONA, "--help"], env, "--help")
     started = time.perf_counter()
     parsed = sum(1 for _ in iter_records(log))
     parse = time.perf_counter() - started
@@ -209,12 +247,19 @@ def bench_stats(cache: Path, records: int, runs: int) -> dict[str, Any]:
     total = time.perf_counter() - started
     assert rows[-1].turns == parsed == records
     return {"records": records, "bytes": log.stat().st_size, "runs": runs, "walls": walls,
-            "wall_s": statistics.median(walls), "parse_s": parse, "aggregate_s": total}  # fmt: skip
+            "wall_s": statistics.median(walls), "parse_s": parse, "aggregate_s": total,
+            "index_build_s": build, "index_bytes": index_path(log).stat().st_size, "scan_walls": scans,
+            "list": lists, "cpu": dict(CPU)}  # fmt: skip
 
 
 def print_stats(r: dict[str, Any]) -> None:
     print(f"persona logs stats over {r['records']:,} records ({r['bytes'] / 2**20:,.0f} MiB), {r['runs']} runs")
     print(f"    persona logs stats (wall, median)      {r['wall_s']:7.2f} s")
+    if "scan_walls" in r:
+        print(f"    same, index off (full scan)            {statistics.median(r['scan_walls']):7.2f} s")
+        print(f"    first query, building the index        {r['index_build_s']:7.2f} s  ({r['index_bytes'] / 2**20:,.0f} MiB)")
+        for label, got in r["list"].items():
+            print(f"    logs list {label:28} {statistics.median(got['index']):7.2f} s   scan {statistics.median(got['scan']):7.2f} s")
     print(f"    in process: read + json.loads          {r['parse_s']:7.2f} s   ({r['parse_s'] / r['records'] * 1e6:.1f} us/record)")
     print(f"    in process: read + parse + aggregate   {r['aggregate_s']:7.2f} s")
 

@@ -23,7 +23,7 @@ from persona_runtime.turnlog.files import log_files
 from persona_runtime.turnlog.follow import follow as follow_log
 from persona_runtime.turnlog.query import MIN_ID_PREFIX, LogFilter, ReadCounter, Record, id_matches, iter_records, parse_since
 from persona_runtime.turnlog.query import tail as tail_log
-from persona_runtime.turnlog.stats import stats
+from persona_runtime.turnlog.stats import StatsRow, stats
 
 logs_app = typer.Typer(
     help="Read the turn log: tail (and follow) it, list, show, and aggregate turns.",
@@ -186,7 +186,10 @@ def list_cmd(
     out = TurnPrinter()
     counter = ReadCounter()
     records: Iterable[Record]
-    if limit is not None or flt.since is not None:
+    indexed = _indexed_list(path, flt, limit)
+    if indexed is not None:
+        records, counter.skipped = indexed
+    elif limit is not None or flt.since is not None:
         # Reading backwards stops at the limit or at --since without touching older data.
         result = tail_log(path, limit if limit is not None else sys.maxsize, flt)
         records, counter.skipped = result.records, result.skipped
@@ -201,6 +204,34 @@ def list_cmd(
         if not shown and not as_json:
             out.text("No matching turns.", "dim")
         out.footer(counter.skipped, to_stderr=as_json)
+
+
+def _index_on() -> bool:
+    from persona_runtime.errors import ConfigError
+    from persona_runtime.settings import log_index_from_env
+
+    try:
+        return log_index_from_env()
+    except ConfigError as exc:
+        raise _fail(str(exc), exit_codes.USAGE) from None
+
+
+def _indexed_list(path: Path, flt: LogFilter, limit: int | None) -> tuple[list[Record], int] | None:
+    """From the SQLite index beside the log when it can answer exactly (None: scan). A filter
+    or a limit is needed: listing everything reads every line anyway."""
+    if (flt == LogFilter() and limit is None) or not _index_on():
+        return None
+    from persona_runtime.turnlog.index_query import indexed_records
+
+    return indexed_records(path, flt, limit)
+
+
+def _indexed_stats(path: Path, flt: LogFilter, by: str) -> tuple[list[StatsRow], int] | None:
+    if not _index_on():
+        return None
+    from persona_runtime.turnlog.index_query import indexed_stats
+
+    return indexed_stats(path, flt, by)
 
 
 def _id_matches(record: Record, ident: str) -> bool:
@@ -275,7 +306,11 @@ def stats_cmd(
         _no_log(path)
         return
     counter = ReadCounter()
-    rows = stats(iter_records(path, flt, counter), by.value, total=True)
+    indexed = _indexed_stats(path, flt, by.value)
+    if indexed is not None:
+        rows, counter.skipped = indexed
+    else:
+        rows = stats(iter_records(path, flt, counter), by.value, total=True)
     with pipe_safe():
         if as_json:
             for row in rows:

@@ -215,6 +215,16 @@ def log_keep_from_env(env: Mapping[str, str] | None = None) -> int:
     return _whole_number(_environ(env), "PERSONA_LOG_KEEP", DEFAULT_LOG_KEEP)
 
 
+def log_index_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """``PERSONA_LOG_INDEX``: 0 turns off the SQLite index beside the turn log (queries scan)."""
+    raw = _environ(env).get("PERSONA_LOG_INDEX", "").strip().lower()
+    if raw in ("", "1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"PERSONA_LOG_INDEX must be 0 or 1, got {raw!r}", variable="PERSONA_LOG_INDEX")
+
+
 def local_context_from_env(env: Mapping[str, str] | None = None) -> int:
     """``PERSONA_LOCAL_CONTEXT``: tokens, >= 256."""
     raw = _environ(env).get(LOCAL_CONTEXT_VAR, "").strip()

@@ -57,7 +57,7 @@ def test_every_loss_in_the_recorded_run_is_explained_in_the_readme(recorded) -> 
     # Each kind of loss the summaries name has its paragraph (with the reason).
     topics = {"first reply byte": "**First reply, piped", "first reply in the REPL": "**First reply in the REPL",
               "memory:": "**Memory:**", "logs tail": "**`logs tail`", "renderer": "**Streaming renderer",
-              "tokens/s": "**Tokens/s"}  # fmt: skip
+              "tokens/s": "**Tokens/s", "`logs stats`": "**`logs stats`", "`logs list`": "**`logs list`"}  # fmt: skip
     for loss in report.losses:
         [heading] = [h for key, h in topics.items() if key in loss]
         assert heading in explained, loss
@@ -85,3 +85,13 @@ def test_a_renderer_slower_than_the_naive_one_is_a_listed_loss(recorded) -> None
     assert any(f"fed at once, 5k tokens: ours {burst['ours_s']:.2f} s CPU, naive {burst['naive_s']:.2f} s" in loss
                for loss in report.losses)
     assert any(f"costs {burst['ours_s']:.2f} s CPU (goal ≤ 0.5 s)" in loss for loss in report.losses)
+
+
+def test_merged_sections_are_named_with_their_own_date_and_commit(recorded) -> None:
+    data = copy.deepcopy(recorded)
+    again = {"date": "2031-01-02", "commit": "abc1234", "load_start": [9.0, 0, 0], "load_end": [8.0, 0, 0], "seconds": 1.0}
+    data["machine"]["remeasured"] = {"logs": again, "renderer": again}
+    head = table(data["machine"], summarise(data), data["quick"]).splitlines()[0]
+    assert f"commit {recorded['machine']['commit']}" in head
+    assert "The `logs`, `renderer` rows were measured again on 2031-01-02 at commit abc1234" in head
+    assert "load average 9.0 at the start, 8.0 at the end" in head

@@ -8,6 +8,9 @@ Split by job:
 - :mod:`.query`: filters, ``tail`` (backwards from the end) and ``iter_records`` (forwards).
 - :mod:`.follow`: ``follow``, live, across rotation.
 - :mod:`.stats`: ``stats`` and ``percentile``.
+- :mod:`.index`, :mod:`.index_cells`, :mod:`.index_query`: an SQLite index beside the log
+  (``turns.index.sqlite``) that ``logs stats`` and filtered ``logs list`` answer from; derived
+  from the JSONL, synced by the readers, and never trusted over it.
 
 The readers import only the standard library, so ``persona logs tail`` never pays for
 pydantic; the writer never imports the readers. Names are re-exported lazily (PEP 562),
