@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -170,7 +171,7 @@ def test_chat_fault_everywhere_fails_cleanly_and_retry_resends(server, tmp_path,
         try:
             failed = await chat.turn("Is anyone there?")
             # What `/retry` does in the REPL: take the kept message back out and send it again.
-            ctx = SlashContext(session=None, tier="frontier", totals=None, out=None, info=_NullConsole(), conversation=chat.conv)
+            ctx = SlashContext(session=SimpleNamespace(built_loop=None), tier="frontier", totals=None, out=None, info=_NullConsole(), conversation=chat.conv)
             assert await handle_slash(ctx, "/retry") == "retry"
             server.enqueue(Text("Yes, I am here."), model=FRONTIER_A)
             retried = await chat.turn(ctx.retry_text or "")

@@ -34,6 +34,9 @@ FILTERS = [
     LogFilter(fallbacks_only=True),
     LogFilter(conversation_id="conv-run"),
     LogFilter(run_id="run-bbbbbbbb", persona="bob"),
+    LogFilter(conversation_id="conv-ru"),  # a unique prefix, as `show` takes it
+    LogFilter(conversation_id="20261130-ab"),  # a chat id's prefix without `chat-`
+    LogFilter(run_id="run-bbbb"),
     LogFilter(since=T0 + timedelta(minutes=3)),
     LogFilter(since=T0 + timedelta(days=3650)),
 ]
@@ -41,11 +44,12 @@ FILTERS = [
 
 def varied(n: int, seed: int = 7, start: int = 0) -> list[dict[str, object]]:
     """Records with every shape the indexed fields take: missing values, None, fallbacks,
-    errors, unpriced turns, integer and float costs and latencies."""
+    errors, unpriced and estimated turns, undo records, integer and float costs and latencies."""
     rng = random.Random(seed)
     out = []
     for i in range(start, start + n):
-        r = rec(i, persona_id=rng.choice(["ada", "bob", "-"]), conversation_id=rng.choice(["conv-a", "conv-run"]))
+        r = rec(i, persona_id=rng.choice(["ada", "bob", "-"]),
+                conversation_id=rng.choice(["conv-a", "conv-run", "chat-20261130-abcdef"]))
         r["tier"] = rng.choice(["fast", "smart", None])
         r["model"] = rng.choice(["gpt-4o-mini", "claude-sonnet-4", None])
         r["provider"] = rng.choice(["openai", "anthropic", None])
@@ -55,6 +59,11 @@ def varied(n: int, seed: int = 7, start: int = 0) -> list[dict[str, object]]:
         r["latency_ms"] = rng.choice([rng.random() * 5000, 250, None])
         r["prompt_tokens"] = rng.randint(0, 5000)
         r["attempts"] = [{"tier": "x"}] * rng.randint(0, 3)
+        estimated = rng.choice([True, False, None])
+        if estimated is not None:
+            r["usage_estimated"] = estimated  # the provider sent no usage: our own count
+        if rng.random() < 0.05:
+            r["kind"] = "undo"  # chat /undo: listed, but left out of stats
         if rng.random() < 0.05:
             del r["timestamp"]
         out.append(r)

@@ -34,7 +34,7 @@ from persona_runtime.turnlog.query import Record, parse_timestamp
 __all__ = ["INDEX_VERSION", "IndexedFile", "discard_index", "fast_loads", "index_path", "open_index", "row_of"]
 
 #: Bumped when the schema or what a row means changes: an older index is rebuilt.
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 _HEAD = 256  # bytes at a file's start that identify it (with its inode)
 _TAIL = 64  # bytes just before the indexed offset that must still be there
 _CHUNK = 8 * 1024 * 1024
@@ -51,7 +51,7 @@ CREATE TABLE files(id INTEGER PRIMARY KEY, dev INTEGER, ino INTEGER, head BLOB, 
 CREATE TABLE records(file INTEGER, off INTEGER, len INTEGER, ts INTEGER, persona, tier, model,
                      provider_model, status, kind, conversation_id, run_id, turn_id,
                      prompt_tokens, completion_tokens, cost, latency, fallback INTEGER, odd INTEGER,
-                     PRIMARY KEY(file, off)) WITHOUT ROWID;
+                     estimated INTEGER, PRIMARY KEY(file, off)) WITHOUT ROWID;
 """
 
 
@@ -240,9 +240,9 @@ def _index_file(
             bad += 1
             continue
         row = row_of(record, file_id, off, len(line) + 1)
-        odd += row[-1]
+        odd += row[18]
         rows.append(row)
-        if not row[-1]:
+        if not row[18]:
             cells.add(row)  # a file with odd rows is never read from its cells
         if len(rows) >= _BATCH:
             _insert(conn, rows)
@@ -260,7 +260,7 @@ def _index_file(
 
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     if rows:
-        conn.executemany("INSERT INTO records VALUES (" + ", ".join("?" * 19) + ")", rows)
+        conn.executemany("INSERT INTO records VALUES (" + ", ".join("?" * 20) + ")", rows)
 
 
 def _lines(f: Any, start: int, size: int) -> Iterator[tuple[int, bytes]]:
@@ -329,5 +329,5 @@ def row_of(record: Record, file_id: int, off: int, length: int) -> tuple[Any, ..
         file_id, off, length, micros, get("persona_id"), get("tier"), get("model"),
         f"{get('provider')}/{get('model')}", get("status"), get("kind"), get("conversation_id"), get("run_id"),
         get("turn_id"), prompt or 0, completion or 0, cost, latency,
-        int(isinstance(attempts, list) and len(attempts) > 1), int(odd),
+        int(isinstance(attempts, list) and len(attempts) > 1), int(odd), int(get("usage_estimated") is True),
     )  # fmt: skip

@@ -1,7 +1,7 @@
 """Roll-ups in the turn-log index, so ``logs stats`` reads thousands of cells, not a million rows.
 
 A *cell* holds the records of one log file that share persona, tier, model, provider/model,
-status, fallback and UTC day: their count, token and cost sums, unpriced count, and every
+status, fallback and UTC day: their count, token and cost sums, unpriced and estimated counts, and every
 latency, sorted, as packed doubles. Stats filter and group cells; ``--since`` takes whole days
 after it from the cells and the records of its own day from the ``records`` table, so the
 answer is the scan's. Percentiles stay exact (nearest rank over the real values): each group's
@@ -29,7 +29,8 @@ __all__ = ["CELLS_SCHEMA", "DAY_US", "CellDeltas", "add_cell", "drop_cells", "kt
 DAY_US = 86_400_000_000
 CELLS_SCHEMA = (
     "CREATE TABLE cells(file INTEGER, key TEXT, persona, tier, model, provider_model, status, fallback INTEGER,"
-    " day INTEGER, turns INTEGER, prompt INTEGER, completion INTEGER, cost REAL, unpriced INTEGER, lat BLOB,"
+    " day INTEGER, turns INTEGER, prompt INTEGER, completion INTEGER, cost REAL, unpriced INTEGER, estimated INTEGER,"
+    " lat BLOB,"
     " PRIMARY KEY(file, key)) WITHOUT ROWID",
     "CREATE INDEX records_ts ON records(ts)",
 )
@@ -43,11 +44,13 @@ class CellDeltas:
 
     def add(self, row: Sequence[Any]) -> None:
         """``row`` as :func:`persona_runtime.turnlog.index.row_of` makes it."""
+        if row[9] == "undo":
+            return  # an undo record (chat /undo) names a turn; stats leave it out, as the scan does
         ts, persona, tier, model, provider_model, status = row[3], row[4], row[5], row[6], row[7], row[8]
         key = (persona, tier, model, provider_model, status, row[17], ts // DAY_US if ts is not None else None)
         cell = self._cells.get(key)
         if cell is None:
-            cell = self._cells[key] = [0, 0, 0, 0.0, 0, []]
+            cell = self._cells[key] = [0, 0, 0, 0.0, 0, [], 0]
         cell[0] += 1
         cell[1] += row[13]
         cell[2] += row[14]
@@ -57,19 +60,21 @@ class CellDeltas:
             cell[3] += row[15]
         if row[16] is not None:
             cell[5].append(row[16])
+        cell[6] += row[19]
 
     def flush(self, conn: sqlite3.Connection, file_id: int) -> None:
-        for key, (turns, prompt, completion, cost, unpriced, lats) in self._cells.items():
+        for key, (turns, prompt, completion, cost, unpriced, lats, estimated) in self._cells.items():
             text = json.dumps(key)
-            old = conn.execute("SELECT turns, prompt, completion, cost, unpriced, lat FROM cells WHERE file = ? AND key = ?",
+            old = conn.execute("SELECT turns, prompt, completion, cost, unpriced, estimated, lat FROM cells WHERE file = ? AND key = ?",
                                (file_id, text)).fetchone()  # fmt: skip
             if old is not None:
                 turns, prompt, completion = turns + old[0], prompt + old[1], completion + old[2]
-                cost, unpriced = cost + old[3], unpriced + old[4]
-                lats.extend(unpack(old[5]))
+                cost, unpriced, estimated = cost + old[3], unpriced + old[4], estimated + old[5]
+                lats.extend(unpack(old[6]))
             lats.sort()
-            conn.execute("INSERT OR REPLACE INTO cells VALUES (" + ", ".join("?" * 15) + ")",
-                         (file_id, text, *key, turns, prompt, completion, cost, unpriced, array("d", lats).tobytes()))  # fmt: skip
+            conn.execute("INSERT OR REPLACE INTO cells VALUES (" + ", ".join("?" * 16) + ")",
+                         (file_id, text, *key, turns, prompt, completion, cost, unpriced, estimated,
+                          array("d", lats).tobytes()))  # fmt: skip
         self._cells.clear()
 
 
@@ -120,8 +125,9 @@ def kth(lists: list[list[float]], k: int) -> float:
 
 
 def add_cell(row: StatsRow, turns: int, prompt: int, completion: int, cost: float, unpriced: int, status: Any,
-             fallback: int) -> None:  # fmt: skip
+             fallback: int, estimated: int = 0) -> None:  # fmt: skip
     row.turns += turns
+    row.estimated += estimated
     row.prompt_tokens += prompt
     row.completion_tokens += completion
     row.cost_cents += cost

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from persona_runtime.turnlog.index import IndexedFile, discard_index, fast_loads, open_index
-from persona_runtime.turnlog.query import LogFilter, Record
+from persona_runtime.turnlog.query import MIN_ID_PREFIX, LogFilter, Record
 from persona_runtime.turnlog.index_cells import DAY_US, add_cell, kth, local_days, unpack
 from persona_runtime.turnlog.stats import StatsRow, percentile
 
@@ -34,7 +34,7 @@ _T = TypeVar("_T")
 _SINCE_SLACK = timedelta(minutes=10)  # as in query.iter_records: files older than this are skipped
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FILTERS = {"persona", "tier", "model", "errors_only", "fallbacks_only", "since", "conversation_id", "run_id"}
-_STATS_FIELDS = {"key", "turns", "prompt_tokens", "completion_tokens", "cost_cents", "unpriced", "latency_p50_ms",
+_STATS_FIELDS = {"key", "turns", "prompt_tokens", "completion_tokens", "cost_cents", "unpriced", "estimated", "latency_p50_ms",
                  "latency_p95_ms", "fallbacks", "errors", "interrupted", "_latencies"}  # fmt: skip
 _COLUMN = {"persona": 0, "tier": 1, "model": 2}  # in the cells and edge rows of _stats
 _KEYS = {"tier", "model", "persona", "day", "all"}
@@ -47,11 +47,18 @@ def _where(flt: LogFilter) -> tuple[str, list[Any]] | None:
             return None
     terms: list[str] = []
     args: list[Any] = []
-    for column, value in (("persona", flt.persona), ("tier", flt.tier), ("conversation_id", flt.conversation_id),
-                          ("run_id", flt.run_id)):  # fmt: skip
+    for column, value in (("persona", flt.persona), ("tier", flt.tier)):
         if value is not None:
             terms.append(f"{column} = ?")
             args.append(value)
+    for column, ident in (("conversation_id", flt.conversation_id), ("run_id", flt.run_id)):
+        if ident is not None:  # query.id_matches: the whole id, or a prefix of 6+ (``chat-`` optional)
+            if len(ident) >= MIN_ID_PREFIX:
+                terms.append(f"({column} = ? OR substr({column}, 1, ?) = ? OR substr({column}, 1, ?) = ?)")
+                args += [ident, len(ident), ident, len(ident) + 5, "chat-" + ident]
+            else:
+                terms.append(f"{column} = ?")
+                args.append(ident)
     if flt.model is not None:
         terms.append("(model = ? OR provider_model = ?)")
         args += [flt.model, flt.model]
@@ -120,7 +127,8 @@ def _stats(log: Path, flt: LogFilter, by: str) -> tuple[list[StatsRow], int] | N
     conn, files, _where_all, _args = prepared
     terms, args = _where(replace(flt, since=None))  # type: ignore[misc]
     inside = f"file IN ({', '.join(str(f.id) for f in files) or 'NULL'})"
-    cells = f"SELECT persona, tier, model, day, turns, prompt, completion, cost, unpriced, status, fallback, lat FROM cells WHERE {inside} AND {terms}"
+    cells = (f"SELECT persona, tier, model, day, turns, prompt, completion, cost, unpriced, status, fallback, lat, estimated "
+             f"FROM cells WHERE {inside} AND {terms}")
     cell_args = list(args)
     edge: list[Any] = []
     try:
@@ -132,7 +140,8 @@ def _stats(log: Path, flt: LogFilter, by: str) -> tuple[list[StatsRow], int] | N
             cell_args.append(day)
             edge = conn.execute(
                 "SELECT persona, tier, model, ts, 1, prompt_tokens, completion_tokens, COALESCE(cost, 0.0), cost IS NULL, "
-                f"status, fallback, latency FROM records WHERE {inside} AND {terms} AND ts >= ? AND ts < ?",
+                f"status, fallback, latency, estimated FROM records WHERE {inside} AND {terms} AND ts >= ? AND ts < ? "
+                "AND (kind IS NULL OR kind != 'undo')",
                 [*args, since, (day + 1) * DAY_US]).fetchall()  # fmt: skip
         found = conn.execute(cells, cell_args).fetchall()
         conn.execute("COMMIT")
@@ -169,7 +178,7 @@ def _group(cells: list[tuple[Any, ...]], edge: list[tuple[Any, ...]], by: str) -
             if row is None:
                 row = groups[k] = StatsRow(k)
                 latencies[k] = []
-            add_cell(row, *item[4:11])
+            add_cell(row, *item[4:11], item[12])
             if is_cell:
                 latencies[k].extend(unpack(item[11]))
             elif item[11] is not None:
@@ -177,7 +186,7 @@ def _group(cells: list[tuple[Any, ...]], edge: list[tuple[Any, ...]], by: str) -
     rows = sorted(groups.values(), key=(lambda r: r.key) if by == "day" else (lambda r: (-r.turns, r.key)))
     total = StatsRow("total")
     for row in rows:  # in the scan's order
-        add_cell(total, row.turns, row.prompt_tokens, row.completion_tokens, row.cost_cents, row.unpriced, None, 0)
+        add_cell(total, row.turns, row.prompt_tokens, row.completion_tokens, row.cost_cents, row.unpriced, None, 0, row.estimated)
         total.fallbacks += row.fallbacks
         total.errors += row.errors
         total.interrupted += row.interrupted
