@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from persona_cli.commands.agent import PROCEED_ANSWER
 from persona_cli.app import app
-from persona_cli.exit_codes import CliError
 from tests.support.openai_server import (
     ScriptedOpenAIServer,
     SlowFirstByte,
@@ -25,6 +24,7 @@ from tests.support.openai_server import (
     ToolCall,
 )
 from tests.support.pty import persona_in_pty
+from tests.support.cli import invoke
 from tests.support.paths import REPO
 
 KAI = REPO / "personas" / "kai.yaml"
@@ -48,17 +48,6 @@ def home(server, tmp_path, monkeypatch) -> Path:
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     return tmp_path / "home"
-
-
-def invoke(args: list[str], input: str | None = None) -> tuple[int, Any]:
-    """Run ``persona ...`` in-process; a CliError counts with its own exit code, as in main()."""
-    result = CliRunner().invoke(app, args, input=input)
-    code = result.exit_code
-    if isinstance(result.exception, CliError):
-        code = result.exception.code
-    elif result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return code, result
 
 
 def runs(home: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.env import clean_env
-from tests.support.mcp_fixtures import MCP_SERVER_TIME, alive, server_pids, stdio_entry, write_config
+from tests.support.mcp_fixtures import MCP_SERVER_TIME, alive, nora_persona, server_pids, stdio_entry, write_config
 from tests.support.openai_server import ScriptedOpenAIServer, SlowFirstByte, Text, ToolCall
 
 KEY = "sk-test-mcp-SECRET-3141"
@@ -35,17 +35,6 @@ def persona(args: list[str], env: dict[str, str], cwd: Path, stdin: str = "", ti
         [sys.executable, "-m", "persona_cli", *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd,
         timeout=timeout,
     )
-
-
-def persona_yaml(tmp_path: Path, tools: list[str]) -> Path:
-    path = tmp_path / "nora.yaml"
-    path.write_text(
-        "schema_version: '1.0'\npersona_id: nora\n"
-        "identity: {name: Nora, role: Note keeper, background: Keeps notes for people.}\n"
-        f"tools: {json.dumps(tools)}\n",
-        encoding="utf-8",
-    )
-    return path
 
 
 def test_mcp_list_shows_each_server_whether_it_starts_and_its_tools(tmp_path) -> None:
@@ -95,7 +84,7 @@ def test_a_bad_mcp_json_is_one_line_and_exit_2_for_chat_agent_and_list(tmp_path,
     home = tmp_path / "home"
     home.mkdir()
     (home / "mcp.json").write_text(text)  # the default place
-    path = persona_yaml(tmp_path, ["mcp:x"])
+    path = nora_persona(tmp_path, ["mcp:x"])
     for args in (["chat", str(path)], ["agent", str(path), "a task"], ["mcp", "list"]):
         result = persona(args, env_for(None, home), tmp_path, stdin="hi\n")
         assert result.returncode == 2, (args, result.stderr)
@@ -104,7 +93,7 @@ def test_a_bad_mcp_json_is_one_line_and_exit_2_for_chat_agent_and_list(tmp_path,
 
 
 def test_a_missing_mcp_config_file_is_exit_2(tmp_path) -> None:
-    path = persona_yaml(tmp_path, ["mcp:x"])
+    path = nora_persona(tmp_path, ["mcp:x"])
     result = persona(["chat", str(path), "--mcp-config", str(tmp_path / "nope.json")], env_for(None, tmp_path / "h"), tmp_path, "hi\n")
     assert result.returncode == 2 and "no such file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -112,7 +101,7 @@ def test_a_missing_mcp_config_file_is_exit_2(tmp_path) -> None:
 def test_piped_chat_uses_an_mcp_tool_and_leaves_no_server_behind(server, tmp_path) -> None:
     test_dir = tmp_path / "mcp"
     config = write_config(tmp_path / "mcp.json", {"notes": stdio_entry(test_dir, TOKEN="${MCP_HEADER}")})
-    path = persona_yaml(tmp_path, ["mcp:notes"])
+    path = nora_persona(tmp_path, ["mcp:notes"])
     server.enqueue(ToolCall("notes__write_note", {"name": "n", "text": "hi"}, call_id="c1"))  # declined: piped, no --yes
     server.enqueue(Text("I could not save it."))
     server.enqueue(ToolCall("notes__read_note", {"name": "n"}, call_id="c2"))  # read-only: runs
@@ -131,7 +120,7 @@ def test_piped_chat_uses_an_mcp_tool_and_leaves_no_server_behind(server, tmp_pat
 def test_yes_lets_the_agent_run_a_writing_mcp_tool(server, tmp_path) -> None:
     test_dir = tmp_path / "mcp"
     config = write_config(tmp_path / "mcp.json", {"notes": stdio_entry(test_dir)})
-    path = persona_yaml(tmp_path, ["mcp:notes:write_note"])
+    path = nora_persona(tmp_path, ["mcp:notes:write_note"])
     server.enqueue(ToolCall("notes__write_note", {"name": "plan", "text": "step one"}, call_id="c1"))
     server.enqueue(Text("[FINAL] Saved the plan."))
     result = persona(["agent", str(path), "Save a plan", "--yes", "--mcp-config", str(config)], env_for(server, tmp_path / "home"), tmp_path)
@@ -144,7 +133,7 @@ def test_yes_lets_the_agent_run_a_writing_mcp_tool(server, tmp_path) -> None:
 def test_sigterm_mid_turn_stops_the_servers_too(server, tmp_path) -> None:
     test_dir = tmp_path / "mcp"
     config = write_config(tmp_path / "mcp.json", {"notes": stdio_entry(test_dir)})
-    path = persona_yaml(tmp_path, ["mcp:notes"])
+    path = nora_persona(tmp_path, ["mcp:notes"])
     server.enqueue(SlowFirstByte(120.0, Text("never sent")))
     child = subprocess.Popen(
         [sys.executable, "-m", "persona_cli", "chat", str(path), "--mcp-config", str(config)],
@@ -174,7 +163,7 @@ def test_the_repl_asks_before_a_writing_mcp_tool_and_tools_lists_it(server, tmp_
 
     test_dir = tmp_path / "mcp"
     config = write_config(tmp_path / "mcp.json", {"notes": stdio_entry(test_dir)})
-    path = persona_yaml(tmp_path, ["mcp:notes"])
+    path = nora_persona(tmp_path, ["mcp:notes"])
     server.enqueue(ToolCall("notes__write_note", {"name": "pty", "text": "from the terminal"}, call_id="c1"))
     server.enqueue(Text("Saved it."))
     env = pty_env(tmp_path / "home", server_vars(server) | {"PERSONA_MCP_START_WAIT_S": "60"})
@@ -206,7 +195,7 @@ def test_a_server_that_will_not_start_is_one_line_and_the_chat_goes_on(server, t
         tmp_path / "mcp.json",
         {"broken": {"command": "no-such-mcp-server-here"}, "gone": {"url": "http://127.0.0.1:9/mcp"}},
     )
-    path = persona_yaml(tmp_path, ["calculator", "mcp:broken", "mcp:gone"])
+    path = nora_persona(tmp_path, ["calculator", "mcp:broken", "mcp:gone"])
     server.enqueue(Text("Hello anyway."))
     result = persona(["chat", str(path), "--mcp-config", str(config)], env_for(server, tmp_path / "home"), tmp_path, "hi\n")
     assert result.returncode == 0 and result.stdout == "Hello anyway.\n", result.stderr

@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from persona_cli.app import app
-from persona_cli.exit_codes import CliError
 from tests.support.env import openai_tier_env
 from tests.support.openai_server import Text
+from tests.support.cli import invoke
 from tests.support.paths import REPO
 
 ASTRID = REPO / "personas" / "astrid.yaml"
@@ -38,16 +36,6 @@ def home(server, tmp_path, monkeypatch) -> Path:
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     return tmp_path / "home"
-
-
-def invoke(args: list[str], input: str | None = None) -> tuple[int, Any]:
-    result = CliRunner().invoke(app, args, input=input)
-    code = result.exit_code
-    if isinstance(result.exception, CliError):
-        code = result.exception.code
-    elif result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return code, result
 
 
 def turn_log(home: Path) -> list[dict[str, Any]]:

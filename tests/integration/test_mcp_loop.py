@@ -19,7 +19,7 @@ from persona_runtime.session import Session, open_session
 from persona_runtime.settings import Settings
 from tests.support.env import openai_tier_env
 from tests.support.mcp_fixtures import (
-    MCP_SERVER_TIME, alive, http_mcp_server, server_pids, stdio_entry, wait_for, write_config,
+    MCP_SERVER_TIME, alive, http_mcp_server, nora_persona, server_pids, stdio_entry, wait_for, write_config,
 )
 from tests.support.openai_server import ScriptedOpenAIServer, Text, ToolCall
 
@@ -28,24 +28,13 @@ pytestmark = pytest.mark.subprocess
 TOKEN = "mcp-header-SECRET-5521"
 
 
-def persona_file(tmp_path: Path, tools: list[str]) -> Path:
-    path = tmp_path / "nora.yaml"
-    path.write_text(
-        "schema_version: '1.0'\npersona_id: nora\n"
-        "identity: {name: Nora, role: Note keeper, background: Keeps notes for people.}\n"
-        f"tools: {json.dumps(tools)}\n",
-        encoding="utf-8",
-    )
-    return path
-
-
 def open_test_session(server: ScriptedOpenAIServer, tmp_path: Path, config: Path, tools: list[str], **env: str) -> Session:
     settings = Settings.from_env(
         openai_tier_env(server.base_url)
         | {"PERSONA_HOME": str(tmp_path / "home"), "PERSONA_EMBEDDER": "hash", "PERSONA_MCP_START_WAIT_S": "60"}
         | env
     )
-    return open_session(persona_file(tmp_path, tools), settings=settings, mcp_config=config)
+    return open_session(nora_persona(tmp_path, tools), settings=settings, mcp_config=config)
 
 
 class Turns:

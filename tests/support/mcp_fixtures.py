@@ -79,3 +79,15 @@ def wait_for(predicate: Any, timeout: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def nora_persona(tmp_path: Path, tools: list[str]) -> Path:
+    """A small persona (Nora, a note keeper) whose ``tools:`` are ``tools``."""
+    path = tmp_path / "nora.yaml"
+    path.write_text(
+        "schema_version: '1.0'\npersona_id: nora\n"
+        "identity: {name: Nora, role: Note keeper, background: Keeps notes for people.}\n"
+        f"tools: {json.dumps(tools)}\n",
+        encoding="utf-8",
+    )
+    return path

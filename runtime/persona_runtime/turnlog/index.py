@@ -29,9 +29,9 @@ from typing import Any
 
 from persona_runtime.turnlog.files import log_files
 from persona_runtime.turnlog.index_cells import CELLS_SCHEMA, CellDeltas, drop_cells
-from persona_runtime.turnlog.query import Record, parse_timestamp
+from persona_runtime.turnlog.query import Record, fast_loads, parse_timestamp
 
-__all__ = ["INDEX_VERSION", "IndexedFile", "discard_index", "fast_loads", "index_path", "open_index", "row_of"]
+__all__ = ["INDEX_VERSION", "IndexedFile", "discard_index", "index_path", "open_index", "row_of"]
 
 #: Bumped when the schema or what a row means changes: an older index is rebuilt.
 INDEX_VERSION = 3
@@ -281,24 +281,6 @@ def _lines(f: Any, start: int, size: int) -> Iterator[tuple[int, bytes]]:
         for line in lines:
             yield off, line
             off += len(line) + 1
-
-
-def fast_loads() -> Any:
-    """orjson's loads when installed, json.loads for whatever it refuses (as the scan does)."""
-    import json
-
-    try:
-        from orjson import loads as orjson_loads
-    except ImportError:
-        return json.loads
-
-    def loads(line: bytes) -> Any:
-        try:
-            return orjson_loads(line)
-        except ValueError:
-            return json.loads(line)
-
-    return loads
 
 
 def _number(value: object) -> bool:

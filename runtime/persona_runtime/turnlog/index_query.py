@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from persona_runtime.turnlog.index import IndexedFile, discard_index, fast_loads, open_index
-from persona_runtime.turnlog.query import MIN_ID_PREFIX, LogFilter, Record
+from persona_runtime.turnlog.index import IndexedFile, discard_index, open_index
+from persona_runtime.turnlog.query import MIN_ID_PREFIX, LogFilter, Record, fast_loads
 from persona_runtime.turnlog.index_cells import DAY_US, add_cell, kth, local_days, unpack
 from persona_runtime.turnlog.stats import StatsRow, percentile
 

@@ -32,6 +32,7 @@ __all__ = [
     "Record",
     "TailResult",
     "complete_lines_reversed",
+    "fast_loads",
     "is_fallback",
     "iter_records",
     "iter_reverse_lines",
@@ -256,7 +257,7 @@ def tail(path: Path, n: int, flt: LogFilter = ALL, chunk: int = 64 * 1024) -> Ta
 # --- reading forwards ----------------------------------------------------------------------
 
 
-def _fast_loads() -> Any:
+def fast_loads() -> Any:
     """orjson's loads when installed (3x faster on a full scan; it comes with persona-core's
     dependencies), falling back to json.loads for whatever orjson refuses (e.g. huge ints)."""
     try:
@@ -279,7 +280,7 @@ def iter_records(
     """Every matching record, oldest file first, in file order. With ``needle``, lines not
     containing those bytes are dropped before parsing (``show ID`` scans fast)."""
     counter = counter if counter is not None else ReadCounter()
-    loads = _fast_loads()
+    loads = fast_loads()
     matches = None if flt == ALL else flt.matches
     # A file last written before --since holds nothing newer: skip it unread.
     oldest_ns = (flt.since - _SINCE_SLACK).timestamp() * 1e9 if flt.since is not None else None
