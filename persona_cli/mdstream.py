@@ -23,7 +23,7 @@ from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
-from persona_cli.mdtail import _BSU, _ESU, TailPatch, _Raw, markdown_class, redraw_last_line
+from persona_cli.mdtail import BSU, ESU, TailPatch, RawControl, markdown_class, redraw_last_line
 from persona_cli.render import render_notice
 from persona_cli.term import console_is_plain, sanitize
 
@@ -379,7 +379,7 @@ class MarkdownStream:
             self._live.start()
         with console:
             if self._sync:
-                console.control(_Raw(_BSU))
+                console.control(RawControl(BSU))
             if stop:
                 self._live.stop()
                 self._live = None
@@ -390,7 +390,7 @@ class MarkdownStream:
             else:
                 self._live.refresh()
             if self._sync:
-                console.control(_Raw(_ESU))
+                console.control(RawControl(ESU))
         self.stable_lines += len(stable)
 
 

@@ -30,10 +30,10 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.syntax import Syntax, SyntaxTheme
 
-__all__ = ["TailPatch", "markdown_class", "plain_words", "redraw_last_line"]
+__all__ = ["BSU", "ESU", "RawControl", "TailPatch", "markdown_class", "plain_words", "redraw_last_line"]
 
 Line = list[Segment]
-_BSU, _ESU = "\x1b[?2026h", "\x1b[?2026l"  # DEC 2026 begin/end synchronized update
+BSU, ESU = "\x1b[?2026h", "\x1b[?2026l"  # DEC 2026 begin/end synchronized update
 
 # Characters that never start, end or change inline markdown in the middle of a line (with
 # Rich's parser: CommonMark, no linkify, no typographer). Left out, among others: * _ ` ~ [ ]
@@ -128,7 +128,7 @@ class TailPatch:
         return [*self.head, Segment(" " * self.pad, self.pad_style)] if self.pad else list(self.head)
 
 
-class _Raw(Control):
+class RawControl(Control):
     """A control segment carrying an arbitrary escape sequence (Rich has no DEC 2026 type)."""
 
     def __init__(self, code: str) -> None:
@@ -146,10 +146,10 @@ def redraw_last_line(console: Console, line: Line, *, sync: bool) -> None:
     """Overwrite the line the cursor is on (the last of a Live region) with ``line``."""
     with console:
         console.control(
-            *([_Raw(_BSU)] if sync else []),
+            *([RawControl(BSU)] if sync else []),
             Control(ControlType.CARRIAGE_RETURN, (ControlType.ERASE_IN_LINE, 2)),
             *map(_Write, line),
-            *([_Raw(_ESU)] if sync else []),
+            *([RawControl(ESU)] if sync else []),
         )
 
 
