@@ -21,7 +21,7 @@ INLINE = (
     "Then syntax: *emph* and **strong**, `code()`, a [link](https://example.com) (aside), "
     "snake_case_name, esc\\*aped, &amp; &copy; entities, <b>html</b>, ~~gone~~ and `x` (y).\n"
     "A soft break continues it, a hard break  \nends a line, and a trailing backslash\\\n"
-    "before more words.\n"
+    "before more words, a dot\\. and a hash\\# escaped.\n"
 )
 LISTS = (
     "- a bullet item whose text is long enough to wrap at narrow widths, then goes on\n"
@@ -34,7 +34,7 @@ LISTS = (
 BLOCKS = (
     "# A heading that is typed word by word\n\n"
     "Para after it.\n\n"
-    "```python\ndef f(x):\n    return x * 2  # doubled\n```\n\n"
+    "```python\n\ndef f(x):\n    return x * 2  # doubled\n```\n\n"
     "| name | value |\n|------|-------|\n| a | 1 |\n| bb | 22 |\n\n"
     "Setext turns this\n---\n\n"
     "Words then a line that is only a number\n1\n\n"
