@@ -4,6 +4,11 @@ The reply's source is split into a *committed* prefix (complete top-level markdo
 an *open* suffix (the block still being written). Committed blocks are rendered once and their
 lines printed once into normal scrollback; only the open suffix is re-rendered on a repaint and
 shown in a small Rich ``Live`` region. Total work is therefore linear in the reply length.
+
+A repaint is cheaper still when the new text is plain words that fit on the open paragraph's
+last line: that line alone is extended and redrawn (:mod:`persona_cli.mdtail`). Full renders
+of the open block are paced by their cost (``RENDER_PACE``); ``finish()`` always does one, so
+the transcript is exactly the whole reply rendered at once.
 """
 
 from __future__ import annotations
