@@ -8,7 +8,7 @@ into a force_terminal Console writing to /dev/null. Three regimes:
 * arrival: deltas "arrive" at a simulated 100 tokens/s and both renderers repaint only when their
   throttle allows, as in real use: the naive one at clamp(last_render_seconds * 10, 1/20 s, 2 s);
   ours extends the open paragraph's last line in place up to 20 times a second and re-renders the
-  open block at clamp(last_render_seconds * 100, 1/20 s, 2 s) (persona_cli.mdstream.RENDER_PACE).
+  open block at clamp(last_render_seconds * 150, 1/20 s, 2 s) (persona_cli.mdstream.RENDER_PACE).
   The simulated clock advances with the real time spent rendering, so a slow renderer gets
   throttled exactly as it would live. Fewer paints for the naive renderer means a choppier
   display, so ms/paint is the fairer comparison here.

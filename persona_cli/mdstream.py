@@ -43,10 +43,11 @@ _MARGIN_LINE = re.compile(r"\n(?=\S)")
 # The same parser configuration rich.markdown.Markdown uses, so block boundaries agree.
 _PARSER = MarkdownIt().enable("strikethrough").enable("table")
 # A full render (markdown-it + Rich) of the open block takes 1-3 ms; one is due again only after
-# RENDER_PACE times as long as the last took (at least min_refresh): full renders then use ~1% of
-# a core. Paints that only extend the last line (mdtail.TailPatch) cost ~0.05 ms and run at up to
-# 1 / min_refresh per second, so prose still streams word by word.
-RENDER_PACE = 100
+# RENDER_PACE times as long as the last took (at least min_refresh, at most max_refresh): full
+# renders then use under 1% of a core, and show a new code line or list item 3-6 times a second.
+# Paints that only extend the last line (mdtail.TailPatch) cost ~0.05 ms and run at up to
+# 1 / min_refresh (20) times a second, so prose still streams word by word.
+RENDER_PACE = 150
 
 
 class _Lines:
@@ -125,6 +126,7 @@ class MarkdownStream:
         self._tail: list[Line] = []
         self._parsed: list[Token] = []  # the tokens of the last render
         self._patch: TailPatch | None = None  # how to extend the tail's last line, if possible
+        self._patch_width = 0  # the console width it was made for
         self._last_paint = self._last_render = float("-inf")
         self._interval = self._render_interval = 0.0
 
@@ -224,6 +226,7 @@ class MarkdownStream:
             self._tail = preview[-height:]
             tokens = self._parsed if preview else []
             self._patch = TailPatch.after(tokens, source, preview[-1]) if preview else None
+            self._patch_width = self.console.width
             self._frame(stable)
             self._last_render = self._clock()
             elapsed = self._last_render - started
@@ -236,8 +239,8 @@ class MarkdownStream:
     def _patch_tail(self) -> bool:
         """Repaint by extending the tail's last line with the pending plain words, if that
         is exactly what a full render would show (see :mod:`persona_cli.mdtail`)."""
-        if self._patch is None:
-            return False
+        if self._patch is None or self.console.width != self._patch_width:
+            return False  # (a resized terminal needs the paragraph wrapped again)
         line = self._patch.extend("".join(self._pending))
         if line is None:
             self._patch = None

@@ -149,3 +149,16 @@ def test_patches_are_not_used_in_code_or_tables() -> None:
         s.update(" more")
         assert s.patched_paints == 0, text
         s.finish()
+
+
+def test_a_resized_terminal_gets_a_full_render() -> None:
+    console = tty(width=80)
+    s = MarkdownStream(console, min_refresh=0.0, max_refresh=0.0)
+    s.update("A paragraph being written")
+    s.update(" and more")
+    assert s.patched_paints == 1
+    console.width = 30  # the terminal was narrowed: the paragraph must wrap again
+    s.update(" words")
+    assert s.patched_paints == 1
+    s.finish()
+    assert Screen().feed(output(console)).lines() == one_shot(s.text, width=30)
