@@ -5,8 +5,10 @@ Run: ``uv run python bench/renderer.py``
 Synthetic markdown replies of ~1k, 5k and 10k tokens (~4 chars/token) are fed in 4-char deltas
 into a force_terminal Console writing to /dev/null. Three regimes:
 
-* arrival: deltas "arrive" at a simulated 100 tokens/s and both renderers repaint only when the
-  adaptive interval allows (clamp(last_render_seconds * 10, 1/20 s, 2 s)), as in real use.
+* arrival: deltas "arrive" at a simulated 100 tokens/s and both renderers repaint only when their
+  throttle allows, as in real use: the naive one at clamp(last_render_seconds * 10, 1/20 s, 2 s);
+  ours extends the open paragraph's last line in place up to 20 times a second and re-renders the
+  open block at clamp(last_render_seconds * 150, 1/20 s, 2 s) (persona_cli.mdstream.RENDER_PACE).
   The simulated clock advances with the real time spent rendering, so a slow renderer gets
   throttled exactly as it would live. Fewer paints for the naive renderer means a choppier
   display, so ms/paint is the fairer comparison here.

@@ -4,6 +4,11 @@ The reply's source is split into a *committed* prefix (complete top-level markdo
 an *open* suffix (the block still being written). Committed blocks are rendered once and their
 lines printed once into normal scrollback; only the open suffix is re-rendered on a repaint and
 shown in a small Rich ``Live`` region. Total work is therefore linear in the reply length.
+
+A repaint is cheaper still when the new text is plain words that fit on the open paragraph's
+last line: that line alone is extended and redrawn (:mod:`persona_cli.mdtail`). Full renders
+of the open block are paced by their cost (``RENDER_PACE``); ``finish()`` always does one, so
+the transcript is exactly the whole reply rendered at once.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from collections.abc import Callable
 from types import TracebackType
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from rich.console import Console, ConsoleOptions, RenderResult
-from rich.control import Control, ControlType
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
+from persona_cli.mdtail import BSU, ESU, TailPatch, RawControl, markdown_class, redraw_last_line
 from persona_cli.render import render_notice
 from persona_cli.term import console_is_plain, sanitize
 
@@ -36,14 +42,12 @@ _TABLE_RULE = re.compile(r"[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\
 _MARGIN_LINE = re.compile(r"\n(?=\S)")
 # The same parser configuration rich.markdown.Markdown uses, so block boundaries agree.
 _PARSER = MarkdownIt().enable("strikethrough").enable("table")
-_BSU, _ESU = "\x1b[?2026h", "\x1b[?2026l"  # DEC 2026 begin/end synchronized update
-
-
-class _Raw(Control):
-    """A control segment carrying an arbitrary escape sequence (Rich has no DEC 2026 type)."""
-
-    def __init__(self, code: str) -> None:
-        self.segment = Segment(code, None, [(ControlType.BELL,)])
+# A full render (markdown-it + Rich) of the open block takes 1-3 ms; one is due again only after
+# RENDER_PACE times as long as the last took (at least min_refresh, at most max_refresh): full
+# renders then use under 1% of a core, and show a new code line or list item 3-6 times a second.
+# Paints that only extend the last line (mdtail.TailPatch) cost ~0.05 ms and run at up to
+# 1 / min_refresh (20) times a second, so prose still streams word by word.
+RENDER_PACE = 150
 
 
 class _Lines:
@@ -101,6 +105,7 @@ class MarkdownStream:
         self.rendered_chars = 0  # markdown source characters handed to the renderer
         self.stable_lines = 0  # lines printed to scrollback
         self.paints = 0
+        self.patched_paints = 0  # paints that extended the tail's last line in place
         self._finished = False
         self._live: Live | None = None
         self._template: Markdown | None = None
@@ -119,8 +124,11 @@ class MarkdownStream:
         self._candidates: list[tuple[int, int]] = []  # (offset, line) where a block may start
         self._separate = False  # Rich puts a blank line before the next top-level block
         self._tail: list[Line] = []
-        self._last_paint = float("-inf")
-        self._interval = 0.0
+        self._parsed: list[Token] = []  # the tokens of the last render
+        self._patch: TailPatch | None = None  # how to extend the tail's last line, if possible
+        self._patch_width = 0  # the console width it was made for
+        self._last_paint = self._last_render = float("-inf")
+        self._interval = self._render_interval = 0.0
 
     # -- public API -----------------------------------------------------------------------
 
@@ -206,17 +214,47 @@ class MarkdownStream:
 
     def _paint(self) -> None:
         started = self._clock()
-        self._fold_pending()
-        self._scan()
-        stable = self._commit()
-        preview = self._render_block(self._preview_source(), preview=True)
-        height = max(1, min(self.live_lines, self.console.height - 1))
-        self._tail = preview[-height:]
-        self._frame(stable)
+        if not self._patch_tail():
+            if started - self._last_render < self._render_interval:
+                return  # a full render is not due yet: the pending text waits for it
+            self._fold_pending()
+            self._scan()
+            stable = self._commit()
+            source = self._preview_source()
+            preview = self._render_block(source, preview=True)
+            height = max(1, min(self.live_lines, self.console.height - 1))
+            self._tail = preview[-height:]
+            tokens = self._parsed if preview else []
+            self._patch = TailPatch.after(tokens, source, preview[-1]) if preview else None
+            self._patch_width = self.console.width
+            self._frame(stable)
+            self._last_render = self._clock()
+            elapsed = self._last_render - started
+            self._render_interval = min(max(elapsed * RENDER_PACE, self.min_refresh), self.max_refresh)
         self.paints += 1
         self._last_paint = self._clock()
         elapsed = self._last_paint - started
         self._interval = min(max(elapsed * 10, self.min_refresh), self.max_refresh)
+
+    def _patch_tail(self) -> bool:
+        """Repaint by extending the tail's last line with the pending plain words, if that
+        is exactly what a full render would show (see :mod:`persona_cli.mdtail`)."""
+        if self._patch is None or self.console.width != self._patch_width:
+            return False  # (a resized terminal needs the paragraph wrapped again)
+        line = self._patch.extend("".join(self._pending))
+        if line is None:
+            self._patch = None
+            return False
+        # The only line the delta can complete is this paragraph's last, which starts nothing
+        # new, so nothing can be committed now; _scan() catches up on the next full render.
+        self._fold_pending()
+        self._tail[-1] = line
+        if self._live is None:
+            self._frame([])
+        else:  # only the last line changed: redraw just that one (the Live region keeps its shape)
+            redraw_last_line(self.console, line, sync=self._sync)
+        self.patched_paints += 1
+        return True
 
     def _scan(self) -> None:
         """Walk the newly completed lines, tracking fences and where a top-level block may start."""
@@ -285,6 +323,7 @@ class MarkdownStream:
             source = "P\n\n" + source
         self.rendered_chars += len(source)
         markdown = self._markdown(source)
+        self._parsed = markdown.parsed
         options = self.console.options.update_width(self.console.width)
         lines = self.console.render_lines(markdown, options, pad=False)
         top = [t for t in markdown.parsed if t.level == 0 and t.nesting <= 0]
@@ -296,7 +335,7 @@ class MarkdownStream:
         """``Markdown(source)`` without building a new parser each time: Rich's constructor
         makes a fresh MarkdownIt (~0.7 ms, a quarter of a repaint); ours is configured alike."""
         if self._template is None:
-            self._template = Markdown("", code_theme=self.code_theme)
+            self._template = markdown_class()("", code_theme=self.code_theme)
         markdown = copy.copy(self._template)
         markdown.markup = source
         markdown.parsed = _PARSER.parse(source)
@@ -348,7 +387,7 @@ class MarkdownStream:
             self._live.start()
         with console:
             if self._sync:
-                console.control(_Raw(_BSU))
+                console.control(RawControl(BSU))
             if stop:
                 self._live.stop()
                 self._live = None
@@ -359,7 +398,7 @@ class MarkdownStream:
             else:
                 self._live.refresh()
             if self._sync:
-                console.control(_Raw(_ESU))
+                console.control(RawControl(ESU))
         self.stable_lines += len(stable)
 
 

@@ -87,6 +87,18 @@ def test_a_renderer_slower_than_the_naive_one_is_a_listed_loss(recorded) -> None
     assert any(f"costs {burst['ours_s']:.2f} s CPU (goal ≤ 0.5 s)" in loss for loss in report.losses)
 
 
+def test_a_renderer_over_half_a_second_streamed_live_is_a_missed_goal_and_a_listed_loss(recorded) -> None:
+    data = copy.deepcopy(recorded)
+    live = data["results"]["renderer"]["regimes"]["arrival"]
+    scale = 0.6 / live["5000"]["ours_s"]
+    for row in live.values():  # still linear, but 0.6 s at 5k
+        row["ours_s"] *= scale
+    report = summarise(data)
+    [row] = [r for r in report.rows if r[0] == "same, streamed live at 100 tokens/s"]
+    assert row[1].split(" / ")[1] == "0.60" and row[3] == "≤ 0.5 s at 5k, linear" and row[4] is False
+    assert any("streamed live at 100 tok/s costs 0.60 s CPU (goal ≤ 0.5 s)" in loss for loss in report.losses)
+
+
 def test_merged_sections_are_named_with_their_own_date_and_commit(recorded) -> None:
     data = copy.deepcopy(recorded)
     again = {"date": "2031-01-02", "commit": "abc1234", "load_start": [9.0, 0, 0], "load_end": [8.0, 0, 0], "seconds": 1.0}
