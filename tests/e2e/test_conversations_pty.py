@@ -35,8 +35,12 @@ def test_undo_takes_back_the_exchange_and_the_memory_it_wrote(server, tmp_path) 
         child.expect_exact(PROMPT)
         child.send("/undo\r")
         child.expect_exact("undid your last exchange")
+        child.expect_exact(PROMPT)
         child.send("/undo\r")
         child.expect_exact("nothing to undo")
+        # Keys go only to a prompt that is up: a Ctrl-D typed between prompts meets the
+        # terminal's cooked mode, which takes it as end-of-file and never passes it on.
+        child.expect_exact(PROMPT)
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
     assert child.exitstatus == 0, "".join(screen)[-2000:]
