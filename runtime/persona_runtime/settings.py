@@ -163,7 +163,7 @@ class Settings:
         ``kwargs`` go to :class:`~persona_runtime.tier.TierRegistry` (e.g. ``backend_factory``)."""
         from functools import partial
 
-        from persona_runtime.tier import TierRegistry, build_backend
+        from persona_runtime.tier import BUNDLED_MODEL, ModelSlot, TierRegistry, build_backend
         from persona_runtime.tier_env import tier_configs_from_env
 
         kwargs.setdefault(
@@ -176,6 +176,9 @@ class Settings:
             ),
         )
         tiers = self.tiers or tuple(tier_configs_from_env({}))
+        # Under a spend cap, the bundled model ($0) is the last resort even when no tier names it.
+        kwargs.setdefault("last_resort", ModelSlot(provider="gguf", model=BUNDLED_MODEL))
+        kwargs.setdefault("last_resort_window", self.local_context)
         return TierRegistry(tiers, request_timeout_s=self.request_timeout_s, **kwargs)
 
 

@@ -38,6 +38,13 @@ def home(server, tmp_path, monkeypatch) -> Path:
     return tmp_path / "home"
 
 
+@pytest.fixture
+def no_room_locally(monkeypatch) -> None:
+    """Under a cap the bundled model ($0) is the last resort; with a 256-token local context it
+    cannot hold Astrid's prompt, so nothing fits and the cap must refuse."""
+    monkeypatch.setenv("PERSONA_LOCAL_CONTEXT", "256")
+
+
 def turn_log(home: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (home / "logs" / "turns.jsonl").read_text().splitlines()]
 
@@ -57,7 +64,7 @@ def test_a_capped_chat_falls_back_to_the_cheaper_tier_and_never_crosses_the_cap(
     assert [r.model for r in server.requests] == ["gpt-4o", "gpt-4o-mini", "gpt-4o-mini", "gpt-4o-mini"]
 
 
-def test_a_chat_at_its_cap_refuses_the_turn_in_one_line_and_goes_on(server, home) -> None:
+def test_a_chat_at_its_cap_refuses_the_turn_in_one_line_and_goes_on(server, home, no_room_locally) -> None:
     server.enqueue(Text("Only answer.", usage=USAGE))  # 0.033 cents on gpt-4o-mini
     code, result = invoke(["chat", str(ASTRID), "--tier", "mid", "--max-cost", "0.001"], input="One\nTwo\nThree\n")
     assert code == 1, result.output  # piped: a turn failed
@@ -69,7 +76,7 @@ def test_a_chat_at_its_cap_refuses_the_turn_in_one_line_and_goes_on(server, home
     assert sum(r["cost_cents"] for r in records) <= 0.1
 
 
-def test_an_unpriced_model_is_refused_under_a_cap_unless_allowed(server, home, monkeypatch) -> None:
+def test_an_unpriced_model_is_refused_under_a_cap_unless_allowed(server, home, monkeypatch, no_room_locally) -> None:
     for tier in ("MID", "SMALL"):
         monkeypatch.setenv(f"PERSONA_{tier}_MODEL", "house-model-7b")  # not in the price table
     code, result = invoke(["chat", str(ASTRID), "--max-cost", "1"], input="Hi\n")
@@ -105,7 +112,7 @@ def test_a_bad_cap_is_one_line_and_exit_2(home, monkeypatch) -> None:
     assert code == 2 and "PERSONA_MAX_COST_PER_SESSION must be an amount" in str(result.exception)
 
 
-def test_an_agent_at_its_cap_exits_4_and_the_run_can_resume(server, home, monkeypatch) -> None:
+def test_an_agent_at_its_cap_exits_4_and_the_run_can_resume(server, home, monkeypatch, no_room_locally) -> None:
     monkeypatch.setenv("PERSONA_FRONTIER_PROVIDER", "openai")
     for tier in ("FRONTIER", "MID", "SMALL"):
         monkeypatch.setenv(f"PERSONA_{tier}_MODEL", "gpt-4o")

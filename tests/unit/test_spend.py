@@ -308,3 +308,47 @@ def test_a_zero_cap_ends_at_the_local_model_which_costs_nothing_and_gets_no_tool
     assert events[-1].status == "ok" and events[-1].text == "Local answer." and mid.calls == []
     assert local.calls[0].tools is None  # a local model is not sent tool specs
     assert log.logs[0].cost_cents == 0.0 and log.logs[0].provider == "gguf" and spend.spent_cents == 0.0
+
+
+def test_with_no_local_tier_the_bundled_model_is_the_last_resort_under_a_cap() -> None:
+    """No tier names a local model: a call that fits nowhere priced goes to the bundled GGUF ($0)."""
+    from persona_runtime.tier import BUNDLED_MODEL, ModelSlot, TierRegistry
+
+    mid = ScriptedBackend(default=Reply("never"), model_name="big")
+    small = ScriptedBackend(default=Reply("never"), model_name="less-big")
+    local = ScriptedBackend([Reply("Local answer.", usage=(80, 3))], provider_name="gguf", model_name=BUNDLED_MODEL)
+    bundled = ModelSlot(provider="gguf", model=BUNDLED_MODEL)
+    built: list[ModelSlot] = []
+
+    def factory(slot: ModelSlot) -> ScriptedBackend:
+        built.append(slot)
+        return local
+
+    tiers = TierRegistry(
+        [priced("mid", mid, PRICEY), priced("small", small, CHEAP)], backend_factory=factory,
+        last_resort=bundled, last_resort_window=4096,
+    )
+    spend = cap(0.0)
+    loop, log = chat_loop(tiers, spend)
+    events = turn(loop, conversation(), "Hello.")
+    assert events[-1].status == "ok" and events[-1].text == "Local answer."
+    assert mid.calls == [] and small.calls == [] and built == [bundled]
+    rerouted = [e for e in events if isinstance(e, ev.SpendCapRerouted)]
+    assert len(rerouted) == 1 and rerouted[0].to_model == BUNDLED_MODEL
+    assert log.logs[0].provider == "gguf" and log.logs[0].cost_cents == 0.0 and spend.spent_cents == 0.0
+    # Its own window counts: a prompt longer than the local context is refused, not sent.
+    roomy = ScriptedBackend(default=Reply("Would have answered."), provider_name="gguf", model_name=BUNDLED_MODEL)
+    tight = TierRegistry([priced("mid", mid, PRICEY)], backend_factory=lambda _slot: roomy, last_resort=bundled,
+                         last_resort_window=300)
+    loop, _log = chat_loop(tight, cap(0.0))
+    assert turn(loop, conversation(), "Hello.")[-1].status == "error" and mid.calls == [] and roomy.calls == []
+
+
+def test_the_cli_registry_names_the_bundled_model_as_its_last_resort() -> None:
+    from persona_runtime.tier import BUNDLED_MODEL, ModelSlot
+
+    settings = Settings.from_env({"PERSONA_LOCAL_CONTEXT": "2048", "PERSONA_MID_PROVIDER": "openai",
+                                  "PERSONA_MID_MODEL": "gpt-4o", "PERSONA_MID_API_KEY": "sk-test"})
+    tiers = settings.tier_registry()
+    assert tiers.last_resort == ModelSlot(provider="gguf", model=BUNDLED_MODEL)
+    assert tiers.window_of("mid", tiers.last_resort) == 2048 and tiers.window_of("mid", tiers.slots("mid")[0]) > 2048

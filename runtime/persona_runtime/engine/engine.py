@@ -194,7 +194,8 @@ class ModelEngine:
     ) -> tuple[str, ModelSlot, float | None, SpendCapRerouted | None]:
         """(tier, model, worst case in cents, the reroute event or None) for one request of
         ``prompt_tokens``: ``slot`` itself when its worst case fits the cap, else the cheapest
-        configured model that fits (and whose context window holds the request). Raises
+        configured model that fits (and whose context window holds the request), ending with the
+        registry's last resort (the bundled local model, $0) when no tier names a local one. Raises
         :class:`SpendCapReached` when none does. ``reply_cap``: the request's max_tokens when it
         is not the reply budget (summaries)."""
         spend = self.spend
@@ -202,15 +203,17 @@ class ModelEngine:
         worst = worst_case_cents(prompt_tokens, cap, self.tiers.price_for(tier, slot))
         if spend is None or spend.fits(worst):
             return tier, slot, worst, None
-        best: tuple[tuple[bool, float], str, ModelSlot, float | None] | None = None
+        best: tuple[tuple[bool, bool, float], str, ModelSlot, float | None] | None = None
         for name, other in self._every_model():
             other_cap = reply_cap if reply_cap is not None else self.reply_budget(name, other)[0]
-            if prompt_tokens + other_cap > self.tiers.context_window_for(name):
+            if prompt_tokens + other_cap > self.tiers.window_of(name, other):
                 continue
             other_worst = worst_case_cents(prompt_tokens, other_cap, self.tiers.price_for(name, other))
             if not spend.fits(other_worst):
                 continue
-            rank = (other_worst is None, other_worst or 0.0)  # priced first, cheapest first
+            # A configured model first (the bundled last resort only when none fits), priced
+            # before unpriced, cheapest first.
+            rank = (other == self.tiers.last_resort, other_worst is None, other_worst or 0.0)
             if best is None or rank < best[0]:
                 best = (rank, name, other, other_worst)
         if best is None:
@@ -235,6 +238,9 @@ class ModelEngine:
                 if slot.key not in seen:
                     seen.add(slot.key)
                     out.append((name, slot))
+        last = self.tiers.last_resort
+        if last is not None and not any(slot.provider == "gguf" for _name, slot in out):
+            out.append((out[-1][0], last))  # the bundled model, $0: the end of the line under a cap
         return out
 
     # -- fallback ---------------------------------------------------------------------------
