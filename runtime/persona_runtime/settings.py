@@ -176,6 +176,7 @@ class Settings:
             ),
         )
         tiers = self.tiers or tuple(tier_configs_from_env({}))
+        kwargs.setdefault("local_context", self.local_context)
         return TierRegistry(tiers, request_timeout_s=self.request_timeout_s, **kwargs)
 
 

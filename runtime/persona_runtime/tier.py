@@ -134,7 +134,11 @@ class TierRegistry:
         *,
         backend_factory: Callable[[ModelSlot], ChatBackend] | None = None,
         request_timeout_s: float = 60.0,
+        local_context: int | None = None,
     ) -> None:
+        """``local_context``: the context size a GGUF model's backend will be built with, so the
+        prompt budget follows it before the backend exists (None: ``PERSONA_LOCAL_CONTEXT``)."""
+        self._local_context = local_context
         items = tiers.values() if isinstance(tiers, Mapping) else tiers
         self._tiers: dict[str, TierConfig] = {t.name: t for t in items}
         if not self._tiers:
@@ -187,7 +191,12 @@ class TierRegistry:
         if isinstance(window, int) and window > 0:
             return window
         if slot.provider == "gguf":
-            return DEFAULT_CONTEXT_WINDOW
+            # Not built yet: the size it will be built with (the backend's own default).
+            if self._local_context is not None:
+                return self._local_context
+            from persona_runtime.settings import local_context_from_env
+
+            return local_context_from_env()
         return context_window_for_model(slot.model) or DEFAULT_CONTEXT_WINDOW
 
     def supports_vision_for(self, name: str) -> bool:
