@@ -62,3 +62,13 @@ def test_first_turn_budget_follows_local_context_before_the_backend_exists() -> 
     tier = next(t for t in ("small", "mid", "frontier") if tiers.slots(t)[0] == slot)
     reply_tokens, _ = loop.engine.reply_budget(tier, slot)
     assert builder.budgets[0] == 1024 - reply_tokens
+
+
+def test_context_to_open_doubles_fits_and_stops_at_the_maximum() -> None:
+    from persona_runtime.local_model import context_to_open
+
+    assert context_to_open(2048, 1500, 8192) == 2048  # fits: stays
+    assert context_to_open(2048, 2049, 8192) == 4096  # at least double (one reopen, not many)
+    assert context_to_open(2048, 5000, 8192) == 5120  # more than double: what it needs, in 256 steps
+    assert context_to_open(2048, 9000, 8192) == 8192  # never past PERSONA_LOCAL_CONTEXT
+    assert context_to_open(8192, 9000, 8192) == 8192
