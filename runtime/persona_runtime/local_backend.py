@@ -41,8 +41,10 @@ from persona_runtime.local_model import (
     generated_tokens,
     open_llama,
     provider_error,
+    read_cache,
     resolve_future as _resolve_future,
     resolve_model_path,
+    restore_cache,
     shared_prefix_tokens,
     short_error_text,
     template_formatter,
@@ -103,8 +105,8 @@ class LlamaCppBackend:
         check_gguf(self._path)
         self._context = context_window if context_window is not None else local_context_from_env()
         self._start_context = min(self._context, start_context)
-        #: Times the context was reopened larger (tests, bench).
-        self.reopened = 0
+        #: Times the context was reopened larger, and the tokens the last reopen carried over (tests, bench).
+        self.reopened = self.carried = 0
         self._repeat_penalty = repeat_penalty if repeat_penalty is not None else local_repeat_penalty_from_env()
         self._threads = n_threads or os.cpu_count() or 1
         self._llm: Llama | None = None
@@ -248,12 +250,14 @@ class LlamaCppBackend:
         size = context_to_open(llm.n_ctx(), needed, self._context)
         if size == llm.n_ctx():
             return llm
+        cache = read_cache(llm)  # what was read so far moves over, rather than being read again
         self._llm = None
         llm.close()
         try:
             llm = open_llama(self._path, size, self._threads)
         except Exception:
             llm = open_llama(self._path, self._start_context, self._threads)  # e.g. out of memory
+        self.carried = restore_cache(llm, cache)
         self._llm = llm
         self.reopened += 1
         return llm

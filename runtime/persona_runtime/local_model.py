@@ -32,6 +32,8 @@ __all__ = [
     "collect_response",
     "context_to_open",
     "count_prompt_tokens",
+    "read_cache",
+    "restore_cache",
     "generated_tokens",
     "open_llama",
     "provider_error",
@@ -250,3 +252,46 @@ async def collect_response(stream: AsyncIterator[StreamChunk], model: str, start
         content="".join(parts), usage=usage, model=model, provider=PROVIDER_NAME,
         latency_ms=(time.perf_counter() - started) * 1000.0,
     )
+
+
+def read_cache(llm: Llama) -> tuple[bytes, list[int]] | None:
+    """The KV cache of what ``llm`` has read (sequence 0) and its tokens, to carry into a larger
+    context (:func:`restore_cache`); None when empty or not readable."""
+    import ctypes
+
+    import llama_cpp
+
+    n = llm.n_tokens
+    if n <= 0:
+        return None
+    try:
+        size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(llm.ctx, buffer, size, 0) != size:
+            return None
+        return bytes(buffer), llm.input_ids[:n].tolist()
+    except Exception:  # noqa: BLE001 - then the prompt is read again
+        return None
+
+
+def restore_cache(llm: Llama, cache: tuple[bytes, list[int]] | None) -> int:
+    """Load a cache from :func:`read_cache` into a freshly opened ``llm``, so the next request
+    reuses those tokens instead of reading them again. Returns the tokens restored (0: none)."""
+    import ctypes
+
+    import llama_cpp
+
+    if cache is None or len(cache[1]) >= llm.n_ctx():
+        return 0
+    data, tokens = cache
+    try:
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, buffer, len(data), 0) != len(data):
+            raise RuntimeError("state not restored")
+        llm.input_ids[: len(tokens)] = tokens
+        llm.n_tokens = len(tokens)
+        return len(tokens)
+    except Exception:  # noqa: BLE001 - then the prompt is read again
+        llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+        return 0

@@ -392,3 +392,15 @@ def test_the_context_opens_small_and_grows_when_a_request_needs_more() -> None:
     with pytest.raises(ProviderError, match="1024-token context window"):
         asyncio.run(grown.chat([_msg("user", "word " * 1100)], max_tokens=8))
     assert _workers() == []
+
+
+@pytest.mark.slow
+def test_a_reopened_context_carries_what_was_read_and_answers_as_a_large_one() -> None:
+    carry = LlamaCppBackend(bundled_model_path(), context_window=1024, start_context=512)
+    question = _msg("user", "What is a deposit on a rented flat?")
+    longer = [_msg("system", "You answer questions about leases. " * 40), question]  # ~260 tokens
+    asyncio.run(carry.chat([longer[0], _msg("user", "Hi")], max_tokens=4))  # reads the system part
+    carried = asyncio.run(carry.chat(longer, max_tokens=300))  # ~560 tokens > 512: reopened
+    assert carry.reopened == 1 and carry.open_context == 1024 and carry.carried > 250
+    large = LlamaCppBackend(bundled_model_path(), context_window=1024, start_context=1024)
+    assert asyncio.run(large.chat(longer, max_tokens=300)).content == carried.content  # greedy: the same
