@@ -349,7 +349,8 @@ def sum_memory(r: dict[str, Any], rep: Report) -> None:
         rep.lose(f"memory: `persona chat` peaks at {turn['persona']:.0f} MiB after one turn, {turn['persona'] / turn['llm']:.1f}× "
                  f"`llm chat`'s {turn['llm']:.0f} MiB. The MiniLM embedder accounts for "
                  f"{turn['persona'] - turn['persona-hash']:.0f} MiB (hash embedder: {turn['persona-hash']:.0f} MiB); of the rest, "
-                 f"{kv['ours'] - kv['llm']:.0f} MiB is the larger context (we open {DEFAULT_CONTEXT_WINDOW} tokens, KV cache {kv['ours']:.0f} MiB; "
+                 f"{kv['ours'] - kv['llm']:.0f} MiB is the larger context (we open {kv.get('ours_n_ctx', DEFAULT_CONTEXT_WINDOW)} tokens, "
+                 f"growing up to {DEFAULT_CONTEXT_WINDOW} when needed; KV cache {kv['ours']:.0f} MiB; "
                  f"the llm plugin {LLM_PLUGIN_CONTEXT}, {kv['llm']:.0f} MiB), and the remainder persona-core, Chroma and the UI.")
 
 

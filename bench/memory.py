@@ -172,16 +172,21 @@ def run(rounds: int = 3) -> dict[str, Any]:
             fresh = Path(tempfile.mkdtemp(dir=scratch))
             out[name]["sessions"].append(session(contenders(fresh)[name]))
     from persona_runtime.local_backend import DEFAULT_CONTEXT_WINDOW
+    from persona_runtime.local_model import START_CONTEXT
 
-    out["kv_cache_mib"] = {"ours": kv_cache_mib(DEFAULT_CONTEXT_WINDOW), "llm": kv_cache_mib(LLM_PLUGIN_CONTEXT)}
+    out["kv_cache_mib"] = {
+        "ours": kv_cache_mib(START_CONTEXT), "ours_n_ctx": START_CONTEXT, "ours_max_n_ctx": DEFAULT_CONTEXT_WINDOW,
+        "llm": kv_cache_mib(LLM_PLUGIN_CONTEXT),
+    }
     return out
 
 
 def kv_cache_mib(n_ctx: int) -> float:
     """llama.cpp's f16 KV cache for the bundled model at ``n_ctx`` tokens, from the GGUF's metadata.
 
-    Part of the answer to "why is ours bigger": we open an 8192-token context, the llm plugin
-    llama-cpp-python's default 512, and llama.cpp clears (so touches) the whole cache at load.
+    Part of the answer to "why is ours bigger": we open a 2048-token context (START_CONTEXT;
+    it grows up to 8192 when a conversation needs it), the llm plugin llama-cpp-python's
+    default 512, and llama.cpp clears (so touches) the whole cache at load.
     """
     from llama_cpp import Llama
 
@@ -220,7 +225,7 @@ def main() -> None:
         print(f"  {r['label']:38}{median_of(result, name, 'idle_mib'):8.0f}{median_of(result, name, 'turn_mib'):10.0f}"
               f"{median_of(result, name, 'settle_s'):7.1f}s{median_of(result, name, 'reply_s'):7.1f}s")
     kv = result["kv_cache_mib"]
-    print(f"  KV cache allocated: ours {kv['ours']:.0f} MiB (8192-token context), llm's plugin {kv['llm']:.0f} MiB (512)")
+    print(f"  KV cache allocated: ours {kv['ours']:.0f} MiB ({kv['ours_n_ctx']}-token context), llm's plugin {kv['llm']:.0f} MiB (512)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ file works too. llama.cpp calls are blocking C code and not re-entrant, so:
   whole call and hands tokens to the event loop through an ``asyncio.Queue``;
 * a cancelled or closed stream sets an event the worker checks between tokens.
 
+The model opens a small context (``START_CONTEXT``, 2048 tokens) and reopens a larger one, up
+to ``context_window`` (``PERSONA_LOCAL_CONTEXT``), when a request needs more: the KV cache is
+most of n_ctx's memory. Reopening costs a model load and re-reading the prompt.
+
 Tools are off for local models: ``tools`` is accepted and ignored (the runtime tells
 the person), and ``supports_native_tools`` is False.
 
@@ -21,18 +25,26 @@ import atexit
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from persona_runtime.local_model import (
     PROVIDER_NAME,
+    START_CONTEXT,
+    Failed as _Failed,
+    Finished as _Finished,
     bundled_model_path,
     check_gguf,
+    collect_response,
+    context_to_open,
     count_prompt_tokens,
     generated_tokens,
+    open_llama,
     provider_error,
+    read_cache,
+    resolve_future as _resolve_future,
     resolve_model_path,
+    restore_cache,
     shared_prefix_tokens,
     short_error_text,
     template_formatter,
@@ -71,17 +83,6 @@ _LOADER_THREAD_NAME = "persona-llama-load"
 _PREFILL_CHUNK = 64  # tokens per llama.cpp call while prefilling: a waiting request gets the model within ~0.3 s
 
 
-@dataclass(frozen=True, slots=True)
-class _Finished:
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    message: str
-
-
 class LlamaCppBackend:
     """A ``ChatBackend`` over one GGUF file, loaded once per process (see :meth:`shared`)."""
 
@@ -95,12 +96,17 @@ class LlamaCppBackend:
         context_window: int | None = None,
         repeat_penalty: float | None = None,
         n_threads: int | None = None,
+        start_context: int = START_CONTEXT,
     ) -> None:
         """``context_window`` and ``repeat_penalty`` default to ``PERSONA_LOCAL_CONTEXT`` and
-        ``PERSONA_LOCAL_REPEAT_PENALTY`` (a session passes its ``Settings`` values)."""
+        ``PERSONA_LOCAL_REPEAT_PENALTY`` (a session passes its ``Settings`` values). The model
+        opens ``start_context`` tokens (at most ``context_window``) and grows on demand."""
         self._path = resolve_model_path(model_path)
         check_gguf(self._path)
         self._context = context_window if context_window is not None else local_context_from_env()
+        self._start_context = min(self._context, start_context)
+        #: Times the context was reopened larger, and the tokens the last reopen carried over (tests, bench).
+        self.reopened = self.carried = 0
         self._repeat_penalty = repeat_penalty if repeat_penalty is not None else local_repeat_penalty_from_env()
         self._threads = n_threads or os.cpu_count() or 1
         self._llm: Llama | None = None
@@ -162,6 +168,12 @@ class LlamaCppBackend:
         return self._context
 
     @property
+    def open_context(self) -> int | None:
+        """The context the loaded model has open now (None: not loaded)."""
+        llm = self._llm
+        return llm.n_ctx() if llm is not None else None
+
+    @property
     def is_loaded(self) -> bool:
         return self._loaded.is_set() and self._llm is not None
 
@@ -184,17 +196,8 @@ class LlamaCppBackend:
             # Warm the persona-core imports chat/chat_stream need (seconds), off the loop.
             import persona.backends.errors
             import persona.backends.types  # noqa: F401
-            from llama_cpp import Llama
 
-            # verbose=False routes llama.cpp's own logging to a no-op callback, so nothing
-            # reaches the terminal. (Redirecting fd 2 instead would be process-wide and
-            # would swallow other threads' output.)
-            llm = Llama(
-                model_path=str(self._path),
-                n_ctx=self._context,
-                n_threads=self._threads,
-                verbose=False,
-            )
+            llm = open_llama(self._path, self._start_context, self._threads)
             self._formatter = template_formatter(llm)
             self._llm = llm
         except Exception as exc:  # noqa: BLE001 - reported to the caller as ProviderError
@@ -216,13 +219,15 @@ class LlamaCppBackend:
         if llm is None or self._formatter is None or not messages:
             return 0
         tokens = shared_prefix_tokens(llm, self._formatter, messages)
-        if not tokens or len(tokens) >= min(self._context, llm.n_ctx()):
-            return 0
         read = 0
         if not self._exit_hook:
             self._exit_hook = True
             atexit.register(self._stop_prefill)
         with self._model_lock:
+            llm = self._llm  # a request may have reopened it larger meanwhile
+            if llm is None or not tokens or len(tokens) >= self._context:
+                return 0
+            llm = self._fit(llm, len(tokens) + 1)  # the request will need this much anyway
             common = 0
             for have, want in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens, strict=False):
                 if have != want:
@@ -238,6 +243,24 @@ class LlamaCppBackend:
                 llm.eval(chunk)
                 read += len(chunk)
         return read
+
+    def _fit(self, llm: Llama, needed: int) -> Llama:
+        """Under the model lock: ``llm``, or the model reopened with a context ``needed`` tokens
+        fit in (up to ``context_window``). The old context is freed first, so the peak is the new one."""
+        size = context_to_open(llm.n_ctx(), needed, self._context)
+        if size == llm.n_ctx():
+            return llm
+        cache = read_cache(llm)  # what was read so far moves over, rather than being read again
+        self._llm = None
+        llm.close()
+        try:
+            llm = open_llama(self._path, size, self._threads)
+        except Exception:
+            llm = open_llama(self._path, self._start_context, self._threads)  # e.g. out of memory
+        self.carried = restore_cache(llm, cache)
+        self._llm = llm
+        self.reopened += 1
+        return llm
 
     def _stop_prefill(self) -> None:
         """At exit: let a prefill on its daemon thread finish its chunk and stop, so llama.cpp is
@@ -267,29 +290,10 @@ class LlamaCppBackend:
         top_p: float | None = None,
         top_k: int | None = None,
     ) -> ChatResponse:
-        from persona.backends.types import ChatResponse
-
-        started = time.perf_counter()
-        parts: list[str] = []
-        usage = None
         stream = self.chat_stream(
             messages, tools=tools, temperature=temperature, max_tokens=max_tokens, stop=stop, top_p=top_p, top_k=top_k
         )
-        try:
-            async for chunk in stream:
-                parts.append(chunk.delta)
-                if chunk.is_final:
-                    usage = chunk.usage
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-        assert usage is not None
-        return ChatResponse(
-            content="".join(parts),
-            usage=usage,
-            model=self.model_name,
-            provider=PROVIDER_NAME,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-        )
+        return await collect_response(stream, self.model_name, time.perf_counter())
 
     async def chat_stream(
         self,
@@ -382,16 +386,17 @@ class LlamaCppBackend:
                 self._request_waiting.clear()
                 if cancel.is_set():
                     return
+                llm = self._llm or llm  # another request may have reopened it larger meanwhile
                 try:
                     prompt = count_prompt_tokens(llm, self._formatter, request["messages"])
-                    # llama.cpp pads n_ctx up to a multiple of 256; the configured size is the budget.
-                    window = min(self._context, llm.n_ctx())
-                    if prompt >= window:
+                    # The configured size is the budget (llama.cpp pads n_ctx up to a multiple of 256).
+                    if prompt >= self._context:
                         send(_Failed(
-                            f"the conversation is {prompt} tokens, more than the {window}-token context "
+                            f"the conversation is {prompt} tokens, more than the {self._context}-token context "
                             f"window of {self.model_name} (raise {CONTEXT_ENV} or start a new chat)"
                         ))
                         return
+                    llm = self._fit(llm, min(self._context, prompt + request["max_tokens"]))
                     chunks = 0
                     finish: str | None = None
                     stream = llm.create_chat_completion(**request)
@@ -413,8 +418,3 @@ class LlamaCppBackend:
                     send(_Failed(f"local model {self.model_name} failed: {short_error_text(exc)}"))
         finally:
             finished()
-
-
-def _resolve_future(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

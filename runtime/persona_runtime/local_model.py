@@ -6,26 +6,38 @@ Nothing heavy (llama_cpp, persona-core) is imported at module level.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from llama_cpp import Llama
     from persona.backends.errors import ProviderError
+    from persona.backends.types import ChatResponse, StreamChunk
     from persona.schema.conversation import ConversationMessage
 
 __all__ = [
+    "Failed",
+    "Finished",
     "PROVIDER_NAME",
+    "START_CONTEXT",
     "bundled_model_path",
     "check_gguf",
+    "collect_response",
+    "context_to_open",
     "count_prompt_tokens",
+    "read_cache",
+    "restore_cache",
     "generated_tokens",
+    "open_llama",
     "provider_error",
+    "resolve_future",
     "resolve_model_path",
     "shared_prefix_tokens",
     "short_error_text",
@@ -34,6 +46,12 @@ __all__ = [
 ]
 
 PROVIDER_NAME = "gguf"
+#: The context a local model opens with; it grows (up to ``PERSONA_LOCAL_CONTEXT``) when a request
+#: needs more. Its KV cache is what n_ctx costs in memory: on SmolLM2-135M 22.5 KiB a token, so
+#: 45 MiB at 2048 against 180 MiB at 8192. Astrid's first turn (persona, recalled memory, a
+#: 384-token reply) fits in it.
+START_CONTEXT = 2048
+_CONTEXT_STEP = 256  # llama.cpp pads n_ctx up to a multiple of 256
 GGUF_MAGIC = b"GGUF"
 MAX_ERROR_CHARS = 200
 
@@ -176,3 +194,104 @@ def count_prompt_tokens(llm: Llama, formatter: Any, messages: list[dict[str, str
             pass
     text = "\n".join(m["content"] for m in messages)
     return len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+
+
+def context_to_open(current: int, needed: int, maximum: int) -> int:
+    """The context size to reopen at for a request of ``needed`` tokens (prompt + reply cap):
+    ``current`` when it fits or cannot grow; else at least double, at most ``maximum``."""
+    if needed <= current or current >= maximum:
+        return current
+    size = max(needed, 2 * current)
+    size = -(-size // _CONTEXT_STEP) * _CONTEXT_STEP
+    return max(current, min(size, maximum))
+
+
+def open_llama(path: Path, n_ctx: int, n_threads: int) -> Llama:
+    from llama_cpp import Llama
+
+    # verbose=False routes llama.cpp's own logging to a no-op callback, so nothing reaches the
+    # terminal. (Redirecting fd 2 instead would be process-wide and swallow other threads' output.)
+    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A generation worker's last message: the token counts."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    message: str
+
+
+def resolve_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def collect_response(stream: AsyncIterator[StreamChunk], model: str, started: float) -> ChatResponse:
+    """A whole ``ChatResponse`` from a ``chat_stream`` (closed afterwards)."""
+    import time
+
+    from persona.backends.types import ChatResponse
+
+    parts: list[str] = []
+    usage = None
+    try:
+        async for chunk in stream:
+            parts.append(chunk.delta)
+            if chunk.is_final:
+                usage = chunk.usage
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert usage is not None
+    return ChatResponse(
+        content="".join(parts), usage=usage, model=model, provider=PROVIDER_NAME,
+        latency_ms=(time.perf_counter() - started) * 1000.0,
+    )
+
+
+def read_cache(llm: Llama) -> tuple[bytes, list[int]] | None:
+    """The KV cache of what ``llm`` has read (sequence 0) and its tokens, to carry into a larger
+    context (:func:`restore_cache`); None when empty or not readable."""
+    import ctypes
+
+    import llama_cpp
+
+    n = llm.n_tokens
+    if n <= 0:
+        return None
+    try:
+        size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(llm.ctx, buffer, size, 0) != size:
+            return None
+        return bytes(buffer), llm.input_ids[:n].tolist()
+    except Exception:  # noqa: BLE001 - then the prompt is read again
+        return None
+
+
+def restore_cache(llm: Llama, cache: tuple[bytes, list[int]] | None) -> int:
+    """Load a cache from :func:`read_cache` into a freshly opened ``llm``, so the next request
+    reuses those tokens instead of reading them again. Returns the tokens restored (0: none)."""
+    import ctypes
+
+    import llama_cpp
+
+    if cache is None or len(cache[1]) >= llm.n_ctx():
+        return 0
+    data, tokens = cache
+    try:
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, buffer, len(data), 0) != len(data):
+            raise RuntimeError("state not restored")
+        llm.input_ids[: len(tokens)] = tokens
+        llm.n_tokens = len(tokens)
+        return len(tokens)
+    except Exception:  # noqa: BLE001 - then the prompt is read again
+        llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+        return 0

@@ -209,18 +209,31 @@ class Session:
         threading.Thread(target=self._load_in_background, name="persona-session", daemon=True).start()
 
     def _load_in_background(self) -> None:
-        # One thread, in order: numpy, chromadb and llama_cpp imported from several
-        # threads at once can trip over half-initialised shared modules (seen: numpy).
+        # Three jobs that need no message run at once from launch, each on a thread of its own:
+        # the local model (llama.cpp, mostly C), the embedder, and memory (Chroma, the persona
+        # index check) on this one. What they all import comes first, alone: numpy and
+        # persona-core's pydantic models imported from several threads at once trip over
+        # half-initialised modules (seen: numpy).
         try:
-            preload_local_models(self.tiers)
+            warm_shared_imports()
+            preload_local_models(self.tiers, wait=False)  # each loads on a thread of its own
+            # Once loaded, a local model reads the system message (what every turn starts with),
+            # while memory loads and the person types; a turn takes the model over within a chunk.
+            threading.Thread(target=self._prefill, name="persona-prefill", daemon=True).start()
             embedder = self.embedder.embedder
-            if hasattr(embedder, "start_loading"):
-                embedder.encode(["warm up"])  # loads the model and proves the embedder works
-            self._heavy.set_result(load_heavy_parts(self))
+            warm = hasattr(embedder, "start_loading")
+            if warm:
+                embedder.start_loading()
+            heavy = load_heavy_parts(self)
+            if warm:
+                embedder.encode(["warm up"])  # waits for the load and proves the embedder works
+            preload_local_models(self.tiers)  # waits for the models
+            self._heavy.set_result(heavy)
         except BaseException as exc:  # noqa: BLE001 - delivered to whoever awaits the session
             self._heavy.set_exception(exc)
             return
-        # While the person types: a local model reads the system message now, not at the first turn.
+
+    def _prefill(self) -> None:
         try:
             from persona_runtime.prefill import prefill_local_models
 
@@ -258,9 +271,9 @@ class Session:
         if self._loop is not None:
             return self._loop
         heavy = await self._heavy_parts()
-        from persona_runtime.toolbox import build_toolbox
+        from persona_runtime.toolbox import build_toolbox, tools_reachable
 
-        toolbox, clients = await build_toolbox(self, heavy)
+        toolbox, clients = await build_toolbox(self, heavy) if tools_reachable(self.tiers) else (None, [])
         self.mcp_clients = clients
         from persona_runtime.conversations import ConversationRecorder
         from persona_runtime.history import HistoryWindow
@@ -350,8 +363,16 @@ class Session:
 # -- the heavy parts (loader thread) -----------------------------------------------------------
 
 
-def preload_local_models(tiers: TierRegistry) -> None:
-    """Load every local GGUF model a tier uses, and wait for it (blocking: a loader thread's job)."""
+def warm_shared_imports() -> None:
+    """Import, on one thread, what the model load, the embedder and memory all import."""
+    import numpy  # noqa: F401
+    import persona.backends.errors  # noqa: F401 - pydantic, persona-core's base modules
+    import persona.backends.types  # noqa: F401
+
+
+def preload_local_models(tiers: TierRegistry, *, wait: bool = True) -> None:
+    """Start loading every local GGUF model a tier uses (each on its loader thread), and with
+    ``wait`` wait for them (blocking: a loader thread's job)."""
     for _name, _serving, slot in tiers.describe():
         if slot.provider == "gguf":
             try:
@@ -362,7 +383,8 @@ def preload_local_models(tiers: TierRegistry) -> None:
             wait_loaded = getattr(backend, "wait_loaded", None)
             if preload is not None and wait_loaded is not None:
                 preload()
-                wait_loaded()
+                if wait:
+                    wait_loaded()
 
 
 def load_heavy_parts(session: Session) -> HeavyParts:

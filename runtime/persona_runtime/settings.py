@@ -176,9 +176,9 @@ class Settings:
             ),
         )
         tiers = self.tiers or tuple(tier_configs_from_env({}))
+        kwargs.setdefault("local_context", self.local_context)
         # Under a spend cap, the bundled model ($0) is the last resort even when no tier names it.
         kwargs.setdefault("last_resort", ModelSlot(provider="gguf", model=BUNDLED_MODEL))
-        kwargs.setdefault("last_resort_window", self.local_context)
         return TierRegistry(tiers, request_timeout_s=self.request_timeout_s, **kwargs)
 
 

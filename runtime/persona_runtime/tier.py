@@ -134,9 +134,12 @@ class TierRegistry:
         *,
         backend_factory: Callable[[ModelSlot], ChatBackend] | None = None,
         request_timeout_s: float = 60.0,
+        local_context: int | None = None,
         last_resort: ModelSlot | None = None,
-        last_resort_window: int = DEFAULT_CONTEXT_WINDOW,
     ) -> None:
+        """``local_context``: the context size a GGUF model's backend will be built with, so the
+        prompt budget follows it before the backend exists (None: ``PERSONA_LOCAL_CONTEXT``)."""
+        self._local_context = local_context
         items = tiers.values() if isinstance(tiers, Mapping) else tiers
         self._tiers: dict[str, TierConfig] = {t.name: t for t in items}
         if not self._tiers:
@@ -144,9 +147,8 @@ class TierRegistry:
         self._factory = backend_factory or (lambda slot: build_backend(slot, request_timeout_s))
         self._cache: dict[tuple[str, str, str | None, int], ChatBackend] = {}
         #: A $0 local model a spend cap may fall back to even when no tier names it (the bundled
-        #: GGUF, from Settings.tier_registry), and the context window it opens with.
+        #: GGUF, from Settings.tier_registry); its window is ``local_context``.
         self.last_resort = last_resort
-        self._last_resort_window = last_resort_window
         #: Servers that rejected ``stream_options`` (usage in the stream) this session.
         self.stream_options = StreamOptionsMemory()
         for tier in self._tiers.values():
@@ -193,15 +195,23 @@ class TierRegistry:
         if isinstance(window, int) and window > 0:
             return window
         if slot.provider == "gguf":
-            return DEFAULT_CONTEXT_WINDOW
+            return self._local_window()
         return context_window_for_model(slot.model) or DEFAULT_CONTEXT_WINDOW
+
+    def _local_window(self) -> int:
+        """A GGUF model not built yet: the size it will be built with (the backend's own default)."""
+        if self._local_context is not None:
+            return self._local_context
+        from persona_runtime.settings import local_context_from_env
+
+        return local_context_from_env()
 
     def window_of(self, tier: str, slot: ModelSlot) -> int:
         """The context window of one request to ``slot`` on behalf of ``tier``: the tier's, or the
         last-resort local model's own when ``slot`` is that model and no tier names it."""
         if slot == self.last_resort and slot not in self.slots(tier):
             window = getattr(self._cache.get(slot.key), "context_window", None)
-            return window if isinstance(window, int) and window > 0 else self._last_resort_window
+            return window if isinstance(window, int) and window > 0 else self._local_window()
         return self.context_window_for(tier)
 
     def supports_vision_for(self, name: str) -> bool:

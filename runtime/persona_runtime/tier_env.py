@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 from persona_runtime.errors import ConfigError
 from persona_runtime.routing.types import TIER_NAMES
-from persona_runtime.settings import request_timeout_from_env
+from persona_runtime.settings import local_context_from_env, request_timeout_from_env
 from persona_runtime.tier import (
     BUNDLED_MODEL,
     KEYLESS_PROVIDERS,
@@ -38,6 +38,7 @@ def tier_registry_from_env(env: Mapping[str, str] | None = None, **kwargs: Any) 
     """Build the registry from ``PERSONA_*`` variables; :class:`ConfigError` names a bad one."""
     source = dict(os.environ if env is None else env)
     tiers = tier_configs_from_env(source)
+    kwargs.setdefault("local_context", local_context_from_env(source))
     return TierRegistry(tiers, request_timeout_s=request_timeout_from_env(source), **kwargs)
 
 

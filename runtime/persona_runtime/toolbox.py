@@ -7,8 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from persona_runtime.session import HeavyParts, Session
+    from persona_runtime.tier import TierRegistry
 
-__all__ = ["build_toolbox"]
+__all__ = ["build_toolbox", "tools_reachable"]
+
+
+def tools_reachable(tiers: TierRegistry) -> bool:
+    """Whether any model of any tier is ever sent tools: local GGUF models never are
+    (:meth:`persona_runtime.engine.tools.ToolRunner.specs_for`). When none is, a chat needs no
+    toolbox, and persona-core's tools (~50 MiB of imports: trafilatura, lxml, ...) stay unloaded."""
+    return any(slot.provider != "gguf" for name in tiers.configured_tier_names for slot in tiers.slots(name))
 
 
 async def build_toolbox(session: Session, heavy: HeavyParts) -> tuple[Any, list[Any]]:

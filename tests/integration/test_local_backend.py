@@ -288,7 +288,8 @@ def test_prefill_reads_the_shared_start_once_and_the_next_request_reuses_it(
 def test_a_request_takes_the_model_over_from_a_running_prefill(
     backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    long_system = _msg("system", "The tenant read every clause of the lease twice, then wrote to the landlord. " * 150)
+    # ~1,600 tokens: fits the context the model opens with (START_CONTEXT), so it is not reopened.
+    long_system = _msg("system", "The tenant read every clause of the lease twice, then wrote to the landlord. " * 100)
     backend.prefill([])  # waits for the load
     llm = backend._llm
     assert llm is not None
@@ -312,7 +313,7 @@ def test_a_request_takes_the_model_over_from_a_running_prefill(
     reply = asyncio.run(backend.chat(QUESTION, max_tokens=8))
     prefill.join(timeout=60)
     assert not prefill.is_alive()
-    assert outcome["read"] == 64  # one chunk, then it yielded: not the ~1,700 tokens it was asked for
+    assert outcome["read"] == 64  # one chunk, then it yielded: not the ~1,600 tokens it was asked for
     assert len(shared_prefix_tokens(llm, backend._formatter, [long_system])) > 1000
     assert reply.usage.completion_tokens > 0
 
@@ -374,3 +375,32 @@ def test_what_is_prefilled_is_what_a_local_turn_starts_with() -> None:
     [[prefilled]] = local.prefilled
     assert local.calls[0].messages[0].role == "system"
     assert local.calls[0].messages[0].content == prefilled
+
+
+@pytest.mark.slow
+def test_the_context_opens_small_and_grows_when_a_request_needs_more() -> None:
+    grown = LlamaCppBackend(bundled_model_path(), context_window=1024, start_context=256)
+    grown.preload()
+    grown.wait_loaded()
+    assert grown.open_context == 256 and grown.context_window == 1024
+    long_question = [_msg("user", "Tell me about the lease and the deposit. " * 30)]  # ~270 tokens > 256
+    reply = asyncio.run(grown.chat(long_question, max_tokens=8))
+    assert reply.usage.prompt_tokens > 256 and reply.usage.completion_tokens > 0
+    assert grown.open_context == 512 and grown.reopened == 1  # doubled, not the whole 1024
+    asyncio.run(grown.chat(QUESTION, max_tokens=8))
+    assert grown.reopened == 1  # fits: no second reopen
+    with pytest.raises(ProviderError, match="1024-token context window"):
+        asyncio.run(grown.chat([_msg("user", "word " * 1100)], max_tokens=8))
+    assert _workers() == []
+
+
+@pytest.mark.slow
+def test_a_reopened_context_carries_what_was_read_and_answers_as_a_large_one() -> None:
+    carry = LlamaCppBackend(bundled_model_path(), context_window=1024, start_context=512)
+    question = _msg("user", "What is a deposit on a rented flat?")
+    longer = [_msg("system", "You answer questions about leases. " * 40), question]  # ~260 tokens
+    asyncio.run(carry.chat([longer[0], _msg("user", "Hi")], max_tokens=4))  # reads the system part
+    carried = asyncio.run(carry.chat(longer, max_tokens=300))  # ~560 tokens > 512: reopened
+    assert carry.reopened == 1 and carry.open_context == 1024 and carry.carried > 250
+    large = LlamaCppBackend(bundled_model_path(), context_window=1024, start_context=1024)
+    assert asyncio.run(large.chat(longer, max_tokens=300)).content == carried.content  # greedy: the same

@@ -326,7 +326,7 @@ def test_with_no_local_tier_the_bundled_model_is_the_last_resort_under_a_cap() -
 
     tiers = TierRegistry(
         [priced("mid", mid, PRICEY), priced("small", small, CHEAP)], backend_factory=factory,
-        last_resort=bundled, last_resort_window=4096,
+        last_resort=bundled, local_context=4096,
     )
     spend = cap(0.0)
     loop, log = chat_loop(tiers, spend)
@@ -339,7 +339,7 @@ def test_with_no_local_tier_the_bundled_model_is_the_last_resort_under_a_cap() -
     # Its own window counts: a prompt longer than the local context is refused, not sent.
     roomy = ScriptedBackend(default=Reply("Would have answered."), provider_name="gguf", model_name=BUNDLED_MODEL)
     tight = TierRegistry([priced("mid", mid, PRICEY)], backend_factory=lambda _slot: roomy, last_resort=bundled,
-                         last_resort_window=300)
+                         local_context=300)
     loop, _log = chat_loop(tight, cap(0.0))
     assert turn(loop, conversation(), "Hello.")[-1].status == "error" and mid.calls == [] and roomy.calls == []
 
