@@ -76,8 +76,8 @@ def test_mcp_list_shows_each_server_whether_it_starts_and_its_tools(tmp_path) ->
     ("text", "phrase"),
     [
         ("{broken", "is not valid JSON"),
-        ('{"mcpServers": {"x": {"command": "a", "url": "http://b"}}}', 'exactly one of "command"'),
-        ('{"mcpServers": {"x": {"url": "http://b", "headers": {"A": "${NOT_SET_ANYWHERE}"}}}}', "NOT_SET_ANYWHERE"),
+        ('{"mcpServers": {"x": {"command": "a", "url": "http://127.0.0.1:9"}}}', 'exactly one of "command"'),
+        ('{"mcpServers": {"x": {"url": "http://127.0.0.1:9", "headers": {"A": "${NOT_SET_ANYWHERE}"}}}}', "NOT_SET_ANYWHERE"),
     ],
 )
 def test_a_bad_mcp_json_is_one_line_and_exit_2_for_chat_agent_and_list(tmp_path, text: str, phrase: str) -> None:
