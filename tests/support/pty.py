@@ -30,6 +30,9 @@ def spawn_persona(args: list[str], env: dict[str, str], cwd: Path, screen: list[
     child = pexpect.spawn(
         sys.executable, ["-m", "persona_cli", *args], env=env, cwd=str(cwd), dimensions=(40, 120),
         encoding="utf-8", timeout=timeout,
+        # poll(), not select(): select() cannot watch a descriptor above 1023, and a long in-process
+        # test run holds more than that by the time the e2e tests start.
+        use_poll=True,
     )
     child.logfile_read = ScreenCollector(screen)
     return child
