@@ -21,17 +21,17 @@ def test_unset_url_means_the_embedded_store() -> None:
 
 def test_the_server_variables_are_read_once() -> None:
     env = {
-        "PERSONA_CHROMA_URL": " https://chroma.example.internal:8443/ ",
+        "PERSONA_CHROMA_URL": " https://chroma.example.com:8443/ ",
         "PERSONA_CHROMA_TOKEN": "tok-abcdef-123",
         "PERSONA_CHROMA_TENANT": "team",
         "PERSONA_CHROMA_DATABASE": "personas.v1",
     }
     server = Settings.from_env(env).chroma
     assert server is not None
-    assert (server.url, server.host, server.port, server.ssl) == ("https://chroma.example.internal:8443", "chroma.example.internal", 8443, True)
+    assert (server.url, server.host, server.port, server.ssl) == ("https://chroma.example.com:8443", "chroma.example.com", 8443, True)
     assert (server.tenant, server.database, server.token) == ("team", "personas.v1", "tok-abcdef-123")
     assert "tok-abcdef-123" not in repr(server) and "tok-abcdef-123" not in server.label
-    assert server.label == "https://chroma.example.internal:8443 (team/personas.v1)"
+    assert server.label == "https://chroma.example.com:8443 (team/personas.v1)"
     assert server.secrets == ("tok-abcdef-123",)
 
 
