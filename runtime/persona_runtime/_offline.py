@@ -7,6 +7,9 @@
   file is parsed only when something first asks for the encoding.
 * chromadb telemetry off; the Hugging Face hub never contacted for the bundled
   embedder (``HF_HUB_OFFLINE`` unless the person picked an embedder that needs it).
+* not offline, but installed at the same moment: ``persona.backends``' ``__init__`` (every
+  provider SDK) runs on first use, not on the first import of a submodule
+  (:mod:`persona_runtime.lazy_core`).
 * persona-core's loguru output: it would print every record twice on stderr,
   DEBUG included. :func:`configure_core_logging` sends it to a file instead.
 """
@@ -32,6 +35,9 @@ def install() -> None:
         if _installed:
             return
         _remove_hook()  # we are about to import tiktoken ourselves
+        from persona_runtime import lazy_core
+
+        lazy_core.install()  # before persona.backends is first imported
         os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         _register_offline_cl100k()
