@@ -63,3 +63,32 @@ def llama_server(tmp_path_factory):
 
     with LlamaServer.start(tmp_path_factory.mktemp("llama")) as llama:
         yield llama
+
+
+@pytest.fixture(scope="module")
+def backend():
+    """The bundled SmolLM2 as a LlamaCppBackend (one per process), loading from here on."""
+    from persona_runtime.local_backend import LlamaCppBackend
+
+    b = LlamaCppBackend.shared(None)
+    b.preload()
+    return b
+
+
+@pytest.fixture
+def cached_prefixes(monkeypatch):
+    """(prompt tokens, of which already in the KV cache) for every llama.cpp generation: an
+    observer around the real ``Llama.generate``, which does the reuse itself."""
+    import llama_cpp
+
+    seen: list[tuple[int, int]] = []
+    real = llama_cpp.Llama.generate
+
+    def observed(self, tokens, *args, **kwargs):
+        cached = self.input_ids[: self.n_tokens].tolist()
+        common = next((i for i, (a, b) in enumerate(zip(cached, tokens, strict=False)) if a != b), min(len(cached), len(tokens)))
+        seen.append((len(tokens), common))
+        return real(self, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(llama_cpp.Llama, "generate", observed)
+    return seen

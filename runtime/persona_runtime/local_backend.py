@@ -50,6 +50,7 @@ from persona_runtime.local_model import (
     template_formatter,
     to_llama_messages,
 )
+from persona_runtime.local_prefix import Prefix, read_prefix
 from persona_runtime.settings import (
     DEFAULT_LOCAL_CONTEXT,
     DEFAULT_REPEAT_PENALTY,
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
     from llama_cpp import Llama
     from persona.backends.types import ChatResponse, StreamChunk, ToolSpec
     from persona.schema.conversation import ConversationMessage
+
+    from persona_runtime.prompt_cache import PromptCache
 
 __all__ = [
     "CONTEXT_ENV",
@@ -80,7 +83,6 @@ CONTEXT_ENV = LOCAL_CONTEXT_VAR
 DEFAULT_CONTEXT_WINDOW = DEFAULT_LOCAL_CONTEXT
 WORKER_THREAD_NAME = "persona-llama-generate"
 _LOADER_THREAD_NAME = "persona-llama-load"
-_PREFILL_CHUNK = 64  # tokens per llama.cpp call while prefilling: a waiting request gets the model within ~0.3 s
 
 
 class LlamaCppBackend:
@@ -107,6 +109,9 @@ class LlamaCppBackend:
         self._start_context = min(self._context, start_context)
         #: Times the context was reopened larger, and the tokens the last reopen carried over (tests, bench).
         self.reopened = self.carried = 0
+        #: Tokens of a prefill loaded from the prompt cache on disk (0: read, or none yet).
+        self.loaded_from_disk = 0
+        self._prefix: Prefix | None = None  # what every request starts with, once prefill() has worked it out
         self._repeat_penalty = repeat_penalty if repeat_penalty is not None else local_repeat_penalty_from_env()
         self._threads = n_threads or os.cpu_count() or 1
         self._llm: Llama | None = None
@@ -205,43 +210,39 @@ class LlamaCppBackend:
         finally:
             self._loaded.set()
 
-    def prefill(self, messages: Sequence[ConversationMessage]) -> int:
+    def prefill(self, messages: Sequence[ConversationMessage], cache: PromptCache | None = None) -> int:
         """Read the start every coming request shares, ``messages`` as the chat template renders
         them (e.g. the system message), into the KV cache ahead of time: llama-cpp-python then
         reuses that cached prefix instead of reading it again. On the bundled model a persona's
         system message is ~350 tokens, ~2 s. Blocking: call it on a thread of its own, e.g.
         while the person types. A request arriving meanwhile takes the model over within one
-        chunk; a cache that already starts with this prefix is left alone. Returns the tokens
-        read (0: nothing to do, or no usable model)."""
+        chunk; a cache that already starts with this prefix is left alone. With ``cache``, what
+        an earlier launch read is loaded from disk instead (milliseconds), and a prefix read in
+        full is saved there. Returns the tokens read or loaded (0: nothing to do, or no usable
+        model)."""
         self.preload()
         self._loaded.wait()
         llm = self._llm
         if llm is None or self._formatter is None or not messages:
             return 0
         tokens = shared_prefix_tokens(llm, self._formatter, messages)
-        read = 0
+        if not tokens or len(tokens) >= self._context:
+            return 0
+        self._prefix = prefix = Prefix(to_llama_messages(messages), tokens, cache)
         if not self._exit_hook:
             self._exit_hook = True
             atexit.register(self._stop_prefill)
         with self._model_lock:
             llm = self._llm  # a request may have reopened it larger meanwhile
-            if llm is None or not tokens or len(tokens) >= self._context:
+            if llm is None:
                 return 0
             llm = self._fit(llm, len(tokens) + 1)  # the request will need this much anyway
-            common = 0
-            for have, want in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens, strict=False):
-                if have != want:
-                    break
-                common += 1
-            if common == len(tokens):
-                return 0
-            llm.n_tokens = common  # eval() drops the cache from here on before reading
-            for start in range(common, len(tokens), _PREFILL_CHUNK):
-                if self._request_waiting.is_set() or self._exiting.is_set():
-                    break
-                chunk = tokens[start : start + _PREFILL_CHUNK]
-                llm.eval(chunk)
-                read += len(chunk)
+            return self._read_prefix(llm, prefix, stop=lambda: self._request_waiting.is_set() or self._exiting.is_set())
+
+    def _read_prefix(self, llm: Llama, prefix: Prefix, stop: Callable[[], bool] | None = None) -> int:
+        read, from_disk = read_prefix(llm, prefix, self._path, stop)
+        if from_disk:
+            self.loaded_from_disk = read
         return read
 
     def _fit(self, llm: Llama, needed: int) -> Llama:
@@ -397,6 +398,9 @@ class LlamaCppBackend:
                         ))
                         return
                     llm = self._fit(llm, min(self._context, prompt + request["max_tokens"]))
+                    prefix = self._prefix
+                    if prefix is not None and prefix.starts(request["messages"]):
+                        self._read_prefix(llm, prefix)  # what a prefill left unread (then saved for the next launch)
                     chunks = 0
                     finish: str | None = None
                     stream = llm.create_chat_completion(**request)

@@ -275,7 +275,7 @@ def read_cache(llm: Llama) -> tuple[bytes, list[int]] | None:
 
 
 def restore_cache(llm: Llama, cache: tuple[bytes, list[int]] | None) -> int:
-    """Load a cache from :func:`read_cache` into a freshly opened ``llm``, so the next request
+    """Load a cache from :func:`read_cache` into ``llm`` (replacing what it holds), so the next request
     reuses those tokens instead of reading them again. Returns the tokens restored (0: none)."""
     import ctypes
 
@@ -285,6 +285,8 @@ def restore_cache(llm: Llama, cache: tuple[bytes, list[int]] | None) -> int:
         return 0
     data, tokens = cache
     try:
+        llm.reset()  # whatever it held goes: the state replaces it, not joins it
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
         buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         if llama_cpp.llama_state_seq_set_data(llm.ctx, buffer, len(data), 0) != len(data):
             raise RuntimeError("state not restored")

@@ -105,6 +105,11 @@ class DataPaths:
         return self.root / "conversations"
 
     @property
+    def prompt_cache(self) -> Path:
+        """What local models read of each persona's system message (created on first use)."""
+        return self.root / "cache" / "prompt"
+
+    @property
     def history(self) -> Path:
         """Per-persona REPL input history."""
         return self.root / "history"

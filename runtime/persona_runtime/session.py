@@ -236,8 +236,9 @@ class Session:
     def _prefill(self) -> None:
         try:
             from persona_runtime.prefill import prefill_local_models
+            from persona_runtime.prompt_cache import PromptCache
 
-            prefill_local_models(self.persona, self.tiers)
+            prefill_local_models(self.persona, self.tiers, cache=PromptCache(self.paths.prompt_cache))
         except Exception:  # noqa: BLE001, S110 - only a head start; the first turn reads it anyway
             pass
 

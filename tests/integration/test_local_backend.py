@@ -26,6 +26,7 @@ from persona_runtime.local_backend import (
     to_llama_messages,
 )
 from persona_runtime.local_model import shared_prefix_tokens
+from persona_runtime.prompt_cache import PromptCache, model_identity
 from persona_runtime.testing import ScriptedBackend
 
 
@@ -39,13 +40,6 @@ LONG_ASK = [_msg("user", "Write a long story about a dragon who learns to bake b
 
 def _workers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == WORKER_THREAD_NAME]
-
-
-@pytest.fixture(scope="module")
-def backend() -> LlamaCppBackend:
-    b = LlamaCppBackend.shared(None)
-    b.preload()
-    return b
 
 
 # -- fast: no model load ---------------------------------------------------------------
@@ -248,25 +242,6 @@ def test_a_corrupt_gguf_fails_on_use_with_a_provider_error(tmp_path: Path) -> No
 # -- prefill: the system message read ahead of the first turn ----------------------------
 
 
-@pytest.fixture
-def cached_prefixes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """(prompt tokens, of which already in the KV cache) for every llama.cpp generation: an
-    observer around the real ``Llama.generate``, which does the reuse itself."""
-    import llama_cpp
-
-    seen: list[tuple[int, int]] = []
-    real = llama_cpp.Llama.generate
-
-    def observed(self: llama_cpp.Llama, tokens: list[int], *args: object, **kwargs: object) -> object:
-        cached = self.input_ids[: self.n_tokens].tolist()
-        common = next((i for i, (a, b) in enumerate(zip(cached, tokens, strict=False)) if a != b), min(len(cached), len(tokens)))
-        seen.append((len(tokens), common))
-        return real(self, tokens, *args, **kwargs)
-
-    monkeypatch.setattr(llama_cpp.Llama, "generate", observed)
-    return seen
-
-
 @pytest.mark.slow
 def test_prefill_reads_the_shared_start_once_and_the_next_request_reuses_it(
     backend: LlamaCppBackend, cached_prefixes: list[tuple[int, int]]
@@ -286,7 +261,7 @@ def test_prefill_reads_the_shared_start_once_and_the_next_request_reuses_it(
 
 @pytest.mark.slow
 def test_a_request_takes_the_model_over_from_a_running_prefill(
-    backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
+    backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # ~1,600 tokens: fits the context the model opens with (START_CONTEXT), so it is not reopened.
     long_system = _msg("system", "The tenant read every clause of the lease twice, then wrote to the landlord. " * 100)
@@ -307,15 +282,19 @@ def test_a_request_takes_the_model_over_from_a_running_prefill(
 
     monkeypatch.setattr(llm, "eval", eval_then_hold)
     outcome: dict[str, int] = {}
-    prefill = threading.Thread(target=lambda: outcome.update(read=backend.prefill([long_system])), name="prefill-test")
+    cache = PromptCache(tmp_path / "prompt")
+    prefill = threading.Thread(target=lambda: outcome.update(read=backend.prefill([long_system], cache)), name="prefill-test")
     prefill.start()
     assert first_chunk_read.wait(60)
-    reply = asyncio.run(backend.chat(QUESTION, max_tokens=8))
+    reply = asyncio.run(backend.chat([long_system, *QUESTION], max_tokens=8))
     prefill.join(timeout=60)
     assert not prefill.is_alive()
     assert outcome["read"] == 64  # one chunk, then it yielded: not the ~1,600 tokens it was asked for
-    assert len(shared_prefix_tokens(llm, backend._formatter, [long_system])) > 1000
+    tokens = shared_prefix_tokens(llm, backend._formatter, [long_system])
+    assert len(tokens) > 1000
     assert reply.usage.completion_tokens > 0
+    # The request read the rest of the prefix itself, so it was saved for the next launch.
+    assert cache.load(model_identity(backend.model_path), tokens) is not None
 
 
 class _PrefillRecorder(ScriptedBackend):
@@ -325,7 +304,7 @@ class _PrefillRecorder(ScriptedBackend):
         super().__init__(["hi"], provider_name=provider)
         self.prefilled: list[list[Any]] = []
 
-    def prefill(self, messages: list[ConversationMessage]) -> int:
+    def prefill(self, messages: list[ConversationMessage], cache: object = None) -> int:
         self.prefilled.append([m.content for m in messages])
         return 7
 
