@@ -1,8 +1,9 @@
 """Typed events a turn yields, so a UI can render it without knowing providers.
 
 ``ConversationLoop.turn`` yields these in order: ``MemoryRecalled`` (when the loop has
-memory: what was recalled for this message), ``RoutingDecided`` (and
-``HistoryCompacted`` when history was folded), then any mix of ``TextDelta``,
+memory: what was recalled for this message), ``RoutingDecided`` (and ``HistoryCompacted``
+when history was folded; and a second ``MemoryRecalled``, with fewer entries, when a local
+model's recall budget left some out), then any mix of ``TextDelta``,
 ``ThinkingDelta`` (the model's reasoning, when its provider sends it),
 ``ToolCallStarted`` / ``ToolCallFinished``, ``LoopGuardTriggered``, ``SkillActivated``, ``RetryWaiting``,
 ``FallbackTriggered`` and ``ReplyCut``; and it always ends with exactly one ``TurnFinished``

@@ -59,7 +59,7 @@ from persona_runtime.fallback import AllModelsFailed, failure_message, short_err
 from persona_runtime.history import HistoryWindow
 from persona_runtime.memory import recalled_event
 from persona_runtime.memory_guard import memory_notice
-from persona_runtime.prompt import PromptBuilder, RetrievedContext
+from persona_runtime.prompt import PromptBuilder, RetrievedContext, fit_recall
 from persona_runtime.recorder import EventBus, Subscriber
 from persona_runtime.routing.chat_turn import route_chat_turn
 from persona_runtime.secrets import redact
@@ -252,6 +252,12 @@ class ConversationLoop:
     ) -> AsyncIterator[TurnEvent]:
         window = self.tiers.context_window_for(tier_name)
         reply_tokens, _setting = self.engine.reply_budget(tier_name, slot)
+        recall_budget = self.engine.recall_budget(slot)
+        if recall_budget is not None:
+            context = fit_recall(context, recall_budget)
+        if self.memory is not None and (sent := recalled_event(context)).ids != account.recalled:
+            account.recalled = sent.ids  # the TurnLog names what this model was sent
+            yield sent
         specs = self.tools.specs_for(slot)
         extra.clear()  # the caller's list, so the turn's file line holds the tool calls; a fallback starts again
         skill_content: str | None = None

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from persona.schema.conversation import ConversationMessage
     from persona.schema.persona import Persona
 
-__all__ = ["MESSAGE_OVERHEAD", "BuiltPrompt", "PromptBuilder", "RetrievedContext", "count_tokens"]
+__all__ = ["MESSAGE_OVERHEAD", "BuiltPrompt", "PromptBuilder", "RetrievedContext", "count_tokens", "fit_recall"]
 
 FOOTER = "Stay in character. Cite sources when using tool results."
 # Frames what memory recalled for this message, in front of it, so it is not read as the person's words.
@@ -64,6 +64,43 @@ class RetrievedContext:
     self_facts: tuple[Any, ...] = ()
     worldview: tuple[Any, ...] = ()
     episodic: tuple[Any, ...] = ()
+
+
+def fit_recall(context: RetrievedContext, budget: int, count: Callable[[str], int] = count_tokens) -> RetrievedContext:
+    """``context`` within ``budget`` tokens, for a model that reads prompts slowly (a local GGUF
+    model on CPU reads ~175 tokens/s on two cores, so every recalled token delays the first
+    word). Entries go in by importance: facts about itself, then views, then earlier
+    conversations, each whole while it fits; an earlier conversation is first cut to its
+    opening ``budget // 4`` tokens (its question and the start of the answer)."""
+    clip = max(16, budget // 4)
+    left = budget
+    kept: dict[str, list[Any]] = {"self_facts": [], "worldview": [], "episodic": []}
+    for store, chunks in (("self_facts", context.self_facts), ("worldview", context.worldview), ("episodic", context.episodic)):
+        for chunk in chunks:
+            if store == "episodic":
+                chunk = _clipped(chunk, clip, count)
+            cost = count(chunk.text) + 2  # the bullet and the line break
+            if cost <= left:
+                kept[store].append(chunk)
+                left -= cost
+    return RetrievedContext(
+        identity=context.identity, self_facts=tuple(kept["self_facts"]), worldview=tuple(kept["worldview"]),
+        episodic=tuple(kept["episodic"]),
+    )
+
+
+def _clipped(chunk: Any, limit: int, count: Callable[[str], int]) -> Any:
+    if count(chunk.text) <= limit:
+        return chunk
+    words = chunk.text.split(" ")
+    low, high = 0, len(words)  # the most words whose text (plus the ellipsis) fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        if count(" ".join(words[:mid]) + " …") <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    return chunk.model_copy(update={"text": " ".join(words[:low]) + " …"})
 
 
 @dataclass(frozen=True, slots=True)

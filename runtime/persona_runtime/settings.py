@@ -65,6 +65,9 @@ class Settings:
     #: Reply cap on local GGUF models, chat and agent alike (``PERSONA_LOCAL_REPLY_TOKENS``):
     #: small local models ramble, at tens of tokens a second. A reply cut by it says so.
     local_reply_tokens: int = 384
+    #: What memory may add to a local GGUF model's prompt, in tokens (``PERSONA_LOCAL_RECALL_TOKENS``):
+    #: on CPU it reads ~175 prompt tokens/s on two cores, so each recalled token delays the first word.
+    local_recall_tokens: int = 192
     #: Tool-call rounds per chat turn before the model must answer (``PERSONA_MAX_TOOL_ROUNDS``).
     max_tool_rounds: int = 5
     #: One tool call's time limit (``PERSONA_TOOL_TIMEOUT_S``).
@@ -119,6 +122,7 @@ class Settings:
             embedder=embedder_kind_from_env(source),
             reply_tokens=_positive_int(source, "PERSONA_MAX_REPLY_TOKENS", 1024),
             local_reply_tokens=_positive_int(source, "PERSONA_LOCAL_REPLY_TOKENS", 384),
+            local_recall_tokens=_positive_int(source, "PERSONA_LOCAL_RECALL_TOKENS", 192),
             max_tool_rounds=_whole_number(source, "PERSONA_MAX_TOOL_ROUNDS", 5),
             tool_timeout_s=float(_positive_int(source, "PERSONA_TOOL_TIMEOUT_S", 60)),
             mcp_start_wait_s=float(_whole_number(source, "PERSONA_MCP_START_WAIT_S", 5)),
@@ -146,7 +150,8 @@ class Settings:
         from persona_runtime.engine.engine import EngineOptions
 
         return EngineOptions(
-            reply_tokens=self.reply_tokens, local_reply_tokens=self.local_reply_tokens, tool_timeout_s=self.tool_timeout_s
+            reply_tokens=self.reply_tokens, local_reply_tokens=self.local_reply_tokens,
+            local_recall_tokens=self.local_recall_tokens, tool_timeout_s=self.tool_timeout_s,
         )
 
     def spend_limits(self) -> SpendLimits:

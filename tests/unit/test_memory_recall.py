@@ -20,12 +20,17 @@ from persona_runtime.turnlog import MemoryTurnLogWriter
 from tests.support.memory import open_memory
 
 
-def _turn(tmp_path, text: str = "tell me about the boat"):
+def _turn(tmp_path, text: str = "tell me about the boat", backend: ScriptedBackend | None = None, **options):
+    from persona_runtime.engine.engine import EngineOptions
+
     memory = open_memory(tmp_path)
     note = MemoryAdmin(memory).add("episodic", "The person's boat is called Tern.")
-    tiers = TierRegistry([TierConfig.from_backend("mid", ScriptedBackend([Reply("Sure.")]))])
+    backend = backend or ScriptedBackend([Reply("Sure.")])
+    tiers = TierRegistry([TierConfig.from_backend("mid", backend)])
     log = MemoryTurnLogWriter()
-    loop = ConversationLoop(persona=memory.persona, tiers=tiers, memory=memory, turn_log=log)
+    loop = ConversationLoop(
+        persona=memory.persona, tiers=tiers, memory=memory, turn_log=log, options=EngineOptions(**options)
+    )
     conversation = Conversation(conversation_id="c1", persona_id="tess")
 
     async def collect() -> list[ev.TurnEvent]:
@@ -46,6 +51,23 @@ def test_the_turn_says_what_was_recalled_and_the_turnlog_keeps_the_ids(tmp_path)
     assert tern.first_line == "The person's boat is called Tern." and tern.score is not None and tern.created_at is not None
     assert set(log.logs[0].recalled) == {e.id for e in entries} and note.id in log.logs[0].recalled
     assert '"recalled":[' in log.logs[0].to_json_line()
+
+
+def test_a_local_model_is_sent_what_fits_its_recall_budget_and_the_turnlog_says_so(tmp_path) -> None:
+    local = ScriptedBackend([Reply("Sure.")], provider_name="gguf")
+    events, log, note, _loop = _turn(tmp_path, backend=local, local_recall_tokens=12)
+    first, sent = [e for e in events if isinstance(e, ev.MemoryRecalled)]
+    assert note.id in first.ids and len(sent.ids) < len(first.ids)  # recalled, then trimmed for this model
+    assert log.logs[0].recalled == sent.ids
+    prompt = local.last_messages[-1].content
+    left_out = [e.first_line for e in first.entries if e.id not in sent.ids]
+    assert left_out and not any(line.split(": ", 1)[-1] in prompt for line in left_out)
+
+
+def test_a_remote_model_gets_everything_recalled(tmp_path) -> None:
+    events, log, _note, _loop = _turn(tmp_path, local_recall_tokens=12)
+    [recalled] = [e for e in events if isinstance(e, ev.MemoryRecalled)]
+    assert log.logs[0].recalled == recalled.ids and len(recalled.ids) == 4
 
 
 def test_the_summary_line_counts_by_store() -> None:

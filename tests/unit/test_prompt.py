@@ -110,3 +110,35 @@ def test_interrupted_replies_are_marked_for_the_model() -> None:
 
 def test_token_counting_uses_cl100k_offline() -> None:
     assert count_tokens("hello world") == 2
+
+
+def _words(n: int, word: str = "lease") -> str:
+    return " ".join([word] * n)
+
+
+def test_fit_recall_keeps_facts_then_views_then_clipped_conversations_within_its_budget() -> None:
+    from persona_runtime.prompt import fit_recall
+
+    long_exchange = chunk("USER: " + _words(300, "deposit"))
+    context = RetrievedContext(
+        identity=(chunk("identity: Astrid"),),
+        self_facts=(chunk("self_fact: " + _words(30)),),
+        worldview=(chunk("worldview: " + _words(200)), chunk("worldview: short view")),  # the long one cannot fit
+        episodic=(long_exchange,),
+    )
+    fitted = fit_recall(context, 120)
+    assert fitted.identity == context.identity  # identity is never budgeted here
+    assert fitted.self_facts == context.self_facts
+    assert [c.text for c in fitted.worldview] == ["worldview: short view"]  # a smaller later entry still goes in
+    [clipped] = fitted.episodic
+    assert clipped.id == long_exchange.id and clipped.text.startswith("USER: deposit") and clipped.text.endswith(" …")
+    assert count_tokens(clipped.text) <= 30  # an earlier conversation is cut to a quarter of the budget
+    sent = [*fitted.self_facts, *fitted.worldview, *fitted.episodic]
+    assert sum(count_tokens(c.text) + 2 for c in sent) <= 120
+
+
+def test_fit_recall_leaves_what_fits_as_it_is() -> None:
+    from persona_runtime.prompt import fit_recall
+
+    assert fit_recall(CONTEXT, 1000) == CONTEXT
+    assert fit_recall(CONTEXT, 5) == RetrievedContext()

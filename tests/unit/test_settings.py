@@ -43,7 +43,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "PERSONA_CHROMA_URL": "http://127.0.0.1:8000",
         "PERSONA_MAX_COST_PER_SESSION": "0.25", "PERSONA_MAX_COST_PER_DAY": "3",
         "PERSONA_SHOW_RECALL": "1",
-        "PERSONA_MCP_START_WAIT_S": "0",
+        "PERSONA_MCP_START_WAIT_S": "0", "PERSONA_LOCAL_RECALL_TOKENS": "64",
     }
     settings = Settings.from_env(env)
     assert settings.chroma is not None and settings.chroma.url == "http://127.0.0.1:8000"
@@ -52,10 +52,12 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "history_compact_after": 8, "history_keep_turns": 2, "log_max_bytes": 3 * 1024 * 1024, "log_keep": 0,
         "embedder": "hash", "local_context": 4096, "local_repeat_penalty": 1.1, "data_dir": tmp_path,
         "verbose": True, "max_cost_per_session": 0.25, "max_cost_per_day": 3.0, "allow_unpriced": False,
-        "show_recall": True, "tiers": None, "chroma": None, "mcp_start_wait_s": 0.0,
+        "show_recall": True, "tiers": None, "chroma": None, "mcp_start_wait_s": 0.0, "local_recall_tokens": 64,
     }
     assert [t.name for t in settings.tiers] == ["mid"]
-    assert settings.engine_options() == EngineOptions(reply_tokens=300, local_reply_tokens=200, tool_timeout_s=9.0)
+    assert settings.engine_options() == EngineOptions(
+        reply_tokens=300, local_reply_tokens=200, local_recall_tokens=64, tool_timeout_s=9.0
+    )
     assert settings.data_paths().turn_log == tmp_path / "logs" / "turns.jsonl"
 
 
@@ -69,6 +71,7 @@ def test_an_env_mapping_is_read_instead_of_the_process_environment(monkeypatch: 
 BAD_VALUES = [
     ("PERSONA_MAX_REPLY_TOKENS", "0"), ("PERSONA_MAX_REPLY_TOKENS", "lots"), ("PERSONA_MAX_REPLY_TOKENS", "-3"),
     ("PERSONA_LOCAL_REPLY_TOKENS", "0"), ("PERSONA_LOCAL_REPLY_TOKENS", "all"),
+    ("PERSONA_LOCAL_RECALL_TOKENS", "0"), ("PERSONA_LOCAL_RECALL_TOKENS", "few"),
     ("PERSONA_MAX_TOOL_ROUNDS", "-1"), ("PERSONA_MAX_TOOL_ROUNDS", "many"),
     ("PERSONA_TOOL_TIMEOUT_S", "soon"), ("PERSONA_TOOL_TIMEOUT_S", "0"), ("PERSONA_TOOL_TIMEOUT_S", "1.5"),
     ("PERSONA_REQUEST_TIMEOUT_S", "soon"), ("PERSONA_REQUEST_TIMEOUT_S", "-1"),

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_LOCAL_REPLY_TOKENS", "EngineOptions", "ModelEngine", "Summary"]
 
 DEFAULT_LOCAL_REPLY_TOKENS = 384  # Settings.local_reply_tokens' default too
+DEFAULT_LOCAL_RECALL_TOKENS = 192  # Settings.local_recall_tokens' default too
 REPLY_TOKENS_SETTING = "PERSONA_MAX_REPLY_TOKENS"
 LOCAL_REPLY_TOKENS_SETTING = "PERSONA_LOCAL_REPLY_TOKENS"
 MIN_REPLY_TOKENS = 64
@@ -57,6 +58,8 @@ class EngineOptions:
 
     reply_tokens: int = 1024
     local_reply_tokens: int = DEFAULT_LOCAL_REPLY_TOKENS
+    #: What memory may add to a local GGUF model's prompt, in tokens (it reads prompts slowly).
+    local_recall_tokens: int = DEFAULT_LOCAL_RECALL_TOKENS
     temperature: float = 0.0
     retry_after_max_s: float = 10.0
     tool_timeout_s: float = 60.0
@@ -69,7 +72,7 @@ class EngineOptions:
     def build(self, tiers: TierRegistry, toolbox: Any) -> tuple[ModelEngine, ToolRunner]:
         engine = ModelEngine(
             tiers, reply_tokens=self.reply_tokens, local_reply_tokens=self.local_reply_tokens,
-            temperature=self.temperature, retry_after_max_s=self.retry_after_max_s, spend=self.spend,
+            local_recall_tokens=self.local_recall_tokens, temperature=self.temperature, retry_after_max_s=self.retry_after_max_s, spend=self.spend,
         )
         tools = ToolRunner(toolbox, timeout_s=self.tool_timeout_s, max_chars=self.tool_result_max_chars, loop_guard=self.loop_guard)
         return engine, tools
@@ -89,6 +92,7 @@ class ModelEngine:
         *,
         reply_tokens: int = 1024,
         local_reply_tokens: int = DEFAULT_LOCAL_REPLY_TOKENS,
+        local_recall_tokens: int = DEFAULT_LOCAL_RECALL_TOKENS,
         temperature: float = 0.0,
         retry_after_max_s: float = 10.0,
         spend: SpendCap | None = None,
@@ -117,6 +121,10 @@ class ModelEngine:
         if slot.provider == "gguf" and self.local_reply_tokens < budget:
             return max(1, self.local_reply_tokens), LOCAL_REPLY_TOKENS_SETTING
         return budget, REPLY_TOKENS_SETTING
+
+    def recall_budget(self, slot: ModelSlot) -> int | None:
+        """Tokens memory may add to a prompt for this model (None: only the window limits it)."""
+        return self.local_recall_tokens if slot.provider == "gguf" else None
 
     # -- one request ------------------------------------------------------------------------
 
