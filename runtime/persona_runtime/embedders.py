@@ -59,6 +59,8 @@ class MiniLMEmbedder:
         self._loaded = threading.Event()
         self._started = False
         self._start_lock = threading.Lock()
+        # One recall queries three stores with the same message: it is encoded once.
+        self._last: tuple[str, list[float]] | None = None
 
     @property
     def dimension(self) -> int:
@@ -106,7 +108,13 @@ class MiniLMEmbedder:
         if self._model is None:
             reason = f"{type(self._error).__name__}: {self._error}" if self._error else "unknown error"
             raise RuntimeError(f"the bundled sentence embedder ({self.model_name}) failed to load: {reason}") from self._error
-        return self._model.encode(list(texts)).tolist()  # type: ignore[no-any-return]
+        last = self._last
+        if len(texts) == 1 and last is not None and last[0] == texts[0]:
+            return [list(last[1])]
+        vectors: list[list[float]] = self._model.encode(list(texts)).tolist()
+        if len(texts) == 1:
+            self._last = (texts[0], vectors[0])
+        return vectors
 
 
 @dataclass(frozen=True)

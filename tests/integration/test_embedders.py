@@ -49,6 +49,19 @@ def test_minilm_similarity_is_meaningful(minilm: MiniLMEmbedder) -> None:
     assert related - unrelated > 0.3
 
 
+def test_a_query_encoded_again_is_not_run_through_the_model_again(minilm: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    [first] = minilm.encode([CAT])  # one recall asks three stores with the same message
+    calls: list[list[str]] = []
+    real = minilm._model.encode
+    monkeypatch.setattr(minilm._model, "encode", lambda texts: calls.append(texts) or real(texts))
+    assert minilm.encode([CAT]) == [first]
+    assert calls == []
+    [kitten] = minilm.encode([KITTEN])
+    assert calls == [[KITTEN]] and kitten != first
+    minilm.encode([CAT, KITTEN])  # a batch (memory writes) always runs
+    assert len(calls) == 2
+
+
 @pytest.mark.slow
 def test_minilm_matches_sentence_transformers(minilm: MiniLMEmbedder) -> None:
     """The reference: the same model folder through sentence-transformers (torch), computed once
