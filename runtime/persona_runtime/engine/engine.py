@@ -72,7 +72,8 @@ class EngineOptions:
     def build(self, tiers: TierRegistry, toolbox: Any) -> tuple[ModelEngine, ToolRunner]:
         engine = ModelEngine(
             tiers, reply_tokens=self.reply_tokens, local_reply_tokens=self.local_reply_tokens,
-            local_recall_tokens=self.local_recall_tokens, temperature=self.temperature, retry_after_max_s=self.retry_after_max_s, spend=self.spend,
+            local_recall_tokens=self.local_recall_tokens, temperature=self.temperature,
+            retry_after_max_s=self.retry_after_max_s, spend=self.spend,
         )
         tools = ToolRunner(toolbox, timeout_s=self.tool_timeout_s, max_chars=self.tool_result_max_chars, loop_guard=self.loop_guard)
         return engine, tools
@@ -100,6 +101,7 @@ class ModelEngine:
         self.tiers = tiers
         self.reply_tokens = reply_tokens
         self.local_reply_tokens = local_reply_tokens
+        self.local_recall_tokens = local_recall_tokens
         self.temperature = temperature
         self.retry_after_max_s = retry_after_max_s
         self.spend = spend
