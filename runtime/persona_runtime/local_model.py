@@ -52,6 +52,10 @@ PROVIDER_NAME = "gguf"
 #: 384-token reply) fits in it.
 START_CONTEXT = 2048
 _CONTEXT_STEP = 256  # llama.cpp pads n_ctx up to a multiple of 256
+# Tokens llama.cpp reads per call. It sizes its compute buffer for a whole batch (the attention
+# scores alone are batch x n_ctx x heads floats: 38 MiB at 512 on a 2048-token context); on CPU,
+# batches of 64 read a prompt no slower (measured) and keep ~18 MiB less resident.
+BATCH = 64
 GGUF_MAGIC = b"GGUF"
 MAX_ERROR_CHARS = 200
 
@@ -211,7 +215,9 @@ def open_llama(path: Path, n_ctx: int, n_threads: int) -> Llama:
 
     # verbose=False routes llama.cpp's own logging to a no-op callback, so nothing reaches the
     # terminal. (Redirecting fd 2 instead would be process-wide and swallow other threads' output.)
-    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+    return Llama(
+        model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=BATCH, n_ubatch=BATCH, verbose=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

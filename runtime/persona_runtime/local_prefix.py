@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from persona_runtime.local_model import read_cache, restore_cache
+from persona_runtime.local_model import BATCH, read_cache, restore_cache
 from persona_runtime.prompt_cache import PromptCache, model_identity
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CHUNK", "Prefix", "read_prefix"]
 
-CHUNK = 64  # tokens per llama.cpp call when it may stop: a waiting request gets the model within ~0.3 s
+CHUNK = BATCH  # tokens per llama.cpp call when it may stop: a waiting request gets the model within ~0.3 s
 
 
 @dataclass(frozen=True)

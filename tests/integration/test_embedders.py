@@ -70,8 +70,8 @@ def test_minilm_matches_sentence_transformers(minilm: MiniLMEmbedder) -> None:
     assert texts == minilm_reference.TEXTS and len(expected) == len(texts)
     ours = minilm.encode(texts)
     for text, got, want in zip(texts, ours, expected, strict=True):
-        # The word embeddings are kept as float16 (persona_runtime.minilm): measured, the worst
-        # text is at cosine 0.99999997 and 4e-5 per component from the float32 reference.
+        # The weights are kept as float16 (persona_runtime.minilm): measured, the worst text is
+        # at cosine 0.9999997 and 1.2e-4 per component from the float32 reference.
         assert _cos(got, want) >= 0.99999, text[:40]
         assert max(abs(g - w) for g, w in zip(got, want, strict=True)) < 2e-4, text[:40]
     # Batching (texts sorted and grouped by length) does not change a text's vector.
