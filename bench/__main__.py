@@ -11,14 +11,16 @@ Sections (each is a module here that also runs on its own):
   renderer    our streaming markdown renderer vs a naive Live(Markdown(full_text))
   logs        `persona logs tail -n 20` vs `tail -n 20` on 10 MB / 100 MB / 1 GB; `logs stats`
   memory      peak RSS of `persona chat` idle and after one turn vs `llm chat -m SmolLM2`
+  first_reply  launch to the first reply byte, piped: Astrid already run once / first ever vs `llm`
   memory_server  memory retrieval per turn (p50/p95) and one write, Chroma server on loopback vs embedded
 
 Within a section the contenders alternate run by run (the machines are shared and noisy),
 figures are medians, and each comparison is also a ratio. `--quick` is a smoke check of a few
-minutes (few runs, small sizes); the full run takes about 9 minutes on 2 vCPUs. Run counts
+minutes (few runs, small sizes); the full run takes about 12 minutes on 2 vCPUs. Run counts
 (`--runs`, full / quick): startup 15/3 (--help runs per tool), prompt 5/2 (launches),
 overhead 40/10, throughput 4/1 (rounds) and tokens 192/128 (max reply tokens), renderer 3/1,
-logs 15/3, stats 3/1 and stats_records 1000000/100000, memory 3/1 (rounds).
+logs 15/3, stats 3/1 and stats_records 1000000/100000, memory 3/1 (rounds), memory_server
+200/30, first_reply 5/2 (launches of each contender).
 
 Before anything runs, bytecode is compiled once for our code and all of site-packages (see
 bench.startup.compile_bytecode: PYTHONDONTWRITEBYTECODE is set on these machines).
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-SECTIONS = ("startup", "overhead", "throughput", "renderer", "logs", "memory", "memory_server")
+SECTIONS = ("startup", "overhead", "throughput", "first_reply", "renderer", "logs", "memory", "memory_server")
 RUNS: dict[str, tuple[int, int]] = {  # key -> (full, quick)
     "startup": (15, 3),
     "prompt": (5, 2),
@@ -55,6 +57,7 @@ RUNS: dict[str, tuple[int, int]] = {  # key -> (full, quick)
     "stats_records": (1_000_000, 100_000),
     "memory": (3, 1),
     "memory_server": (200, 30),
+    "first_reply": (5, 2),
 }
 LOG_SIZES = ("10M,100M,1G", "10M,100M")
 RENDERER_SIZES = ((1_000, 5_000, 10_000), (1_000, 5_000))
@@ -335,7 +338,8 @@ def sum_memory(r: dict[str, Any], rep: Report) -> None:
     rep.row("peak RSS, chat idle / after one turn on the bundled model",
             f"{idle['persona']:.0f} / {turn['persona']:.0f} MiB (MiniLM embedder); "
             f"{idle['persona-hash']:.0f} / {turn['persona-hash']:.0f} MiB with `PERSONA_EMBEDDER=hash`",
-            f"`llm chat -m SmolLM2` {idle['llm']:.0f} / {turn['llm']:.0f} MiB", "report", None)  # fmt: skip
+            f"`llm chat -m SmolLM2` {idle['llm']:.0f} / {turn['llm']:.0f} MiB ({turn['persona'] / turn['llm']:.2f}× after one turn)",
+            "≤ 2× llm after one turn", turn["persona"] <= 2 * turn["llm"])  # fmt: skip
     reply = {n: median_of(r, n, "reply_s") for n in idle}
     rep.say(f"  first reply, Enter to the prompt back: ours {secs(reply['persona'])} (hash embedder "
             f"{secs(reply['persona-hash'])}), llm chat {secs(reply['llm'])}")
@@ -360,9 +364,16 @@ def sum_memory_server(r: dict[str, Any], rep: Report) -> None:
     summarise(r, rep)
 
 
+def sum_first_reply(r: dict[str, Any], rep: Report) -> None:
+    from bench.first_reply import summarise
+
+    summarise(r, rep)
+
+
 SUMMARISERS: dict[str, Callable[[dict[str, Any], Report], None]] = {
     "startup": sum_startup, "overhead": sum_overhead, "throughput": sum_throughput,
     "renderer": sum_renderer, "logs": sum_logs, "memory": sum_memory, "memory_server": sum_memory_server,
+    "first_reply": sum_first_reply,
 }  # fmt: skip
 
 
@@ -423,6 +434,10 @@ def run_section(name: str, n: dict[str, int], quick: bool, log_sizes: str) -> di
         from bench import memory_server
 
         return memory_server.run(n["memory_server"])
+    if name == "first_reply":
+        from bench import first_reply
+
+        return first_reply.run(n["first_reply"])
     raise ValueError(name)
 
 

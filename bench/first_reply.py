@@ -86,6 +86,24 @@ def median_of(result: dict[str, Any], name: str, key: str = "first_s") -> float:
     return statistics.median(s[key] for s in result[name]["samples"])
 
 
+def summarise(r: dict[str, Any], rep: Any) -> None:
+    """Lines, README rows and losses (``rep`` is ``bench.__main__.Report``)."""
+    from bench.__main__ import secs
+
+    llm, warm, first = (median_of(r, n) for n in ("llm", "persona", "persona-first"))
+    runs = len(r["llm"]["samples"])
+    rep.say(f"first reply byte from launch, piped, median of {runs} alternating runs:")
+    for name in r:
+        rep.say(f"  {r[name]['label']:42} {secs(median_of(r, name))} (exit {secs(median_of(r, name, 'exit_s'))})")
+    met = warm <= GOAL * llm
+    rep.row("first reply byte, piped, from launch: Astrid, already run once (memory indexed, prompt cached)",
+            f"`persona chat` {secs(warm)} ({warm / llm:.2f}×); first ever: {secs(first)} ({first / llm:.2f}×)",
+            f"`llm -m SmolLM2` {secs(llm)}, no system prompt", f"≤ {GOAL}× llm", met)  # fmt: skip
+    if not met:
+        rep.lose(f"first reply byte, piped, from launch: `persona chat` {secs(warm)} against `llm`'s {secs(llm)} "
+                 f"({warm / llm:.1f}×, goal ≤ {GOAL}×).")
+
+
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     result = run(runs)

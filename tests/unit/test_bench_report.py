@@ -107,3 +107,15 @@ def test_merged_sections_are_named_with_their_own_date_and_commit(recorded) -> N
     assert f"commit {recorded['machine']['commit']}" in head
     assert "The `logs`, `renderer` rows were measured again on 2031-01-02 at commit abc1234" in head
     assert "load average 9.0 at the start, 8.0 at the end" in head
+
+
+def test_a_slow_first_reply_is_a_missed_goal_and_a_listed_loss(recorded) -> None:
+    data = copy.deepcopy(recorded)
+    runs = data["results"]["first_reply"]
+    llm = sorted(s["first_s"] for s in runs["llm"]["samples"])[len(runs["llm"]["samples"]) // 2]
+    for sample in runs["persona"]["samples"]:
+        sample["first_s"] = 2 * llm  # twice llm's: over the 1.5x goal
+    report = summarise(data)
+    [row] = [r for r in report.rows if r[0].startswith("first reply byte, piped, from launch")]
+    assert row[1].split(" (")[1].startswith("2.00×") and row[3] == "≤ 1.5× llm" and row[4] is False
+    assert any(loss.startswith("first reply byte, piped, from launch:") and "2.0×, goal ≤ 1.5×" in loss for loss in report.losses)
