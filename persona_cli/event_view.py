@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from persona_cli.render import render_notice, render_tool_call, render_tool_result
-from persona_cli.term import sanitize
+from persona_cli.term import console_is_plain, sanitize
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from persona_cli.mdstream import MarkdownStream
+    from persona_cli.plainstream import PlainStream
 
 
 @dataclass
@@ -31,7 +32,7 @@ class EventView:
     info: Console
 
     def __post_init__(self) -> None:
-        self._answer: MarkdownStream | None = None
+        self._answer: MarkdownStream | PlainStream | None = None
         self._thinking_open = False
 
     def handle(self, event: Any) -> None:
@@ -91,9 +92,14 @@ class EventView:
     def write_answer(self, text: str) -> None:
         self.end_thinking()
         if self._answer is None:
-            from persona_cli.mdstream import MarkdownStream
+            if console_is_plain(self.out):  # piped, dumb or NO_COLOR: no markdown to import
+                from persona_cli.plainstream import PlainStream
 
-            self._answer = MarkdownStream(self.out)
+                self._answer = PlainStream(self.out)
+            else:
+                from persona_cli.mdstream import MarkdownStream
+
+                self._answer = MarkdownStream(self.out)
         self._answer.update(text)
 
     def interrupted(self) -> None:

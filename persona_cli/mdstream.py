@@ -29,6 +29,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from persona_cli.mdtail import BSU, ESU, TailPatch, RawControl, markdown_class, redraw_last_line
+from persona_cli.plainstream import PlainStream
 from persona_cli.render import render_notice
 from persona_cli.term import console_is_plain, sanitize
 
@@ -96,9 +97,8 @@ class MarkdownStream:
         self.max_refresh = max_refresh
         self.code_theme = code_theme
         self.plain = console_is_plain(console)
-        # Plain, the model still must not drive a terminal: on one (NO_COLOR, TERM=dumb) or
-        # behind a pipe (`persona chat ... | tee out.txt` shows it on one). Newlines and tabs stay.
-        self._held_cr = ""  # a CR at the end of a delta: half of a CRLF split across two deltas
+        # Plain: written through as it comes (what EventView uses directly on such a console).
+        self._plain = PlainStream(console) if self.plain else None
         self._sync = not console.legacy_windows
         self._clock: Callable[[], float] = time.monotonic
         # Instrumentation (tests and the benchmark read these).
@@ -142,12 +142,8 @@ class MarkdownStream:
         if not delta:
             return
         self._chunks.append(delta)
-        if self.plain:
-            text, self._held_cr = self._held_cr + delta, ""
-            if text.endswith("\r"):
-                text, self._held_cr = text[:-1], "\r"
-            self.console.file.write(sanitize(text))
-            self.console.file.flush()
+        if self._plain is not None:
+            self._plain.update(delta)
             return
         self._pending.append(sanitize(delta))
         if self._clock() - self._last_paint >= self._interval:
@@ -157,8 +153,8 @@ class MarkdownStream:
         if self._finished:
             return
         self._finished = True
-        if self.plain:
-            self._end_plain_line()
+        if self._plain is not None:
+            self._plain.end_line()
         else:
             self._fold_pending()
             try:
@@ -177,8 +173,8 @@ class MarkdownStream:
         """Abandon the partial reply: drop the live tail, start over on the next update."""
         if self._finished:
             return
-        if self.plain:
-            self._end_plain_line()
+        if self._plain is not None:
+            self._plain.discard()
         elif self._live is not None:
             self._tail = []
             self._frame([], stop=True)
@@ -197,15 +193,6 @@ class MarkdownStream:
         self.finish(interrupted=exc_type is not None and issubclass(exc_type, interrupted))
 
     # -- internals --------------------------------------------------------------------------
-
-    def _end_plain_line(self) -> None:
-        if self._held_cr:
-            self.console.file.write(sanitize(self._held_cr))
-            self._held_cr = ""
-        text = self.text
-        if text and not text.endswith("\n"):
-            self.console.file.write("\n")
-            self.console.file.flush()
 
     def _fold_pending(self) -> None:
         if self._pending:

@@ -36,6 +36,7 @@ from persona_runtime.local_model import (
     bundled_model_path,
     check_gguf,
     collect_response,
+    completion_request,
     context_to_open,
     count_prompt_tokens,
     generated_tokens,
@@ -310,20 +311,10 @@ class LlamaCppBackend:
         llm = await self._model()
         from persona.backends.types import StreamChunk, TokenUsage
 
-        request: dict[str, Any] = {
-            "messages": to_llama_messages(messages),
-            "stream": True,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stop": list(stop or []),
-            # Tiny models loop on one word at temperature 0 ("het het het …"); a mild
-            # repetition penalty keeps their replies readable.
-            "repeat_penalty": self._repeat_penalty,
-        }
-        if top_p is not None:
-            request["top_p"] = top_p
-        if top_k is not None:
-            request["top_k"] = top_k
+        request = completion_request(
+            messages, temperature=temperature, max_tokens=max_tokens, stop=stop, top_p=top_p, top_k=top_k,
+            repeat_penalty=self._repeat_penalty,
+        )
 
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()

@@ -140,6 +140,28 @@ def to_llama_messages(messages: Sequence[ConversationMessage]) -> list[dict[str,
     return rest
 
 
+def completion_request(
+    messages: Sequence[ConversationMessage], *, temperature: float, max_tokens: int, stop: list[str] | None,
+    top_p: float | None, top_k: int | None, repeat_penalty: float,
+) -> dict[str, Any]:
+    """The keyword arguments of one streamed ``create_chat_completion``."""
+    request: dict[str, Any] = {
+        "messages": to_llama_messages(messages),
+        "stream": True,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "stop": list(stop or []),
+        # Tiny models loop on one word at temperature 0 ("het het het …"); a mild
+        # repetition penalty keeps their replies readable.
+        "repeat_penalty": repeat_penalty,
+    }
+    if top_p is not None:
+        request["top_p"] = top_p
+    if top_k is not None:
+        request["top_k"] = top_k
+    return request
+
+
 def generated_tokens(evaluated: int, prompt: int, finish: str | None) -> int:
     """Tokens generated, from what llama.cpp evaluated after the prompt.
 

@@ -41,9 +41,9 @@ def test_none_of_the_excluded_packages_is_installed() -> None:
     assert cuda == []
 
 
-def _probe(tmp_path: Path, name: str, *argv: str, stdin: str = "") -> dict[str, list[str]]:
+def _probe(tmp_path: Path, name: str, *argv: str, stdin: str = "", watched: tuple[str, ...] = WATCHED) -> dict[str, list[str]]:
     report = tmp_path / f"{name}.json"
-    command = [sys.executable, "-m", "tests.support.import_probe", str(report), ",".join(WATCHED), "--", *argv]
+    command = [sys.executable, "-m", "tests.support.import_probe", str(report), ",".join(watched), "--", *argv]
     env = clean_env(tmp_path / "home", PERSONA_MAX_REPLY_TOKENS="16")
     done = subprocess.run(command, input=stdin, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert done.returncode in (0, 4), f"{argv}: exit {done.returncode}: {done.stderr[-2000:]}"
@@ -63,3 +63,12 @@ def test_chat_agent_and_logs_never_ask_for_an_excluded_module(tmp_path: Path) ->
     for logs_argv in (["tail"], ["list"], ["show", records[0]["conversation_id"]], ["stats"], ["path"]):
         reports["logs " + logs_argv[0]] = _probe(tmp_path, "logs-" + logs_argv[0], "logs", *logs_argv)
     assert {path: report for path, report in reports.items() if report["asked"] or report["loaded"]} == {}
+
+
+@pytest.mark.slow
+def test_a_piped_chat_on_the_bundled_model_loads_no_provider_sdk_and_no_markdown(tmp_path: Path) -> None:
+    """Both are seconds of start-up and tens of MiB: the provider SDKs come with persona.backends'
+    __init__ (runtime/persona_runtime/lazy_core.py), markdown with the terminal renderer."""
+    heavy = ("openai", "anthropic", "markdown_it")  # (pygments comes anyway: chromadb imports httpx, which imports it)
+    report = _probe(tmp_path, "piped", "chat", str(REPO / "personas" / "astrid.yaml"), stdin="Hei!\n", watched=heavy)
+    assert report == {"asked": [], "loaded": []}
