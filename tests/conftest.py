@@ -14,6 +14,13 @@ _offline.configure_core_logging(None)
 import pytest  # noqa: E402
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # PERSONA_FD_TRACE=1 (or a path): count open file descriptors around every test.
+    from tests.support import fdtrace
+
+    fdtrace.configure(config)
+
+
 @pytest.fixture(autouse=True)
 def _restore_environ():
     """Commands load .env files into os.environ; no test may leak variables into the next."""
