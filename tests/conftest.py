@@ -39,6 +39,16 @@ def log(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def memories():
+    """Opens PersonaMemory stores for a test and closes them at teardown (tests/support/memory.py)."""
+    from tests.support.memory import Memories
+
+    opened = Memories()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
 def server():
     """A scripted OpenAI-compatible server on 127.0.0.1 (tests/support/openai_server.py)."""
     from tests.support.openai_server import ScriptedOpenAIServer

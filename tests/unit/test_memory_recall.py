@@ -17,11 +17,10 @@ from persona_runtime.memory_admin import MemoryAdmin
 from persona_runtime.testing import Reply, ScriptedBackend
 from persona_runtime.tier import TierConfig, TierRegistry
 from persona_runtime.turnlog import MemoryTurnLogWriter
-from tests.support.memory import open_memory
 
 
-def _turn(tmp_path, text: str = "tell me about the boat"):
-    memory = open_memory(tmp_path)
+def _turn(tmp_path, memories, text: str = "tell me about the boat"):
+    memory = memories.open(tmp_path)
     note = MemoryAdmin(memory).add("episodic", "The person's boat is called Tern.")
     tiers = TierRegistry([TierConfig.from_backend("mid", ScriptedBackend([Reply("Sure.")]))])
     log = MemoryTurnLogWriter()
@@ -34,8 +33,8 @@ def _turn(tmp_path, text: str = "tell me about the boat"):
     return asyncio.run(collect()), log, note, loop
 
 
-def test_the_turn_says_what_was_recalled_and_the_turnlog_keeps_the_ids(tmp_path) -> None:
-    events, log, note, _loop = _turn(tmp_path)
+def test_the_turn_says_what_was_recalled_and_the_turnlog_keeps_the_ids(tmp_path, memories) -> None:
+    events, log, note, _loop = _turn(tmp_path, memories)
     recalled = [e for e in events if isinstance(e, ev.MemoryRecalled)]
     assert len(recalled) == 1 and events.index(recalled[0]) < next(
         i for i, e in enumerate(events) if isinstance(e, ev.RoutingDecided)
@@ -62,10 +61,10 @@ def _consoles() -> tuple[Console, io.StringIO]:
     return Console(file=buffer, width=200, force_terminal=False, color_system=None), buffer
 
 
-def test_turn_view_prints_the_summary_only_when_asked(tmp_path) -> None:
+def test_turn_view_prints_the_summary_only_when_asked(tmp_path, memories) -> None:
     from persona_cli.turn_view import TurnView
 
-    events, _log, _note, _loop = _turn(tmp_path)
+    events, _log, _note, _loop = _turn(tmp_path, memories)
     for show in (True, False):
         out, _ = _consoles()
         info, buffer = _consoles()
@@ -89,10 +88,10 @@ def _slash_ctx(loop: ConversationLoop, last_recall=None):
     return ctx, buffer
 
 
-def test_why_lists_the_last_turns_recall_and_forget_and_remember_change_memory(tmp_path) -> None:
+def test_why_lists_the_last_turns_recall_and_forget_and_remember_change_memory(tmp_path, memories) -> None:
     from persona_cli.slash import handle_slash
 
-    events, _log, note, loop = _turn(tmp_path)
+    events, _log, note, loop = _turn(tmp_path, memories)
     recalled = next(e for e in events if isinstance(e, ev.MemoryRecalled))
     ctx, buffer = _slash_ctx(loop, recalled)
     asyncio.run(handle_slash(ctx, "/why"))
@@ -112,10 +111,10 @@ def test_why_lists_the_last_turns_recall_and_forget_and_remember_change_memory(t
     assert "remembered as a self fact" in out and "forgot episodic::" in out and "The mast was replaced in May." in out.split("forgot")[1]
 
 
-def test_why_before_any_turn_and_recall_toggle(tmp_path) -> None:
+def test_why_before_any_turn_and_recall_toggle(tmp_path, memories) -> None:
     from persona_cli.slash import handle_slash
 
-    _events, _log, _note, loop = _turn(tmp_path)
+    _events, _log, _note, loop = _turn(tmp_path, memories)
     ctx, buffer = _slash_ctx(loop)
     asyncio.run(handle_slash(ctx, "/why"))
     asyncio.run(handle_slash(ctx, "/forget no-such-entry"))
