@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from persona_runtime.paths import DataPaths
     from persona_runtime.session import Session
 
-__all__ = ["load_persona", "open_session", "prepare_data_dir", "setup_errors_exit_2"]
+__all__ = ["closed_on_error", "load_persona", "open_session", "prepare_data_dir", "setup_errors_exit_2"]
 
 
 @contextmanager
@@ -30,6 +30,19 @@ def setup_errors_exit_2() -> Iterator[None]:
         yield
     except SetupError as exc:
         raise CliError(str(exc), USAGE) from None
+
+
+@contextmanager
+def closed_on_error(session: Session) -> Iterator[None]:
+    """Close ``session`` if what runs inside fails (a bad --resume id) before a turn owns it: its
+    background load would keep the memory store open for the rest of an in-process caller."""
+    try:
+        yield
+    except BaseException:
+        import asyncio
+
+        asyncio.run(session.aclose())
+        raise
 
 
 def open_session(

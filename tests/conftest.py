@@ -14,6 +14,13 @@ _offline.configure_core_logging(None)
 import pytest  # noqa: E402
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # PERSONA_FD_TRACE=1 (or a path): count open file descriptors around every test.
+    from tests.support import fdtrace
+
+    fdtrace.configure(config)
+
+
 @pytest.fixture(autouse=True)
 def _restore_environ():
     """Commands load .env files into os.environ; no test may leak variables into the next."""
@@ -29,6 +36,16 @@ def log(tmp_path, monkeypatch):
     monkeypatch.setenv("PERSONA_HOME", str(tmp_path))
     monkeypatch.delenv("NO_COLOR", raising=False)
     return tmp_path / "logs" / "turns.jsonl"
+
+
+@pytest.fixture
+def memories():
+    """Opens PersonaMemory stores for a test and closes them at teardown (tests/support/memory.py)."""
+    from tests.support.memory import Memories
+
+    opened = Memories()
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

@@ -111,12 +111,14 @@ def agent(
     if policy == "ask" and not interactive:
         raise CliError("--on-ask ask needs a terminal on stdin; use --answers FILE or --on-ask fail|proceed", USAGE)
 
+    import asyncio
+
     from persona_cli.compose import open_session
 
     session = open_session(persona_file, max_cost=max_cost, allow_unpriced=allow_unpriced, mcp_config=mcp_config)
     if stored is not None and stored.persona_id != session.persona_id:
+        asyncio.run(session.aclose())  # it started loading: let go of the memory store it opens
         raise CliError(f"run {stored.id} belongs to persona {stored.persona_id!r}, not {session.persona_id!r}", USAGE)
-    import asyncio
 
     code = asyncio.run(
         _run(

@@ -71,7 +71,7 @@ def chat(
         from persona_cli.app import load_env_file
 
         load_env_file(env_file)
-    from persona_cli.compose import open_session
+    from persona_cli.compose import closed_on_error, open_session
 
     interactive = sys.stdin.isatty() and message is None
     session = open_session(persona_file, start=not interactive and not list_, max_cost=max_cost, allow_unpriced=allow_unpriced, mcp_config=mcp_config)
@@ -82,7 +82,8 @@ def chat(
         out, _info = make_consoles(info_to_stderr=True)
         render_list(out, session.list_conversations(), as_json=as_json)
         raise typer.Exit(0)
-    conversation = _stored_conversation(session, continue_=continue_, resume=resume, interactive=interactive)
+    with closed_on_error(session):
+        conversation = _stored_conversation(session, continue_=continue_, resume=resume, interactive=interactive)
     import asyncio
 
     if message is not None:

@@ -55,6 +55,8 @@ def _opened(persona_file: Path) -> Iterator[MemoryAdmin]:
         from persona_runtime.memory_guard import describe_fault
 
         raise CliError(describe_fault(exc, admin.memory.root or Path("."))) from None
+    finally:
+        admin.close()  # in-process callers (tests, a library user) open many in one process
 
 
 def _stores(store: str | None, default: tuple[str, ...] = STORE_NAMES) -> tuple[str, ...]:

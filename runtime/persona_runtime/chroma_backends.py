@@ -14,6 +14,7 @@ folder is already keyed by the embedder.)
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from persona.stores.embedder import Embedder
 
 __all__ = ["EMBEDDER_DIMENSION", "EMBEDDER_KEY", "LocalChroma", "ServerChroma", "check_embedder", "embedder_name"]
+
+#: Held while a client is made or closed: chromadb looks up, makes and stops the System it
+#: shares per path without a lock, and two sessions opening one store at once (each on its
+#: loader thread) broke it for both (KeyError, "no attribute 'bindings'").
+_SHARED_SYSTEMS = threading.Lock()
 
 EMBEDDER_KEY = "persona_embedder"
 EMBEDDER_DIMENSION = "persona_embedder_dimension"
@@ -56,7 +62,8 @@ class LocalChroma(ChromaBackend):
     one call (a persona with 10,000 self facts never started), so larger writes go in batches."""
 
     def __init__(self, *, persist_path: Path, embedder: Embedder) -> None:
-        super().__init__(persist_path=persist_path, embedder=embedder)
+        with _SHARED_SYSTEMS:
+            super().__init__(persist_path=persist_path, embedder=embedder)
         self.embedder_key = embedder_name(embedder)
 
     @property
@@ -95,6 +102,16 @@ class LocalChroma(ChromaBackend):
         for start in range(0, len(chunks), size):
             super().upsert(persona_id=persona_id, store_kind=store_kind, chunks=chunks[start : start + size])
 
+    def close(self) -> None:
+        """Let go of the store; idempotent. chromadb shares one System per path among its clients
+        (SQLite connections, the HNSW files, a Rust runtime: ~17 descriptors) and stops it when
+        the last of them closes, so another store still open on the same path keeps working."""
+        with _SHARED_SYSTEMS:
+            client = self.__dict__.get("_client")
+            if client is not None and not isinstance(client, _Closed):
+                self._client = _Closed(self.where)
+                client.close()
+
 
 class ServerChroma(LocalChroma):
     """The transport on a Chroma server. Construction makes no request."""
@@ -117,6 +134,16 @@ class ServerChroma(LocalChroma):
         if self._http is None:
             self._http = make_client(self.server)
         return self._http
+
+    def close(self) -> None:
+        """Close the HTTP client (its connection pool), if one was made; idempotent."""
+        http, self._http = self._http, _Closed(self.where)
+        self._collections.clear()
+        if http is not None and not isinstance(http, _Closed):
+            session = getattr(getattr(http, "_server", None), "_session", None)
+            http.close()
+            if session is not None:
+                session.close()  # chromadb's HTTP client leaves its httpx session open on close()
 
     def _collection(self, persona_id: str, store_kind: str) -> Any:
         name = collection_name_for(persona_id, store_kind)
@@ -145,3 +172,15 @@ class ServerChroma(LocalChroma):
             if is_unreachable(exc):
                 raise MemoryServerDown(unreachable_message(self.server, exc)) from None
             raise
+
+
+class _Closed:
+    """What a closed store's client becomes: any use says so, rather than opening it again."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(f"the memory store at {self._where} is closed")

@@ -93,17 +93,34 @@ class PersonaMemory:
             queue = MemoryQueue((queue_dir if queue_dir is not None else root / "queue") / f"{pid}.jsonl")
         else:
             chroma = LocalChroma(persist_path=root, embedder=embedder)
-        audit = JSONLAuditLogger(audit_root)
-        stores = {
-            "identity": IdentityStore(backend=chroma, audit_logger=audit),
-            "self_facts": SelfFactsStore(backend=chroma, audit_logger=audit),
-            "worldview": WorldviewStore(backend=chroma, audit_logger=audit),
-            "episodic": EpisodicStore(backend=chroma, audit_logger=audit),
-        }
-        registry = PersonaRegistry(stores=stores, audit_logger=audit)
+        try:
+            audit = JSONLAuditLogger(audit_root)
+            stores = {
+                "identity": IdentityStore(backend=chroma, audit_logger=audit),
+                "self_facts": SelfFactsStore(backend=chroma, audit_logger=audit),
+                "worldview": WorldviewStore(backend=chroma, audit_logger=audit),
+                "episodic": EpisodicStore(backend=chroma, audit_logger=audit),
+            }
+            registry = PersonaRegistry(stores=stores, audit_logger=audit)
+        except BaseException:
+            chroma.close()
+            raise
         if server is not None:
             return cls(persona, stores, registry=registry, backend=chroma, queue=queue, marker_dir=root)
         return cls(persona, stores, registry=registry, root=root, backend=chroma)
+
+    def close(self) -> None:
+        """Let go of the Chroma store (embedded: its SQLite and HNSW files; on a server: the
+        HTTP client); idempotent. Using the memory afterwards raises."""
+        closer = getattr(self.backend, "close", None)
+        if closer is not None:
+            closer()
+
+    def __enter__(self) -> PersonaMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def load(self) -> None:
         """Index the persona's YAML content into the stores, unless this very content was

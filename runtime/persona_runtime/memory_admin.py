@@ -128,6 +128,16 @@ class MemoryAdmin:
         self.notices: list[str] = []
         self._yaml_id = re.compile(rf"^{re.escape(self.pid)}::(identity|self_facts|worldview|episodic)::\d{{4}}$")
 
+    def close(self) -> None:
+        """Close the store (:meth:`PersonaMemory.close`); idempotent."""
+        self.memory.close()
+
+    def __enter__(self) -> MemoryAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- reading -------------------------------------------------------------------------
 
     def entry(self, store: str, chunk: Any, score: float | None = None) -> MemoryEntry:

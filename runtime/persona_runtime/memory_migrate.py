@@ -48,14 +48,24 @@ def migrate_memory(
     """Copy ``persona_id``'s memory from ``local_root`` to ``server`` (``to_server``) or back.
     ``embedder`` is only asked for its name and dimension. Raises ``MemoryServerDown`` when the
     server cannot be reached and ``EmbedderMismatch`` when either end holds another embedder's vectors."""
-    from persona_runtime.chroma_backends import LocalChroma, ServerChroma, check_embedder, embedder_name
+    from persona_runtime.chroma_backends import LocalChroma, ServerChroma, embedder_name
     from persona_runtime.paths import ensure_private_dir
 
     named = _NamedEmbedder(embedder_name(embedder), int(embedder.dimension))
     ensure_private_dir(local_root)
     local = LocalChroma(persist_path=local_root, embedder=named)  # type: ignore[arg-type]
     remote = ServerChroma(server=server, embedder=named)  # type: ignore[arg-type]
-    source, destination = (local, remote) if to_server else (remote, local)
+    try:
+        return _copy(persona_id, named, (local, remote) if to_server else (remote, local))
+    finally:
+        local.close()
+        remote.close()
+
+
+def _copy(persona_id: str, named: _NamedEmbedder, ends: tuple[Any, Any]) -> MigrationResult:
+    from persona_runtime.chroma_backends import check_embedder
+
+    source, destination = ends
     copied = already = 0
     for kind in _KINDS:
         from_collection = source.existing_collection(persona_id, kind)

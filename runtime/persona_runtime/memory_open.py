@@ -29,11 +29,13 @@ def open_memory(session: Session) -> tuple[PersonaMemory | None, list[str]]:
         return open_server_memory(session)
     store = session.paths.memory(choice.key)
     notices = [notice] if (notice := set_aside_if_broken(store)) else []
-    memory: PersonaMemory | None
+    memory: PersonaMemory | None = None
     try:
         memory = PersonaMemory.open(session.persona, root=store, embedder=choice.embedder, audit_root=session.paths.audit)
         memory.load()
     except Exception as exc:  # noqa: BLE001 - a broken store turns memory off, never the chat
+        if memory is not None:
+            memory.close()  # nobody else will: its SQLite and HNSW files would stay open
         memory = None
         notices.append(MEMORY_OFF + describe_fault(exc, store))
     return memory, notices
@@ -62,5 +64,6 @@ def open_server_memory(session: Session) -> tuple[PersonaMemory | None, list[str
         waiting = f"; {memory.pending_writes} earlier memories wait on disk" if memory.pending_writes else ""
         return memory, [redact(f"memory is off until the server is back: {exc}; what this chat should remember is queued{waiting}", server.secrets)]
     except Exception as exc:  # noqa: BLE001 - another embedder's vectors, a missing database ...
+        memory.close()
         return None, [redact(MEMORY_OFF + " ".join(str(exc).split())[:300], server.secrets)]
     return memory, []

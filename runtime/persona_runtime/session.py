@@ -351,7 +351,9 @@ class Session:
         return JSONLTurnLogWriter(self.paths.turn_log, max_bytes=self.settings.log_max_bytes, keep=self.settings.log_keep)
 
     async def aclose(self) -> None:
-        """Stop the MCP servers, close every model backend; safe to call more than once."""
+        """Stop the MCP servers, close every model backend and the memory store (a load still
+        running closes it when done); safe to call more than once."""
+        self._heavy.add_done_callback(_close_memory)
         if self.mcp is not None and self.mcp.hub is not None:
             await self.mcp.hub.aclose()
         for client in self.mcp_clients:
@@ -365,6 +367,11 @@ class Session:
 
 
 # -- the heavy parts (loader thread) -----------------------------------------------------------
+
+
+def _close_memory(heavy: Future[HeavyParts]) -> None:
+    if not heavy.cancelled() and heavy.exception() is None and (memory := heavy.result().memory) is not None:
+        memory.close()
 
 
 def warm_shared_imports() -> None:

@@ -26,20 +26,21 @@ class OtherEmbedder(HashEmbedder):
         self.model_name = "other-embedder"
 
 
-def open_memory(home: Path, server: ChromaServer, embedder=None) -> PersonaMemory:
-    return PersonaMemory.open(
+def open_memory(memories, home: Path, server: ChromaServer, embedder=None) -> PersonaMemory:
+    """Memory on ``server``, closed at the test's teardown (the ``memories`` fixture)."""
+    return memories.keep(PersonaMemory.open(
         PERSONA, root=home / "marker", embedder=embedder or HashEmbedder(), audit_root=home / "audit",
         server=server, queue_dir=home / "queue",
-    )
+    ))
 
 
 def episodic_texts(memory: PersonaMemory) -> list[str]:
     return sorted(c.text for c in memory.stores["episodic"].get_all(memory.persona_id))
 
 
-def test_what_one_client_is_told_the_other_recalls(chroma_server, tmp_path) -> None:
+def test_what_one_client_is_told_the_other_recalls(chroma_server, tmp_path, memories) -> None:
     server = ChromaServer.parse(chroma_server.url)
-    laptop, desktop = open_memory(tmp_path / "a", server), open_memory(tmp_path / "b", server)
+    laptop, desktop = open_memory(memories, tmp_path / "a", server), open_memory(memories, tmp_path / "b", server)
     laptop.load()
     desktop.load()  # the same persona indexed twice: deterministic ids, so nothing doubles
     assert len(laptop.stores["identity"].get_all(PERSONA.persona_id)) == len(desktop.retrieve("x").identity)
@@ -47,9 +48,9 @@ def test_what_one_client_is_told_the_other_recalls(chroma_server, tmp_path) -> N
     assert [c.text for c in desktop.retrieve("boat").episodic] == ["USER: My boat is called Tern."]
 
 
-def test_a_dead_server_queues_writes_tells_once_and_replays_when_back(chroma_server, tmp_path) -> None:
+def test_a_dead_server_queues_writes_tells_once_and_replays_when_back(chroma_server, tmp_path, memories) -> None:
     server = ChromaServer.parse(chroma_server.url)
-    memory = open_memory(tmp_path, server)
+    memory = open_memory(memories, tmp_path, server)
     memory.load()
     memory.remember("USER: one", metadata={}, written_by="test")
     chroma_server.stop()
@@ -69,29 +70,29 @@ def test_a_dead_server_queues_writes_tells_once_and_replays_when_back(chroma_ser
         memory.remember("USER: five", metadata={}, written_by="test")
 
 
-def test_the_next_start_replays_the_queue_once(chroma_server, tmp_path) -> None:
+def test_the_next_start_replays_the_queue_once(chroma_server, tmp_path, memories) -> None:
     server = ChromaServer.parse(chroma_server.url)
-    first = open_memory(tmp_path, server)
+    first = open_memory(memories, tmp_path, server)
     first.load()
     chroma_server.stop()
     with pytest.raises(MemoryServerDown):
         first.remember("USER: queued while down", metadata={}, written_by="test")
     chroma_server.start()
-    second = open_memory(tmp_path, server)  # the next start
+    second = open_memory(memories, tmp_path, server)  # the next start
     second.load()
     assert second.pending_writes == 0
     assert episodic_texts(second) == ["USER: queued while down"]
-    third = open_memory(tmp_path, server)
+    third = open_memory(memories, tmp_path, server)
     third.queue.append("episodic", second.stores["episodic"].get_all(PERSONA.persona_id)[0])  # landed, answer lost
     third.load()
     every_version = third.stores["episodic"].get_all(PERSONA.persona_id, include_superseded=True)
     assert [c.text for c in every_version] == ["USER: queued while down"]  # idempotent: not written twice
 
 
-def test_down_at_start_means_memory_waits_and_indexes_when_back(chroma_server, tmp_path) -> None:
+def test_down_at_start_means_memory_waits_and_indexes_when_back(chroma_server, tmp_path, memories) -> None:
     server = ChromaServer.parse(chroma_server.url)
     chroma_server.stop()
-    memory = open_memory(tmp_path, server)
+    memory = open_memory(memories, tmp_path, server)
     with pytest.raises(MemoryServerDown):
         memory.load()
     assert memory.retrieve("hello").episodic == ()  # told at start (the load's notice): quiet
@@ -99,12 +100,12 @@ def test_down_at_start_means_memory_waits_and_indexes_when_back(chroma_server, t
     assert len(memory.retrieve("hello").identity) > 0  # indexed now that the server is back
 
 
-def test_another_embedder_fails_in_one_line_and_writes_nothing(chroma_server, tmp_path) -> None:
+def test_another_embedder_fails_in_one_line_and_writes_nothing(chroma_server, tmp_path, memories) -> None:
     server = ChromaServer.parse(chroma_server.url)
-    first = open_memory(tmp_path / "a", server)
+    first = open_memory(memories, tmp_path / "a", server)
     first.load()
     first.remember("USER: hash vectors", metadata={}, written_by="test")
-    other = open_memory(tmp_path / "b", server, embedder=OtherEmbedder())
+    other = open_memory(memories, tmp_path / "b", server, embedder=OtherEmbedder())
     with pytest.raises(EmbedderMismatch) as caught:
         other.load()
     message = str(caught.value)
@@ -114,9 +115,9 @@ def test_another_embedder_fails_in_one_line_and_writes_nothing(chroma_server, tm
     assert episodic_texts(first) == ["USER: hash vectors"]
 
 
-def test_migration_both_ways_is_idempotent(chroma_server, tmp_path) -> None:
+def test_migration_both_ways_is_idempotent(chroma_server, tmp_path, memories) -> None:
     local_root = tmp_path / "local-memory"
-    local = PersonaMemory.open(PERSONA, root=local_root, embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    local = memories.keep(PersonaMemory.open(PERSONA, root=local_root, embedder=HashEmbedder(), audit_root=tmp_path / "audit"))
     local.load()
     local.remember("USER: local only", metadata={}, written_by="test")
     total = sum(len(s.get_all(PERSONA.persona_id, include_superseded=True)) for s in local.stores.values())
@@ -125,7 +126,7 @@ def test_migration_both_ways_is_idempotent(chroma_server, tmp_path) -> None:
     assert (up.copied, up.already) == (total, 0)
     again = migrate_memory(PERSONA.persona_id, local_root=local_root, server=server, to_server=True, embedder=HashEmbedder())
     assert (again.copied, again.already) == (0, total)
-    remote = open_memory(tmp_path / "remote", server)
+    remote = open_memory(memories, tmp_path / "remote", server)
     assert [c.text for c in remote.retrieve("local").episodic] == ["USER: local only"]  # vectors came along
     remote.remember("USER: told the server", metadata={}, written_by="test")
     back_root = tmp_path / "back"
@@ -133,7 +134,7 @@ def test_migration_both_ways_is_idempotent(chroma_server, tmp_path) -> None:
     assert (down.copied, down.already) == (total + 1, 0)
     twice = migrate_memory(PERSONA.persona_id, local_root=back_root, server=server, to_server=False, embedder=HashEmbedder())
     assert (twice.copied, twice.already) == (0, total + 1)
-    back = PersonaMemory.open(PERSONA, root=back_root, embedder=HashEmbedder(), audit_root=tmp_path / "audit2")
+    back = memories.keep(PersonaMemory.open(PERSONA, root=back_root, embedder=HashEmbedder(), audit_root=tmp_path / "audit2"))
     assert episodic_texts(back) == ["USER: local only", "USER: told the server"]
     with pytest.raises(EmbedderMismatch):
         migrate_memory(PERSONA.persona_id, local_root=back_root, server=server, to_server=True, embedder=OtherEmbedder())
@@ -164,12 +165,12 @@ def run_persona(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     return int(exited.value.code or 0), out.out, out.err
 
 
-def test_the_migrate_command_copies_and_says_so_in_one_line(chroma_server, tmp_path, monkeypatch, capsys) -> None:
+def test_the_migrate_command_copies_and_says_so_in_one_line(chroma_server, tmp_path, monkeypatch, capsys, memories) -> None:
     astrid = str(REPO / "personas" / "astrid.yaml")
     monkeypatch.setenv("PERSONA_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PERSONA_EMBEDDER", "hash")
     monkeypatch.setenv("PERSONA_CHROMA_TOKEN", "tok-cli-secret-4321")
-    local = PersonaMemory.open(PERSONA, root=tmp_path / "home" / "memory" / "hash", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    local = memories.keep(PersonaMemory.open(PERSONA, root=tmp_path / "home" / "memory" / "hash", embedder=HashEmbedder(), audit_root=tmp_path / "audit"))
     local.load()
     code, out, err = run_persona(["memory", "migrate", astrid, "--to", chroma_server.url], monkeypatch, capsys)
     assert code == 0, err
@@ -252,7 +253,7 @@ def test_the_token_goes_in_the_authorization_header_and_nowhere_else() -> None:
     assert "tok-header-only-8080" not in str(caught.value) and "503" in str(caught.value)
 
 
-def test_a_session_with_another_embedder_is_told_in_one_line_and_writes_nothing(chroma_server, tmp_path) -> None:
+def test_a_session_with_another_embedder_is_told_in_one_line_and_writes_nothing(chroma_server, tmp_path, memories) -> None:
     import asyncio
 
     from persona_runtime.session import open_session
@@ -261,7 +262,7 @@ def test_a_session_with_another_embedder_is_told_in_one_line_and_writes_nothing(
     from persona_runtime.tier import TierConfig, TierRegistry
 
     server = ChromaServer.parse(chroma_server.url)
-    open_memory(tmp_path / "first", server, embedder=OtherEmbedder()).load()  # the server's collections: other-embedder
+    open_memory(memories, tmp_path / "first", server, embedder=OtherEmbedder()).load()  # the server's collections: other-embedder
     session = open_session(
         REPO / "personas" / "astrid.yaml", settings=Settings(data_dir=tmp_path / "home", embedder="hash", chroma=server),
         tiers=TierRegistry([TierConfig.from_backend("mid", ScriptedBackend(["Fine."]))]),
@@ -280,22 +281,22 @@ def test_a_session_with_another_embedder_is_told_in_one_line_and_writes_nothing(
     [notice] = [n for n in notices if "embedder" in n]
     assert notice.startswith("memory is off for this session: the memory collection persona__astrid__")
     assert "'other-embedder'" in notice and "'hash-384'" in notice and "\n" not in notice
-    check = open_memory(tmp_path / "check", server, embedder=OtherEmbedder())
+    check = open_memory(memories, tmp_path / "check", server, embedder=OtherEmbedder())
     assert episodic_texts(check) == []  # nothing of the hash embedder's was written
 
 
-def test_the_indexing_marker_is_not_trusted_when_the_server_lost_the_persona(tmp_path) -> None:
+def test_the_indexing_marker_is_not_trusted_when_the_server_lost_the_persona(tmp_path, memories) -> None:
     from tests.support.chroma_server import ChromaServerProcess
 
     first = ChromaServerProcess(tmp_path / "data-1").start()
     try:
         server = ChromaServer.parse(first.url)
-        open_memory(tmp_path / "home", server).load()  # indexed; the marker is written
+        open_memory(memories, tmp_path / "home", server).load()  # indexed; the marker is written
     finally:
         first.stop()
     wiped = ChromaServerProcess(tmp_path / "data-2", port=first.port).start()  # same URL, empty server
     try:
-        again = open_memory(tmp_path / "home", server)
+        again = open_memory(memories, tmp_path / "home", server)
         again.load()
         assert len(again.retrieve("hello").identity) > 0  # indexed again, not skipped on the marker's word
     finally:

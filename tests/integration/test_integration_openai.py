@@ -51,10 +51,10 @@ def read_log(writer: JSONLTurnLogWriter) -> list[TurnLog]:
     return [TurnLog.model_validate_json(line) for line in writer.path.read_text().splitlines()]
 
 
-def test_streamed_text_over_real_http(server, tmp_path) -> None:
+def test_streamed_text_over_real_http(server, tmp_path, memories) -> None:
     from persona.stores import HashEmbedder
 
-    memory = PersonaMemory.open(PERSONA, root=tmp_path / "mem", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    memory = memories.keep(PersonaMemory.open(PERSONA, root=tmp_path / "mem", embedder=HashEmbedder(), audit_root=tmp_path / "audit"))
     memory.load()
     server.enqueue(Text("Paris is the capital of France.", usage=(40, 7)), model="gpt-4o")
     loop, tiers, writer = build(server, tmp_path, memory=memory)

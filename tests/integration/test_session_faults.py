@@ -108,7 +108,7 @@ def test_unknown_tools_in_the_persona_are_named_once(tmp_path: Path) -> None:
     assert len(notices) == 1 and "web_serch" in notices[0] and "ignored" in notices[0]
 
 
-def test_a_persona_with_more_facts_than_one_chroma_batch_is_indexed_once(tmp_path: Path) -> None:
+def test_a_persona_with_more_facts_than_one_chroma_batch_is_indexed_once(tmp_path: Path, memories) -> None:
     from persona.schema.persona import Persona
     from persona.stores import HashEmbedder
 
@@ -120,7 +120,7 @@ def test_a_persona_with_more_facts_than_one_chroma_batch_is_indexed_once(tmp_pat
     })
 
     def open_memory() -> PersonaMemory:
-        return PersonaMemory.open(big, root=tmp_path / "store", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+        return memories.keep(PersonaMemory.open(big, root=tmp_path / "store", embedder=HashEmbedder(), audit_root=tmp_path / "audit"))
 
     first = open_memory()
     first.load()
@@ -134,7 +134,7 @@ def test_a_persona_with_more_facts_than_one_chroma_batch_is_indexed_once(tmp_pat
     assert again.retrieve("Fact number 42").self_facts  # and memory still answers
 
     changed = Persona.model_validate(big.model_dump() | {"self_facts": [{"fact": "Only one fact now."}]})
-    third = PersonaMemory.open(changed, root=tmp_path / "store", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    third = memories.keep(PersonaMemory.open(changed, root=tmp_path / "store", embedder=HashEmbedder(), audit_root=tmp_path / "audit"))
     third._registry.load_persona = loads.append
     third.load()
     assert loads == [changed]  # new content is indexed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 PERSONA_YAML = """\
 schema_version: "1.0"
@@ -37,3 +38,24 @@ def open_memory(folder: Path, persona_path: Path | None = None):  # noqa: ANN201
     memory = PersonaMemory.open(persona, root=folder / "store", embedder=HashEmbedder(), audit_root=folder / "audit")
     memory.load()
     return memory
+
+
+class Memories:
+    """The stores a test opens, closed at its teardown (the ``memories`` fixture): an open store
+    holds ~17 descriptors (SQLite, HNSW files, chromadb's runtime) for the rest of the run."""
+
+    def __init__(self) -> None:
+        self._opened: list[Any] = []
+
+    def open(self, folder: Path, persona_path: Path | None = None):  # noqa: ANN201 - PersonaMemory
+        """:func:`open_memory`, closed at teardown."""
+        return self.keep(open_memory(folder, persona_path))
+
+    def keep(self, memory: Any) -> Any:
+        """Close ``memory`` (a PersonaMemory, a MemoryAdmin, a Chroma backend) at teardown; returns it."""
+        self._opened.append(memory)
+        return memory
+
+    def close(self) -> None:
+        while self._opened:
+            self._opened.pop().close()

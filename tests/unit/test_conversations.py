@@ -136,8 +136,8 @@ def test_the_loop_stores_each_turn_with_its_tool_calls_but_sends_only_the_exchan
     assert log.logs[0].preview == "what is six times seven?"
 
 
-def test_undo_removes_the_exchange_the_file_turn_and_the_memory_chunk(tmp_path) -> None:
-    memory = PersonaMemory.open(PERSONA, root=tmp_path / "chroma", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+def test_undo_removes_the_exchange_the_file_turn_and_the_memory_chunk(tmp_path, memories) -> None:
+    memory = memories.keep(PersonaMemory.open(PERSONA, root=tmp_path / "chroma", embedder=HashEmbedder(), audit_root=tmp_path / "audit"))
     backend = ScriptedBackend([Reply("Noted."), Reply("Also noted.")])
     loop, store, log = make_loop(tmp_path, backend, memory=memory)
     conversation = Conversation(conversation_id="chat-u", persona_id="tester")

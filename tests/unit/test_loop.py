@@ -317,10 +317,10 @@ def test_history_window_cuts_at_a_user_message_even_after_a_failed_turn() -> Non
     assert HistoryWindow(compact_after=4, keep_recent_turns=9).due(messages, 0) is None  # fewer turns than kept
 
 
-def test_episodic_write_back_and_recall_with_real_chroma(tmp_path) -> None:
+def test_episodic_write_back_and_recall_with_real_chroma(tmp_path, memories) -> None:
     from persona.stores import HashEmbedder
 
-    memory = PersonaMemory.open(PERSONA, root=tmp_path / "chroma", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    memory = memories.keep(PersonaMemory.open(PERSONA, root=tmp_path / "chroma", embedder=HashEmbedder(), audit_root=tmp_path / "audit"))
     memory.load()
     backend = ScriptedBackend(["Noted: your cat is called Pus.", "ok"])
     loop, _ = make_loop(make_tiers(mid=backend), memory=memory)
@@ -335,10 +335,10 @@ def test_episodic_write_back_and_recall_with_real_chroma(tmp_path) -> None:
     assert backend.calls[1].messages[-1].content.endswith("what is my cat called?")
 
 
-def test_interrupted_turn_writes_no_episodic_memory(tmp_path) -> None:
+def test_interrupted_turn_writes_no_episodic_memory(tmp_path, memories) -> None:
     from persona.stores import HashEmbedder
 
-    memory = PersonaMemory.open(PERSONA, root=tmp_path / "chroma", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    memory = memories.keep(PersonaMemory.open(PERSONA, root=tmp_path / "chroma", embedder=HashEmbedder(), audit_root=tmp_path / "audit"))
     memory.load()
     backend = ScriptedBackend([Reply("x y z")])
     loop, _ = make_loop(make_tiers(mid=backend), memory=memory)
@@ -379,11 +379,11 @@ def test_a_message_longer_than_every_context_window_fails_that_turn_only() -> No
     assert [r.status for r in log.logs] == ["error", "ok"]
 
 
-def test_a_secret_in_a_turn_never_reaches_memory(tmp_path, monkeypatch) -> None:
+def test_a_secret_in_a_turn_never_reaches_memory(tmp_path, monkeypatch, memories) -> None:
     from persona.stores import HashEmbedder
 
     monkeypatch.setenv("PERSONA_MID_API_KEY", "env-secret-value-1234")
-    memory = PersonaMemory.open(PERSONA, root=tmp_path / "chroma", embedder=HashEmbedder(), audit_root=tmp_path / "audit")
+    memory = memories.keep(PersonaMemory.open(PERSONA, root=tmp_path / "chroma", embedder=HashEmbedder(), audit_root=tmp_path / "audit"))
     memory.load()
     backend = ScriptedBackend(["Got it: sk-live-abcdefghijkl0123 and env-secret-value-1234 noted."])
     loop, _ = make_loop(make_tiers(mid=backend), memory=memory)

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from persona_runtime.memory_admin import MemoryAdmin, MemoryAdminError, format_age
-from tests.support.memory import PERSONA_YAML, open_memory, write_persona
+from tests.support.memory import PERSONA_YAML, write_persona
 
 
 @pytest.fixture
-def admin(tmp_path) -> MemoryAdmin:
-    return MemoryAdmin(open_memory(tmp_path))
+def admin(tmp_path, memories) -> MemoryAdmin:
+    return MemoryAdmin(memories.open(tmp_path))
 
 
 def test_list_marks_what_the_yaml_defines(admin: MemoryAdmin) -> None:
@@ -79,18 +79,18 @@ def test_identity_cannot_be_forgotten_or_written(admin: MemoryAdmin) -> None:
         admin.add("identity", "name: Someone else")
 
 
-def test_a_forgotten_yaml_entry_comes_back_at_the_next_load(tmp_path) -> None:
-    admin = MemoryAdmin(open_memory(tmp_path))
+def test_a_forgotten_yaml_entry_comes_back_at_the_next_load(tmp_path, memories) -> None:
+    admin = MemoryAdmin(memories.open(tmp_path))
     result = admin.forget(["self_facts::0000"])
     assert [e.id for e in result.returning] == ["tess::self_facts::0000"]
     with pytest.raises(MemoryAdminError):
         admin.find("self_facts::0000")
-    again = MemoryAdmin(open_memory(tmp_path))  # a new chat start: the YAML is indexed again
+    again = MemoryAdmin(memories.open(tmp_path))  # a new chat start: the YAML is indexed again
     assert again.find("self_facts::0000").text == "self_fact: I have sailed for twenty years."
 
 
-def test_a_pinned_out_yaml_entry_stays_out_across_loads_and_renumbering(tmp_path) -> None:
-    admin = MemoryAdmin(open_memory(tmp_path))
+def test_a_pinned_out_yaml_entry_stays_out_across_loads_and_renumbering(tmp_path, memories) -> None:
+    admin = MemoryAdmin(memories.open(tmp_path))
     result = admin.forget(["self_facts::0000"], pin=True)
     assert result.pinned and not result.returning and len(admin.pins()) == 1
     reordered = PERSONA_YAML.replace(
@@ -99,9 +99,9 @@ def test_a_pinned_out_yaml_entry_stays_out_across_loads_and_renumbering(tmp_path
     )
     path = write_persona(tmp_path, reordered)
     for _ in range(2):  # the changed YAML is indexed, then an unchanged start skips indexing
-        texts = [e.text for e in MemoryAdmin(open_memory(tmp_path, path)).list_entries(("self_facts",))]
+        texts = [e.text for e in MemoryAdmin(memories.open(tmp_path, path)).list_entries(("self_facts",))]
         assert "self_fact: I have sailed for twenty years." not in texts and "self_fact: I like knots." in texts
-    back = MemoryAdmin(open_memory(tmp_path, path))
+    back = MemoryAdmin(memories.open(tmp_path, path))
     assert [p.preview for p in back.unpin([back.pins()[0].hash[:6]])] == ["self_fact: I have sailed for twenty years."]
     assert "self_fact: I have sailed for twenty years." in [e.text for e in back.list_entries(("self_facts",))]
 

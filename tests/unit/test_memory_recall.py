@@ -17,13 +17,12 @@ from persona_runtime.memory_admin import MemoryAdmin
 from persona_runtime.testing import Reply, ScriptedBackend
 from persona_runtime.tier import TierConfig, TierRegistry
 from persona_runtime.turnlog import MemoryTurnLogWriter
-from tests.support.memory import open_memory
 
 
-def _turn(tmp_path, text: str = "tell me about the boat", backend: ScriptedBackend | None = None, **options):
+def _turn(tmp_path, memories, text: str = "tell me about the boat", backend: ScriptedBackend | None = None, **options):
     from persona_runtime.engine.engine import EngineOptions
 
-    memory = open_memory(tmp_path)
+    memory = memories.open(tmp_path)
     note = MemoryAdmin(memory).add("episodic", "The person's boat is called Tern.")
     backend = backend or ScriptedBackend([Reply("Sure.")])
     tiers = TierRegistry([TierConfig.from_backend("mid", backend)])
@@ -39,8 +38,8 @@ def _turn(tmp_path, text: str = "tell me about the boat", backend: ScriptedBacke
     return asyncio.run(collect()), log, note, loop
 
 
-def test_the_turn_says_what_was_recalled_and_the_turnlog_keeps_the_ids(tmp_path) -> None:
-    events, log, note, _loop = _turn(tmp_path)
+def test_the_turn_says_what_was_recalled_and_the_turnlog_keeps_the_ids(tmp_path, memories) -> None:
+    events, log, note, _loop = _turn(tmp_path, memories)
     recalled = [e for e in events if isinstance(e, ev.MemoryRecalled)]
     assert len(recalled) == 1 and events.index(recalled[0]) < next(
         i for i, e in enumerate(events) if isinstance(e, ev.RoutingDecided)
@@ -53,9 +52,9 @@ def test_the_turn_says_what_was_recalled_and_the_turnlog_keeps_the_ids(tmp_path)
     assert '"recalled":[' in log.logs[0].to_json_line()
 
 
-def test_a_local_model_is_sent_what_fits_its_recall_budget_and_the_turnlog_says_so(tmp_path) -> None:
+def test_a_local_model_is_sent_what_fits_its_recall_budget_and_the_turnlog_says_so(tmp_path, memories) -> None:
     local = ScriptedBackend([Reply("Sure.")], provider_name="gguf")
-    events, log, note, _loop = _turn(tmp_path, backend=local, local_recall_tokens=12)
+    events, log, note, _loop = _turn(tmp_path, memories, backend=local, local_recall_tokens=12)
     first, sent = [e for e in events if isinstance(e, ev.MemoryRecalled)]
     assert note.id in first.ids and len(sent.ids) < len(first.ids)  # recalled, then trimmed for this model
     assert log.logs[0].recalled == sent.ids
@@ -64,8 +63,8 @@ def test_a_local_model_is_sent_what_fits_its_recall_budget_and_the_turnlog_says_
     assert left_out and not any(line.split(": ", 1)[-1] in prompt for line in left_out)
 
 
-def test_a_remote_model_gets_everything_recalled(tmp_path) -> None:
-    events, log, _note, _loop = _turn(tmp_path, local_recall_tokens=12)
+def test_a_remote_model_gets_everything_recalled(tmp_path, memories) -> None:
+    events, log, _note, _loop = _turn(tmp_path, memories, local_recall_tokens=12)
     [recalled] = [e for e in events if isinstance(e, ev.MemoryRecalled)]
     assert log.logs[0].recalled == recalled.ids and len(recalled.ids) == 4
 
@@ -84,10 +83,10 @@ def _consoles() -> tuple[Console, io.StringIO]:
     return Console(file=buffer, width=200, force_terminal=False, color_system=None), buffer
 
 
-def test_turn_view_prints_the_summary_only_when_asked(tmp_path) -> None:
+def test_turn_view_prints_the_summary_only_when_asked(tmp_path, memories) -> None:
     from persona_cli.turn_view import TurnView
 
-    events, _log, _note, _loop = _turn(tmp_path)
+    events, _log, _note, _loop = _turn(tmp_path, memories)
     for show in (True, False):
         out, _ = _consoles()
         info, buffer = _consoles()
@@ -111,10 +110,10 @@ def _slash_ctx(loop: ConversationLoop, last_recall=None):
     return ctx, buffer
 
 
-def test_why_lists_the_last_turns_recall_and_forget_and_remember_change_memory(tmp_path) -> None:
+def test_why_lists_the_last_turns_recall_and_forget_and_remember_change_memory(tmp_path, memories) -> None:
     from persona_cli.slash import handle_slash
 
-    events, _log, note, loop = _turn(tmp_path)
+    events, _log, note, loop = _turn(tmp_path, memories)
     recalled = next(e for e in events if isinstance(e, ev.MemoryRecalled))
     ctx, buffer = _slash_ctx(loop, recalled)
     asyncio.run(handle_slash(ctx, "/why"))
@@ -134,10 +133,10 @@ def test_why_lists_the_last_turns_recall_and_forget_and_remember_change_memory(t
     assert "remembered as a self fact" in out and "forgot episodic::" in out and "The mast was replaced in May." in out.split("forgot")[1]
 
 
-def test_why_before_any_turn_and_recall_toggle(tmp_path) -> None:
+def test_why_before_any_turn_and_recall_toggle(tmp_path, memories) -> None:
     from persona_cli.slash import handle_slash
 
-    _events, _log, _note, loop = _turn(tmp_path)
+    _events, _log, _note, loop = _turn(tmp_path, memories)
     ctx, buffer = _slash_ctx(loop)
     asyncio.run(handle_slash(ctx, "/why"))
     asyncio.run(handle_slash(ctx, "/forget no-such-entry"))

@@ -94,14 +94,18 @@ def test_a_chat_on_local_models_only_builds_no_toolbox(tmp_path, monkeypatch) ->
     settings = Settings(data_dir=tmp_path, embedder="hash")
     local = settings.tier_registry(backend_factory=lambda slot: ScriptedBackend([], provider_name="gguf"))
     assert not tools_reachable(local)
-    session = open_session(PERSONA, settings=settings, tiers=local)
-    loop = asyncio.run(session.loop())
-    assert loop.toolbox is None and built == []
+
+    async def toolbox_of(session) -> object:
+        try:
+            return (await session.loop()).toolbox
+        finally:
+            await session.aclose()
+
+    assert asyncio.run(toolbox_of(open_session(PERSONA, settings=settings, tiers=local))) is None and built == []
 
     remote = ScriptedBackend([], model_name="gpt", provider_name="openai")
     mixed = settings.tier_registry()
     mixed = type(mixed)([TierConfig.from_backend("mid", remote), TierConfig("small", (ModelSlot("gguf", "bundled"),))])
     assert tools_reachable(mixed)
-    session = open_session(PERSONA, settings=settings, tiers=mixed)
-    asyncio.run(session.loop())
+    asyncio.run(toolbox_of(open_session(PERSONA, settings=settings, tiers=mixed)))
     assert len(built) == 1

@@ -213,6 +213,7 @@ class McpHub:
             thread = self._thread
         if thread is None:
             return
+        atexit.unregister(self.close)  # else every closed hub stays referenced until exit
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
