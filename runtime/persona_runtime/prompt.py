@@ -69,13 +69,14 @@ class RetrievedContext:
 def fit_recall(context: RetrievedContext, budget: int, count: Callable[[str], int] = count_tokens) -> RetrievedContext:
     """``context`` within ``budget`` tokens, for a model that reads prompts slowly (a local GGUF
     model on CPU reads ~175 tokens/s on two cores, so every recalled token delays the first
-    word). Entries go in by importance: facts about itself, then views, then earlier
-    conversations, each whole while it fits; an earlier conversation is first cut to its
-    opening ``budget // 4`` tokens (its question and the start of the answer)."""
+    word). Entries go in by importance: facts about itself, then earlier conversations (what
+    the person said before: remembering them is the point), then views, each whole while it
+    fits; an earlier conversation is first cut to its opening ``budget // 4`` tokens (its
+    question and the start of the answer)."""
     clip = max(16, budget // 4)
     left = budget
     kept: dict[str, list[Any]] = {"self_facts": [], "worldview": [], "episodic": []}
-    for store, chunks in (("self_facts", context.self_facts), ("worldview", context.worldview), ("episodic", context.episodic)):
+    for store, chunks in (("self_facts", context.self_facts), ("episodic", context.episodic), ("worldview", context.worldview)):
         for chunk in chunks:
             if store == "episodic":
                 chunk = _clipped(chunk, clip, count)

@@ -116,23 +116,24 @@ def _words(n: int, word: str = "lease") -> str:
     return " ".join([word] * n)
 
 
-def test_fit_recall_keeps_facts_then_views_then_clipped_conversations_within_its_budget() -> None:
+def test_fit_recall_keeps_facts_then_clipped_conversations_then_views_within_its_budget() -> None:
     from persona_runtime.prompt import fit_recall
 
     long_exchange = chunk("USER: " + _words(300, "deposit"))
     context = RetrievedContext(
         identity=(chunk("identity: Astrid"),),
         self_facts=(chunk("self_fact: " + _words(30)),),
-        worldview=(chunk("worldview: " + _words(200)), chunk("worldview: short view")),  # the long one cannot fit
+        worldview=(chunk("worldview: " + _words(200)), chunk("worldview: short view"), chunk("worldview: " + _words(60))),
         episodic=(long_exchange,),
     )
     fitted = fit_recall(context, 120)
     assert fitted.identity == context.identity  # identity is never budgeted here
     assert fitted.self_facts == context.self_facts
-    assert [c.text for c in fitted.worldview] == ["worldview: short view"]  # a smaller later entry still goes in
     [clipped] = fitted.episodic
     assert clipped.id == long_exchange.id and clipped.text.startswith("USER: deposit") and clipped.text.endswith(" …")
     assert count_tokens(clipped.text) <= 30  # an earlier conversation is cut to a quarter of the budget
+    # Views come last: the long ones no longer fit, a smaller later one still goes in.
+    assert [c.text for c in fitted.worldview] == ["worldview: short view"]
     sent = [*fitted.self_facts, *fitted.worldview, *fitted.episodic]
     assert sum(count_tokens(c.text) + 2 for c in sent) <= 120
 
