@@ -47,7 +47,7 @@ def launch(cmd: list[str], env: dict[str, str], stdin: str) -> dict[str, float]:
     proc.stdin.write(stdin.encode())
     proc.stdin.close()
     first = 0.0
-    while chunk := os.read(proc.stdout.fileno(), 65536):
+    while os.read(proc.stdout.fileno(), 65536):
         first = first or time.perf_counter() - started
     if proc.wait() != 0 or not first:
         raise RuntimeError(f"{' '.join(cmd[:3])} exited {proc.returncode} with {'no' if not first else 'some'} output")
