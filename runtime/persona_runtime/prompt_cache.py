@@ -7,8 +7,9 @@ launch saves it and later ones load it in milliseconds (like llama.cpp's own ``-
 
 One file per (model file, exact token sequence) in ``<data dir>/cache/prompt``: a header, the
 tokens, then llama.cpp's state bytes. A file is used only when its tokens equal the ones asked
-for and its model and llama.cpp version match; anything else (torn, foreign, stale) is ignored
-and replaced. The folder is private and kept under ``MAX_BYTES`` (oldest files go first).
+for, its model and llama.cpp version match and its state bytes hash to what was written: llama.cpp
+would take altered bytes of the right size and answer from a garbled cache. Anything else (torn,
+foreign, stale, altered) is ignored and replaced. The folder is private and kept under ``MAX_BYTES`` (oldest files go first).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from pathlib import Path
 
 __all__ = ["MAX_BYTES", "PromptCache", "model_identity"]
 
-MAGIC = b"PERSONA-KV1\n"
+MAGIC = b"PERSONA-KV2\n"
 MAX_BYTES = 256 * 1024 * 1024  # ~30 personas' system messages on the bundled model
-_HEADER = struct.Struct("<32sI")  # identity digest, token count
+_HEADER = struct.Struct("<32sI32s")  # identity digest, token count, the state's sha256
 
 
 def model_identity(path: Path) -> bytes:
@@ -60,13 +61,14 @@ class PromptCache:
         head = len(MAGIC) + _HEADER.size
         if len(data) < head or not data.startswith(MAGIC):
             return None
-        saved_identity, count = _HEADER.unpack_from(data, len(MAGIC))
+        saved_identity, count, digest = _HEADER.unpack_from(data, len(MAGIC))
         body = head + 4 * count
         if saved_identity != identity or count != len(tokens) or len(data) <= body:
             return None
         if array("i", data[head:body]).tolist() != tokens:
             return None
-        return data[body:]
+        state = data[body:]
+        return state if hashlib.sha256(state).digest() == digest else None
 
     def save(self, identity: bytes, tokens: list[int], state: bytes) -> None:
         """Write atomically (a reader never sees half a file); a full disk or a read-only data
@@ -79,7 +81,8 @@ class PromptCache:
             ensure_private_dir(self.directory)
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
-                out.write(MAGIC + _HEADER.pack(identity, len(tokens)) + array("i", tokens).tobytes())
+                header = _HEADER.pack(identity, len(tokens), hashlib.sha256(state).digest())
+                out.write(MAGIC + header + array("i", tokens).tobytes())
                 out.write(state)
             os.replace(partial, target)
         except OSError:

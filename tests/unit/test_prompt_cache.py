@@ -29,12 +29,13 @@ def test_the_folder_and_files_are_private(tmp_path) -> None:
     assert stat.S_IMODE(cache.directory.stat().st_mode) == 0o700
 
 
-def test_a_torn_or_foreign_file_is_ignored_and_replaced(tmp_path) -> None:
+def test_a_torn_foreign_or_altered_file_is_ignored_and_replaced(tmp_path) -> None:
     cache = PromptCache(tmp_path)
     cache.save(ID, TOKENS, b"state")
     [saved] = list(tmp_path.glob("*.kv"))
     whole = saved.read_bytes()
-    for bad in (whole[: len(MAGIC) + 10], b"not a cache" + whole[11:], whole[: -len(b"state")]):
+    altered = whole[: -len(b"state")] + b"stale"  # the right size: llama.cpp would take it
+    for bad in (whole[: len(MAGIC) + 10], b"not a cache" + whole[11:], whole[: -len(b"state")], altered):
         saved.write_bytes(bad)
         assert cache.load(ID, TOKENS) is None
     cache.save(ID, TOKENS, b"state")
