@@ -11,7 +11,8 @@ and the paths rotate run by run (changing order each round) so machine noise hit
 * `persona chat` non-TTY: the prompt piped on stdin, a fresh PERSONA_HOME, no PERSONA_PROVIDER,
   so the bundled model serves; as installed (MiniLM embedder), and with PERSONA_EMBEDDER=hash
   (no embedding model at all), which shows what the embedder costs;
-* `llm -m SmolLM2 -s SYSTEM PROMPT`.
+* `llm -m SmolLM2 -s SYSTEM PROMPT`; its plugin takes no thread option, so `persona chat` also
+  runs at llm's thread count (PERSONA_LOCAL_THREADS) when that differs from ours.
 
 The metric, the same for all: tokens after the first / time from the first to the last piece
 of reply text. In process that is the first and last content chunk; for a CLI, the first and
@@ -262,6 +263,11 @@ def run(runs: int = 5, max_tokens: int = 256, threads: int | None = None) -> dic
         "persona-chat-hash": ("persona chat, piped, PERSONA_EMBEDDER=hash", persona_chat(PERSONA_EMBEDDER="hash")),
         "llm": ("llm -m SmolLM2 (same GGUF)", llm_cli),
     }
+    if default_threads != threads:  # llm's plugin takes no thread option: ours runs at its count instead
+        paths["persona-chat-llm-threads"] = (
+            f"persona chat, piped, PERSONA_LOCAL_THREADS={default_threads} (as llm)",
+            persona_chat(PERSONA_LOCAL_THREADS=str(default_threads)),
+        )
     samples: dict[str, list[Sample]] = {name: [] for name in paths}
     try:
         for name in rotations(list(paths), runs):

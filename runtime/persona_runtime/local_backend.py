@@ -136,6 +136,7 @@ class LlamaCppBackend:
         *,
         context_window: int | None = None,
         repeat_penalty: float | None = None,
+        n_threads: int | None = None,
     ) -> LlamaCppBackend:
         """One instance per resolved model path (``None`` = the bundled SmolLM2). The first call
         for a path creates it (with these settings); later calls return that one."""
@@ -143,7 +144,7 @@ class LlamaCppBackend:
         with cls._instances_lock:
             instance = cls._instances.get(resolved)
             if instance is None:
-                instance = cls(resolved, context_window=context_window, repeat_penalty=repeat_penalty)
+                instance = cls(resolved, context_window=context_window, repeat_penalty=repeat_penalty, n_threads=n_threads)
                 cls._instances[resolved] = instance
             return instance
 

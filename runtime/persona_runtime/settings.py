@@ -91,6 +91,9 @@ class Settings:
     local_context: int = DEFAULT_LOCAL_CONTEXT
     #: Repetition penalty of local GGUF models (``PERSONA_LOCAL_REPEAT_PENALTY``).
     local_repeat_penalty: float = DEFAULT_REPEAT_PENALTY
+    #: CPU threads llama.cpp runs local GGUF models on (``PERSONA_LOCAL_THREADS``); None: every
+    #: core. Fewer keeps it from stalling when other programs take a core.
+    local_threads: int | None = None
     #: Where logs, memory, runs and history live (``PERSONA_HOME``); None: the platform's user data dir.
     data_dir: Path | None = None
     #: persona-core warnings on stderr, full tracebacks on errors (``PERSONA_VERBOSE=1``, the CLI's ``-v``).
@@ -132,6 +135,7 @@ class Settings:
             log_keep=log_keep_from_env(source),
             local_context=local_context_from_env(source),
             local_repeat_penalty=local_repeat_penalty_from_env(source),
+            local_threads=_positive_int(source, "PERSONA_LOCAL_THREADS", 0) or None,
             data_dir=data_dir_from_env(source),
             verbose=verbose_from_env(source),
             max_cost_per_session=max_cost_from_env(source, "PERSONA_MAX_COST_PER_SESSION"),
@@ -178,6 +182,7 @@ class Settings:
                 request_timeout_s=self.request_timeout_s,
                 local_context=self.local_context,
                 local_repeat_penalty=self.local_repeat_penalty,
+                local_threads=self.local_threads,
             ),
         )
         tiers = self.tiers or tuple(tier_configs_from_env({}))

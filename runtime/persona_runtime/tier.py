@@ -294,6 +294,7 @@ def build_backend(
     *,
     local_context: int | None = None,
     local_repeat_penalty: float | None = None,
+    local_threads: int | None = None,
 ) -> ChatBackend:
     """Construct the backend for one model. Construction never touches the network.
     ``local_*`` apply to a GGUF model (None: its ``PERSONA_LOCAL_*`` variable or default)."""
@@ -304,6 +305,7 @@ def build_backend(
             None if slot.model == BUNDLED_MODEL else slot.model,
             context_window=local_context,
             repeat_penalty=local_repeat_penalty,
+            n_threads=local_threads,
         )
     from persona.backends import BackendConfig, load_backend
 

@@ -43,7 +43,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "PERSONA_CHROMA_URL": "http://127.0.0.1:8000",
         "PERSONA_MAX_COST_PER_SESSION": "0.25", "PERSONA_MAX_COST_PER_DAY": "3",
         "PERSONA_SHOW_RECALL": "1",
-        "PERSONA_MCP_START_WAIT_S": "0", "PERSONA_LOCAL_RECALL_TOKENS": "64",
+        "PERSONA_MCP_START_WAIT_S": "0", "PERSONA_LOCAL_RECALL_TOKENS": "64", "PERSONA_LOCAL_THREADS": "1",
     }
     settings = Settings.from_env(env)
     assert settings.chroma is not None and settings.chroma.url == "http://127.0.0.1:8000"
@@ -53,6 +53,7 @@ def test_every_value_is_read(tmp_path: Path) -> None:
         "embedder": "hash", "local_context": 4096, "local_repeat_penalty": 1.1, "data_dir": tmp_path,
         "verbose": True, "max_cost_per_session": 0.25, "max_cost_per_day": 3.0, "allow_unpriced": False,
         "show_recall": True, "tiers": None, "chroma": None, "mcp_start_wait_s": 0.0, "local_recall_tokens": 64,
+        "local_threads": 1,
     }
     assert [t.name for t in settings.tiers] == ["mid"]
     assert settings.engine_options() == EngineOptions(
@@ -72,6 +73,7 @@ BAD_VALUES = [
     ("PERSONA_MAX_REPLY_TOKENS", "0"), ("PERSONA_MAX_REPLY_TOKENS", "lots"), ("PERSONA_MAX_REPLY_TOKENS", "-3"),
     ("PERSONA_LOCAL_REPLY_TOKENS", "0"), ("PERSONA_LOCAL_REPLY_TOKENS", "all"),
     ("PERSONA_LOCAL_RECALL_TOKENS", "0"), ("PERSONA_LOCAL_RECALL_TOKENS", "few"),
+    ("PERSONA_LOCAL_THREADS", "0"), ("PERSONA_LOCAL_THREADS", "all"),
     ("PERSONA_MAX_TOOL_ROUNDS", "-1"), ("PERSONA_MAX_TOOL_ROUNDS", "many"),
     ("PERSONA_TOOL_TIMEOUT_S", "soon"), ("PERSONA_TOOL_TIMEOUT_S", "0"), ("PERSONA_TOOL_TIMEOUT_S", "1.5"),
     ("PERSONA_REQUEST_TIMEOUT_S", "soon"), ("PERSONA_REQUEST_TIMEOUT_S", "-1"),
@@ -103,9 +105,11 @@ def test_local_model_settings_reach_the_gguf_backend(monkeypatch: pytest.MonkeyP
 
     asked: list[tuple[object, dict[str, object]]] = []
     monkeypatch.setattr(LlamaCppBackend, "shared", classmethod(lambda cls, path=None, **kw: asked.append((path, kw)) or object()))
-    settings = Settings.from_env({"PERSONA_LOCAL_CONTEXT": "2048", "PERSONA_LOCAL_REPEAT_PENALTY": "1.2"})
+    settings = Settings.from_env(
+        {"PERSONA_LOCAL_CONTEXT": "2048", "PERSONA_LOCAL_REPEAT_PENALTY": "1.2", "PERSONA_LOCAL_THREADS": "1"}
+    )
     settings.tier_registry().get("small")
-    assert asked == [(None, {"context_window": 2048, "repeat_penalty": 1.2})]
+    assert asked == [(None, {"context_window": 2048, "repeat_penalty": 1.2, "n_threads": 1})]
 
 
 def _documented() -> set[str]:
