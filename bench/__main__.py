@@ -203,7 +203,7 @@ def sum_throughput(r: dict[str, Any], rep: Report) -> None:
         if value < GOAL and not noisy:
             rep.lose(f"{name} delivers {value:.2f}× raw llama-cpp-python's tokens/s in process (goal ≥ {GOAL}×).")
     if chat / base < GOAL and not noisy:
-        text = f"`persona chat` (piped) delivers {chat:.0f} tok/s, {chat / base:.2f}× raw llama-cpp-python ({base:.0f}; goal ≥ {GOAL}×)."
+        text = f"tokens/s, piped: `persona chat` delivers {chat:.0f} tok/s, {chat / base:.2f}× raw llama-cpp-python ({base:.0f}; goal ≥ {GOAL}×)."
         rep.lose(text)
     if "persona-chat-llm-threads" in rate and llm > same:
         rep.lose(f"tokens/s at llm's thread count ({r['default_threads']}): `llm -m SmolLM2` {llm:.0f}, `persona chat` piped"

@@ -119,3 +119,14 @@ def test_a_slow_first_reply_is_a_missed_goal_and_a_listed_loss(recorded) -> None
     [row] = [r for r in report.rows if r[0].startswith("first reply byte, piped, from launch")]
     assert row[1].split(" (")[1].startswith("2.00×") and row[3] == "≤ 1.5× llm" and row[4] is False
     assert any(loss.startswith("first reply byte, piped, from launch:") and "2.0×, goal ≤ 1.5×" in loss for loss in report.losses)
+
+
+def test_llm_ahead_at_its_own_thread_count_is_a_missed_goal_and_a_listed_loss(recorded) -> None:
+    data = copy.deepcopy(recorded)
+    paths = data["results"]["throughput"]["paths"]
+    paths["llm"]["tok_s"] = [rate * 2 for rate in paths["persona-chat-llm-threads"]["tok_s"]]
+    report = summarise(data)
+    [row] = [r for r in report.rows if r[0].startswith("tokens/s delivered by `persona chat`, piped")]
+    assert row[3] == "≥ 0.97× raw; ahead of `llm` at its thread count" and row[4] is False
+    assert any(loss.startswith("tokens/s at llm's thread count (1):") for loss in report.losses)
+    assert not any(loss.startswith("tokens/s at llm's thread count") for loss in summarise(recorded).losses)
