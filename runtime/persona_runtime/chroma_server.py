@@ -58,7 +58,7 @@ class ChromaServer:
     def parse(cls, url: str, *, token: str | None = None, tenant: str = "", database: str = "") -> ChromaServer:
         """``http(s)://host:port`` (no path, query or credentials); anything else is a ConfigError."""
         raw = url.strip()
-        wanted = f"{URL_VAR} must look like http://host:port or https://host:port"
+        wanted = f"{URL_VAR} must look like http://HOST:PORT or https://HOST:PORT"
         try:
             parts = urlsplit(raw)
             port = parts.port

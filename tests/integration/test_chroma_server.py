@@ -178,7 +178,7 @@ def test_the_migrate_command_copies_and_says_so_in_one_line(chroma_server, tmp_p
     code, out, err = run_persona(["memory", "migrate", astrid, "--to", chroma_server.url], monkeypatch, capsys)
     assert code == 0 and out.startswith("copied 0, already there "), err
     code, out, err = run_persona(["memory", "migrate", astrid, "--to", "chroma.example:8000"], monkeypatch, capsys)
-    assert code == 2 and "PERSONA_CHROMA_URL must look like http://host:port" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "PERSONA_CHROMA_URL must look like http://HOST:PORT" in err and len(err.strip().splitlines()) == 1
     code, out, err = run_persona(["memory", "migrate", astrid, "--to", "local"], monkeypatch, capsys)
     assert code == 2 and "PERSONA_CHROMA_URL" in err
     chroma_server.stop()

@@ -45,14 +45,14 @@ def test_defaults_port_tenant_and_database() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["127.0.0.1:8000", "ftp://host:21", "http://", "http://host:notaport", "http://user:pw@host:8000",
-     "http://host:8000/api", "http://host:8000?x=1"],
+    ["127.0.0.1:8000", "ftp://chroma.example.com:21", "http://", "http://chroma.example.com:notaport", "http://user:pw@chroma.example.com:8000",
+     "http://chroma.example.com:8000/api", "http://chroma.example.com:8000?x=1"],
 )
 def test_a_bad_url_is_one_config_error_naming_the_variable(url: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"PERSONA_CHROMA_URL": url})
     assert caught.value.variable == "PERSONA_CHROMA_URL" and "\n" not in str(caught.value)
-    assert "http://host:port" in str(caught.value)
+    assert "http://HOST:PORT" in str(caught.value)
 
 
 def test_a_bad_tenant_is_a_config_error() -> None:
