@@ -57,7 +57,7 @@ def test_a_bad_url_is_one_config_error_naming_the_variable(url: str) -> None:
 
 def test_a_bad_tenant_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="PERSONA_CHROMA_TENANT"):
-        Settings.from_env({"PERSONA_CHROMA_URL": "http://h:1", "PERSONA_CHROMA_TENANT": "a b"})
+        Settings.from_env({"PERSONA_CHROMA_URL": "http://chroma.example.com:1", "PERSONA_CHROMA_TENANT": "a b"})
 
 
 def collection(meta: dict | None) -> SimpleNamespace:

@@ -61,14 +61,14 @@ def test_a_default_after_colon_dash_and_a_disabled_server() -> None:
         ({"mcpServers": {"bad name": {"command": "x"}}}, "server name 'bad name'"),
         ({"mcpServers": {"a": "x"}}, "must be an object"),
         ({"mcpServers": {"a": {}}}, 'exactly one of "command"'),
-        ({"mcpServers": {"a": {"command": "x", "url": "http://h"}}}, 'exactly one of "command"'),
+        ({"mcpServers": {"a": {"command": "x", "url": "http://mcp.example.com"}}}, 'exactly one of "command"'),
         ({"mcpServers": {"a": {"command": ""}}}, '"command" is empty'),
         ({"mcpServers": {"a": {"command": "x", "args": "y"}}}, '"args" must be a list of strings'),
         ({"mcpServers": {"a": {"command": "x", "env": {"K": 1}}}}, '"env" must be an object of strings'),
         ({"mcpServers": {"a": {"command": "x", "arg": []}}}, "unknown key 'arg'"),
         ({"mcpServers": {"a": {"url": "ftp://h"}}}, "http:// or https://"),
-        ({"mcpServers": {"a": {"url": "http://h", "type": "sse"}}}, "SSE transport is not supported"),
-        ({"mcpServers": {"a": {"url": "http://h", "headers": {"X": "${NOPE}"}}}}, "names ${NOPE}, which is not set"),
+        ({"mcpServers": {"a": {"url": "http://mcp.example.com", "type": "sse"}}}, "SSE transport is not supported"),
+        ({"mcpServers": {"a": {"url": "http://mcp.example.com", "headers": {"X": "${NOPE}"}}}}, "names ${NOPE}, which is not set"),
     ],
 )
 def test_every_fault_is_one_line_naming_the_file(data: object, expected: str) -> None:
@@ -81,7 +81,7 @@ def test_every_fault_is_one_line_naming_the_file(data: object, expected: str) ->
 
 
 def test_an_error_never_shows_a_secret_value() -> None:
-    data = {"mcpServers": {"a": {"url": "http://h", "headers": {"Authorization": SECRET, "X": 5}}}}
+    data = {"mcpServers": {"a": {"url": "http://mcp.example.com", "headers": {"Authorization": SECRET, "X": 5}}}}
     with pytest.raises(McpConfigError) as caught:
         parse(data)
     assert SECRET not in str(caught.value)
@@ -119,7 +119,7 @@ def test_persona_mcp_servers_adds_http_servers_and_the_file_wins(tmp_path: Path)
     assert config.sources == (str(path), "PERSONA_MCP_SERVERS")
 
 
-@pytest.mark.parametrize("value", ["calc", "calc=ftp://x", "bad name=http://x", "a=http://x,a=http://y"])
+@pytest.mark.parametrize("value", ["calc", "calc=ftp://mcp.example.com", "bad name=http://mcp.example.com", "a=http://mcp.example.com,a=http://mcp.example.org"])
 def test_a_bad_persona_mcp_servers_is_one_line_naming_the_variable(value: str) -> None:
     with pytest.raises(McpConfigError, match="PERSONA_MCP_SERVERS") as caught:
         servers_from_env({"PERSONA_MCP_SERVERS": value})
@@ -143,7 +143,7 @@ def test_the_plan_starts_only_named_servers_and_says_what_is_wrong(tmp_path: Pat
     from persona_runtime.mcp.compose import plan_mcp
 
     config = tmp_path / "given.json"
-    config.write_text(json.dumps({"mcpServers": {"time": {"command": "t"}, "notes": {"command": "n"}, "web": {"url": "http://x"}}}))
+    config.write_text(json.dumps({"mcpServers": {"time": {"command": "t"}, "notes": {"command": "n"}, "web": {"url": "http://mcp.example.com"}}}))
     plan = plan_mcp(
         ["calculator", "mcp:time", "mcp:ghost:x", "mcp:"], config_path=config, data_root=tmp_path, log_dir=None, env={},
     )

@@ -28,7 +28,7 @@ LISTS = (
     "- second item with **bold** in it and more words after the bold part\n"
     "  - nested item, plain words only here\n\n"
     "1. first step with words\n"
-    "2. second step: words (and parens) then [a link](https://x.y)(right after)\n\n"
+    "2. second step: words (and parens) then [a link](https://example.org/y)(right after)\n\n"
     "> a quote that keeps going with plain words for a while longer\n"
 )
 BLOCKS = (
