@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from persona_cli.render import render_notice, render_tool_call, render_tool_result
-from persona_cli.term import console_is_plain, sanitize
+from persona_cli.term import sanitize
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -92,14 +92,9 @@ class EventView:
     def write_answer(self, text: str) -> None:
         self.end_thinking()
         if self._answer is None:
-            if console_is_plain(self.out):  # piped, dumb or NO_COLOR: no markdown to import
-                from persona_cli.plainstream import PlainStream
+            from persona_cli.plainstream import answer_stream
 
-                self._answer = PlainStream(self.out)
-            else:
-                from persona_cli.mdstream import MarkdownStream
-
-                self._answer = MarkdownStream(self.out)
+            self._answer = answer_stream(self.out)
         self._answer.update(text)
 
     def interrupted(self) -> None:

@@ -29,9 +29,8 @@ from rich.segment import Segment
 from rich.text import Text
 
 from persona_cli.mdtail import BSU, ESU, TailPatch, RawControl, markdown_class, redraw_last_line
-from persona_cli.plainstream import PlainStream
 from persona_cli.render import render_notice
-from persona_cli.term import console_is_plain, sanitize
+from persona_cli.term import sanitize
 
 __all__ = ["MarkdownStream"]
 
@@ -78,8 +77,8 @@ class _TailView:
 class MarkdownStream:
     """Render a streamed markdown reply: stable lines go to scrollback once, the tail is live.
 
-    On a non-terminal / dumb / NO_COLOR console the deltas are written through as they come
-    (sanitised when that console is still a terminal, unchanged when piped).
+    For a terminal; :func:`persona_cli.plainstream.answer_stream` picks the plain stream for a
+    piped, dumb or NO_COLOR console.
     """
 
     def __init__(
@@ -96,9 +95,6 @@ class MarkdownStream:
         self.min_refresh = min_refresh
         self.max_refresh = max_refresh
         self.code_theme = code_theme
-        self.plain = console_is_plain(console)
-        # Plain: written through as it comes (what EventView uses directly on such a console).
-        self._plain = PlainStream(console) if self.plain else None
         self._sync = not console.legacy_windows
         self._clock: Callable[[], float] = time.monotonic
         # Instrumentation (tests and the benchmark read these).
@@ -142,9 +138,6 @@ class MarkdownStream:
         if not delta:
             return
         self._chunks.append(delta)
-        if self._plain is not None:
-            self._plain.update(delta)
-            return
         self._pending.append(sanitize(delta))
         if self._clock() - self._last_paint >= self._interval:
             self._paint()
@@ -153,19 +146,16 @@ class MarkdownStream:
         if self._finished:
             return
         self._finished = True
-        if self._plain is not None:
-            self._plain.end_line()
-        else:
-            self._fold_pending()
-            try:
-                lines = self._render_block(self._open)
-            except Exception:
-                # Never leave the Live region (and a hidden cursor) behind; show the raw text.
-                options = self.console.options
-                lines = self.console.render_lines(Text(self._open), options, pad=False)
-            self._open = ""
-            self._tail = []
-            self._frame(lines, stop=True)
+        self._fold_pending()
+        try:
+            lines = self._render_block(self._open)
+        except Exception:
+            # Never leave the Live region (and a hidden cursor) behind; show the raw text.
+            options = self.console.options
+            lines = self.console.render_lines(Text(self._open), options, pad=False)
+        self._open = ""
+        self._tail = []
+        self._frame(lines, stop=True)
         if interrupted:
             render_notice(self.console, "⏹ interrupted")
 
@@ -173,9 +163,7 @@ class MarkdownStream:
         """Abandon the partial reply: drop the live tail, start over on the next update."""
         if self._finished:
             return
-        if self._plain is not None:
-            self._plain.discard()
-        elif self._live is not None:
+        if self._live is not None:
             self._tail = []
             self._frame([], stop=True)
         self._reset()

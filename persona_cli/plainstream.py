@@ -1,22 +1,35 @@
-"""A model reply written through as it comes: for a console that is piped, dumb or NO_COLOR.
+"""How a model reply reaches a console: :func:`answer_stream` picks the stream.
 
-Kept apart from :mod:`persona_cli.mdstream` so a piped reply's first byte does not wait for
-markdown-it, Rich's Markdown and Pygments to import (~0.3-0.9 s measured on two busy cores).
+On a console that is piped, dumb or NO_COLOR the reply is written through as it comes
+(:class:`PlainStream`); on a terminal it is rendered as markdown (:mod:`persona_cli.mdstream`).
+Kept apart from mdstream so a piped reply's first byte does not wait for markdown-it, Rich's
+Markdown and Pygments to import (~0.3-0.9 s measured on two busy cores).
 """
 
 from __future__ import annotations
 
 from asyncio import CancelledError
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from persona_cli.render import render_notice
-from persona_cli.term import sanitize
+from persona_cli.term import console_is_plain, sanitize
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["PlainStream"]
+    from persona_cli.mdstream import MarkdownStream
+
+__all__ = ["PlainStream", "answer_stream"]
+
+
+def answer_stream(console: Console, **markdown_options: Any) -> PlainStream | MarkdownStream:
+    """The stream for one reply on ``console`` (``markdown_options`` go to MarkdownStream)."""
+    if console_is_plain(console):
+        return PlainStream(console)
+    from persona_cli.mdstream import MarkdownStream
+
+    return MarkdownStream(console, **markdown_options)
 
 
 class PlainStream:

@@ -17,6 +17,7 @@ from persona_cli.render import (
     render_tool_call,
     render_tool_result,
 )
+from persona_cli.plainstream import PlainStream, answer_stream
 from persona_cli.term import console_is_plain
 
 WIDTH = 80
@@ -120,10 +121,10 @@ def one_shot(markdown: str, color: str | None = None, width: int = WIDTH) -> lis
 
 def stream(
     console: Console, text: str, step: int = 3, *, finish: bool = True, **kwargs: object
-) -> MarkdownStream:
+) -> MarkdownStream | PlainStream:
     """Feed ``text`` in ``step``-char deltas, repainting on every delta unless told otherwise."""
     kwargs = {"min_refresh": 0.0, "max_refresh": 0.0, **kwargs}
-    s = MarkdownStream(console, **kwargs)  # type: ignore[arg-type]
+    s = answer_stream(console, **kwargs)  # what a reply gets: plain on a plain console
     for i in range(0, len(text), step):
         s.update(text[i : i + step])
     if finish:
@@ -328,7 +329,7 @@ def test_escape_sequences_in_model_text_are_neutralised() -> None:
 def test_plain_mode_writes_deltas_verbatim() -> None:
     console = piped()
     deltas = ["# Ti", "tle\n\n", "Some **bold** ", "[red]x[/]\n```py\n", "x = 1\n```"]
-    s = MarkdownStream(console)
+    s = answer_stream(console)
     for delta in deltas:
         s.update(delta)
         assert output(console) == "".join(deltas[: deltas.index(delta) + 1])
@@ -363,7 +364,7 @@ def test_plain_mode_piped_neutralises_escapes_too_and_keeps_newlines_and_tabs() 
     (window title) and CSI 6n (a cursor report typed back) must not reach it."""
     console = piped()
     replies = ["a\tb \x1b]52;c;ZXZpbA==\x07 \x1b]0;pwned\x07 \x1b[6n done\r", "\nnext line\n"]  # a CRLF split in two
-    s = MarkdownStream(console)
+    s = answer_stream(console)
     for delta in replies:
         s.update(delta)
     s.finish()
