@@ -63,10 +63,11 @@ def read_prefix(llm: Llama, prefix: Prefix, model_path: Path, stop: Callable[[],
             return len(tokens), True
     llm.n_tokens = common  # eval() drops the cache from here on before reading
     read = 0
-    for start in range(common, len(tokens), CHUNK if stop is not None else len(tokens)):
+    step = CHUNK if stop is not None else len(tokens)  # nothing to stop for: one call
+    for start in range(common, len(tokens), step):
         if stop is not None and stop():
             return read, False
-        chunk = tokens[start : start + CHUNK] if stop is not None else tokens[start:]
+        chunk = tokens[start : start + step]
         llm.eval(chunk)
         read += len(chunk)
     if cache is not None:

@@ -93,11 +93,12 @@ class PromptCache:
 
     def _trim(self, keep: Path) -> None:
         try:
-            files = [(f.stat().st_mtime_ns, f.stat().st_size, f) for f in self.directory.glob("*.kv")]
+            files = [(path, path.stat()) for path in self.directory.glob("*.kv")]
         except OSError:
             return
-        total = sum(size for _, size, _ in files)
-        for _, size, path in sorted(files, key=lambda f: f[0]):
+        total = sum(st.st_size for _, st in files)
+        for path, st in sorted(files, key=lambda f: f[1].st_mtime_ns):
+            size = st.st_size
             if total <= self.max_bytes:
                 break
             if path != keep:
