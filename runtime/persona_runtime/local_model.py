@@ -235,8 +235,9 @@ def context_to_open(current: int, needed: int, maximum: int) -> int:
 def open_llama(path: Path, n_ctx: int, n_threads: int) -> Llama:
     from llama_cpp import Llama
 
-    # verbose=False routes llama.cpp's own logging to a no-op callback, so nothing reaches the
-    # terminal. (Redirecting fd 2 instead would be process-wide and swallow other threads' output.)
+    from persona_runtime.llama_quiet import quiet_llama_cpp
+
+    quiet_llama_cpp()  # llama.cpp's logs dropped in C, and fds 1 and 2 left alone (see there)
     return Llama(
         model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=BATCH, n_ubatch=BATCH, verbose=False
     )

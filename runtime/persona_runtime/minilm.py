@@ -35,8 +35,11 @@ class MiniLMEncoder:
     the model folder (``config.json``, ``sentence_bert_config.json``, ``1_Pooling``)."""
 
     def __init__(self, folder: Path) -> None:
-        import numpy as np
         from tokenizers import Tokenizer
+
+        from persona_runtime.shared_imports import import_numpy
+
+        np = import_numpy()
 
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":

@@ -211,10 +211,10 @@ class Session:
     def _load_in_background(self) -> None:
         # Three jobs that need no message run at once from launch, each on a thread of its own:
         # the local model (llama.cpp, mostly C), the embedder, and memory (Chroma, the persona
-        # index check) on this one. What they all import comes first, alone: numpy and
-        # persona-core's pydantic models imported from several threads at once trip over
-        # half-initialised modules (seen: numpy).
+        # index check) on this one. What they all import comes first, alone.
         try:
+            from persona_runtime.shared_imports import warm_shared_imports
+
             warm_shared_imports()
             preload_local_models(self.tiers, wait=False)  # each loads on a thread of its own
             # Once loaded, a local model reads the system message (what every turn starts with),
@@ -372,13 +372,6 @@ class Session:
 def _close_memory(heavy: Future[HeavyParts]) -> None:
     if not heavy.cancelled() and heavy.exception() is None and (memory := heavy.result().memory) is not None:
         memory.close()
-
-
-def warm_shared_imports() -> None:
-    """Import, on one thread, what the model load, the embedder and memory all import."""
-    import numpy  # noqa: F401
-    import persona.backends.errors  # noqa: F401 - pydantic, persona-core's base modules
-    import persona.backends.types  # noqa: F401
 
 
 def preload_local_models(tiers: TierRegistry, *, wait: bool = True) -> None:

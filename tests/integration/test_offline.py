@@ -12,9 +12,9 @@ from tests.support.paths import REPO
 pytestmark = pytest.mark.subprocess  # every test here starts processes
 
 
-def run_python(code: str, tmp_path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERSONA_", "TIKTOKEN"))}
-    env |= {
+def run_python(code: str, tmp_path, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERSONA_", "TIKTOKEN", "OPENBLAS"))}
+    env |= extra_env | {
         # An empty tiktoken cache: without our fix, tiktoken would have to download cl100k.
         "TIKTOKEN_CACHE_DIR": str(tmp_path / "tiktoken-cache"),
         # Any attempt to reach the internet goes to a dead proxy and fails at once.
