@@ -104,7 +104,9 @@ class ChatPrompt:
         output: Any = None,
         prompt_text: str = "› ",
         clock: Callable[[], float] = time.monotonic,
+        on_text: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_text`` gets the line's text after every change (e.g. :class:`DraftReader`)."""
         self.multiline = multiline
         self.guard = ExitGuard(clock=clock)
         self.prompt_text = prompt_text
@@ -122,6 +124,8 @@ class ChatPrompt:
             output=output,
             prompt_continuation=lambda width, line_number, soft_wrap: "· ".rjust(width),
         )
+        if on_text is not None:
+            self.session.default_buffer.on_text_changed += lambda buffer: on_text(buffer.text)
 
     def _bindings(self) -> KeyBindings:
         kb = KeyBindings()

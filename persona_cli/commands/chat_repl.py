@@ -20,6 +20,7 @@ async def run_repl(session: Session, *, tier: str, multiline: bool, auto_approve
 
     from persona_cli.approval import make_approver
     from persona_cli.console import make_consoles, startup_lines
+    from persona_cli.draft_reader import DraftReader
     from persona_cli.interrupts import Foreground
     from persona_cli.render import render_notice
     from persona_cli.repl import ChatPrompt
@@ -34,7 +35,8 @@ async def run_repl(session: Session, *, tier: str, multiline: bool, auto_approve
         render_notice(info, line)
     render_notice(info, "Enter sends · Alt-Enter newline · /help · Ctrl-C cancels a reply · Ctrl-D exits")
     history_path = session.paths.history / f"{session.persona_id}.txt"
-    prompt = ChatPrompt(history_path=history_path, toolbar=lambda: toolbar(ctx), multiline=multiline)
+    drafts = DraftReader(session, ctx)  # the local model reads what is typed, during pauses
+    prompt = ChatPrompt(history_path=history_path, toolbar=lambda: toolbar(ctx), multiline=multiline, on_text=drafts.changed)
     ctx.prompt = prompt
     ctx.conversation = conversation if conversation is not None else session.new_conversation()
     if conversation is not None:
@@ -48,6 +50,7 @@ async def run_repl(session: Session, *, tier: str, multiline: bool, auto_approve
         try:
             await _repl_turns(ctx, prompt, foreground, approve, out, info)
         finally:
+            drafts.stop()
             await session.aclose()
             if ctx.conversation.messages:
                 from persona_cli.conversation_view import short_id
@@ -95,8 +98,8 @@ async def _repl_turns(ctx: Any, prompt: Any, foreground: Foreground, approve: An
                 loop = await foreground.run(
                     await_loading(session.loop(), info, "loading memory and models (first turn only)…")
                 )
-                for notice in session.take_notices():
-                    render_notice(info, f"⚠ {notice}")
+            for notice in session.take_notices():  # each once (a draft read ahead may have built the loop)
+                render_notice(info, f"⚠ {notice}")
         except asyncio.CancelledError:
             if being_cancelled():
                 raise

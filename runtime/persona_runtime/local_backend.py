@@ -29,29 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from persona_runtime.local_model import (
-    PROVIDER_NAME,
-    START_CONTEXT,
-    Failed as _Failed,
-    Finished as _Finished,
-    bundled_model_path,
-    check_gguf,
-    collect_response,
-    completion_request,
-    context_to_open,
-    count_prompt_tokens,
-    generated_tokens,
-    open_llama,
-    provider_error,
-    read_cache,
-    resolve_future as _resolve_future,
-    resolve_model_path,
-    restore_cache,
-    shared_prefix_tokens,
-    short_error_text,
-    template_formatter,
-    to_llama_messages,
+    PROVIDER_NAME, START_CONTEXT, Failed as _Failed, Finished as _Finished, bundled_model_path, check_gguf,
+    collect_response, completion_request, context_to_open, count_prompt_tokens, draft_prefix_tokens,
+    generated_tokens, open_llama, provider_error, read_cache, resolve_future as _resolve_future, resolve_model_path,
+    restore_cache, shared_prefix_tokens, short_error_text, template_formatter, to_llama_messages,
 )
-from persona_runtime.local_prefix import Prefix, read_prefix
+from persona_runtime.local_prefix import Prefix, read_draft, read_prefix
 from persona_runtime.settings import (
     DEFAULT_LOCAL_CONTEXT,
     DEFAULT_REPEAT_PENALTY,
@@ -240,6 +223,27 @@ class LlamaCppBackend:
                 return 0
             llm = self._fit(llm, len(tokens) + 1)  # the request will need this much anyway
             return self._read_prefix(llm, prefix, stop=lambda: self._request_waiting.is_set() or self._exiting.is_set())
+
+    def read_ahead(self, messages: Sequence[ConversationMessage], stop: Callable[[], bool]) -> int:
+        """Read the request ``messages`` would make up to the end of its last text (a message still
+        being typed), so that once sent only what changed is read. Blocking, on a thread that ends
+        after (see :mod:`persona_runtime.read_ahead`); waits for a prefill; 0 if not loaded. Stops
+        within ``DRAFT_CHUNK`` tokens once ``stop()`` is true or a request is waiting."""
+        llm, formatter = self._llm, self._formatter
+        halt = lambda: stop() or self._request_waiting.is_set() or self._exiting.is_set()  # noqa: E731
+        if llm is None or formatter is None:
+            return 0
+        while not self._model_lock.acquire(timeout=0.1):
+            if halt():
+                return 0
+        try:
+            llm = self._llm or llm
+            tokens = draft_prefix_tokens(llm, formatter, messages)
+            if len(tokens) >= llm.n_ctx():  # a draft does not reopen the context
+                return 0
+            return read_draft(llm, tokens, halt)
+        finally:
+            self._model_lock.release()
 
     def _read_prefix(self, llm: Llama, prefix: Prefix, stop: Callable[[], bool] | None = None) -> int:
         read, from_disk = read_prefix(llm, prefix, self._path, stop)

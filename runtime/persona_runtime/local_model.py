@@ -32,6 +32,7 @@ __all__ = [
     "collect_response",
     "context_to_open",
     "count_prompt_tokens",
+    "draft_prefix_tokens",
     "read_cache",
     "restore_cache",
     "generated_tokens",
@@ -198,9 +199,20 @@ def shared_prefix_tokens(llm: Llama, formatter: Any, messages: Sequence[Conversa
     """The tokens any request starting with ``messages`` begins with: where two renderings
     with different next messages part (the template's own closing tokens are not shared)."""
     base = to_llama_messages(messages)
+    return _parting(llm, formatter, *([*base, {"role": "user", "content": probe}] for probe in "ab"))
+
+
+def draft_prefix_tokens(llm: Llama, formatter: Any, messages: Sequence[ConversationMessage]) -> list[int]:
+    """The tokens any request whose last message goes on from ``messages[-1]``'s text begins
+    with (a message the person is still typing): where two renderings with different endings part."""
+    *head, last = to_llama_messages(messages)
+    return _parting(llm, formatter, *([*head, {**last, "content": last["content"] + probe}] for probe in "ab"))
+
+
+def _parting(llm: Llama, formatter: Any, one: list[dict[str, Any]], other: list[dict[str, Any]]) -> list[int]:
     renderings = []
-    for probe in ("a", "b"):
-        rendered = formatter(messages=[*base, {"role": "user", "content": probe}])
+    for messages in (one, other):
+        rendered = formatter(messages=messages)
         renderings.append(llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True))
     first, second = renderings
     shared = 0

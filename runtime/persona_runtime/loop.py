@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from persona_runtime.memory import PersonaMemory
     from persona_runtime.tier import ModelSlot, TierRegistry
 
-__all__ = ["SIDE_EFFECT_TOOLS", "ConversationLoop", "MessageTooLong", "ToolApprover"]
+__all__ = ["SIDE_EFFECT_TOOLS", "ConversationLoop", "MessageTooLong", "ToolApprover", "sendable_history"]
 
 
 SUMMARY_INSTRUCTIONS = (
@@ -344,7 +344,7 @@ class ConversationLoop:
                 account.compacted = True
                 compacted = HistoryCompacted(len(folded), summary.tier or "", summary.model or "")
             # else: the small tier could not summarise; send it all and let the budget reducer trim.
-        return _sendable(window.visible(conversation)), compacted
+        return sendable_history(window.visible(conversation)), compacted
 
     # -- after generation ----------------------------------------------------------------
 
@@ -393,7 +393,7 @@ class ConversationLoop:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _sendable(messages: list[ConversationMessage]) -> list[ConversationMessage]:
+def sendable_history(messages: list[ConversationMessage]) -> list[ConversationMessage]:
     """History as the model sees it: failed user messages (kept for /retry) are not sent."""
     return [m for m in messages if not (m.role == "user" and m.metadata.get("status") == "error")]
 

@@ -9,15 +9,15 @@
         ...
     await session.aclose()
 
-Start-up is split so a prompt can appear at once: :func:`open_session` does the cheap,
-fallible parts (persona file, settings, data directory, embedder choice) and fails with a
-one-line :class:`~persona_runtime.errors.SetupError`; the heavy parts (persona-core, Chroma,
-the embedder, local models) load on one background thread, and the first turn waits only
-for them. Nothing heavy is imported at module level.
+Start-up is split so a prompt can appear at once: :func:`open_session` does the cheap, fallible
+parts (persona file, settings, data directory, embedder choice) and fails with a one-line
+:class:`~persona_runtime.errors.SetupError`; the heavy parts (persona-core, Chroma, the embedder,
+local models) load in the background, and the first turn waits only for them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from concurrent.futures import Future
@@ -154,6 +154,7 @@ class Session:
         self.mcp = mcp
         self._heavy: Future[HeavyParts] = Future()
         self._loop: ConversationLoop | None = None
+        self._loop_lock = asyncio.Lock()
         self._started = False
         self._start_lock = threading.Lock()
 
@@ -246,14 +247,16 @@ class Session:
             pass
 
     async def _heavy_parts(self) -> HeavyParts:
-        import asyncio
-
         self.start_background()
-        # shield: a Ctrl-C while waiting must not cancel the shared future (the loader thread
-        # could then never deliver, and every later turn would see CancelledError).
+        # shield: a Ctrl-C while waiting must not cancel the shared future (later turns would fail).
         return await asyncio.shield(asyncio.wrap_future(self._heavy))
 
     # -- loops -----------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Memory and models have loaded (so :meth:`loop` does not wait), without error."""
+        return self._heavy.done() and self._heavy.exception() is None
 
     @property
     def built_loop(self) -> ConversationLoop | None:
@@ -271,9 +274,14 @@ class Session:
         return notices
 
     async def loop(self) -> ConversationLoop:
-        """The ConversationLoop, built on first use (waits for the background load)."""
-        if self._loop is not None:
-            return self._loop
+        """The ConversationLoop, built on first use (waits for the background load), once even
+        when a turn and a draft read ahead ask at the same time."""
+        async with self._loop_lock:
+            if self._loop is None:
+                self._loop = await self._build_loop()
+        return self._loop
+
+    async def _build_loop(self) -> ConversationLoop:
         heavy = await self._heavy_parts()
         from persona_runtime.toolbox import build_toolbox, tools_reachable
 
@@ -284,7 +292,7 @@ class Session:
         from persona_runtime.loop import ConversationLoop
 
         settings = self.settings
-        self._loop = ConversationLoop(
+        return ConversationLoop(
             persona=self.persona,
             tiers=self.tiers,
             memory=heavy.memory,
@@ -300,7 +308,6 @@ class Session:
                 compact_after=settings.history_compact_after, keep_recent_turns=settings.history_keep_turns
             ),
         )
-        return self._loop
 
     async def agentic(self, **kwargs: Any) -> AgenticLoop:
         """An AgenticLoop on the same persona, tiers, memory, tools and logs (waits for the

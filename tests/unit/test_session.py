@@ -138,6 +138,30 @@ def test_a_library_user_builds_a_session_and_runs_one_turn(tmp_path) -> None:
     assert len(logged) == 1 and '"persona_id":"ola"' in logged[0].replace(" ", "")
 
 
+def test_a_loop_asked_for_twice_at_once_is_built_once(tmp_path) -> None:
+    """A draft read ahead and the first turn may both ask for the loop before it exists."""
+    import asyncio
+
+    from persona_runtime.testing import ScriptedBackend
+    from persona_runtime.tier import TierConfig, TierRegistry
+
+    persona_file = tmp_path / "ola.yaml"
+    persona_file.write_text(PLAIN_PERSONA)
+    tiers = TierRegistry([TierConfig.from_backend("mid", ScriptedBackend(["Hi."]))])
+    session = open_session(persona_file, settings=Settings(data_dir=tmp_path / "home", embedder="hash"), tiers=tiers)
+    assert not session.ready
+
+    async def both() -> tuple[object, object]:
+        try:
+            return tuple(await asyncio.gather(session.loop(), session.loop()))
+        finally:
+            await session.aclose()
+
+    first, second = asyncio.run(asyncio.wait_for(both(), 120))
+    assert first is second
+    assert session.ready and session.built_loop is first
+
+
 def test_new_conversations_are_empty_and_distinct(tmp_path) -> None:
     settings = Settings(data_dir=tmp_path, embedder="hash")
     session = open_session(PERSONAS / "kai.yaml", settings=settings, start=False)
