@@ -350,7 +350,8 @@ def sum_memory(r: dict[str, Any], rep: Report) -> None:
     reply = {n: median_of(r, n, "reply_s") for n in idle}
     rep.say(f"  first reply, Enter to the prompt back: ours {secs(reply['persona'])} (hash embedder "
             f"{secs(reply['persona-hash'])}), llm chat {secs(reply['llm'])}")
-    rep.row("first reply in the REPL, Enter to the prompt back (the app idle at its prompt before)",
+    rep.row("first reply in the REPL, Enter to the prompt back (the app idle at its prompt before; the message typed, "
+            "Enter 1.5 s later)",
             f"`persona chat` {secs(reply['persona'])} ({secs(reply['persona-hash'])} with hash embedder); "
             "Astrid, with memory recall", f"`llm chat -m SmolLM2` {secs(reply['llm'])}, no system prompt", "report", None)
     if reply["persona"] > reply["llm"]:

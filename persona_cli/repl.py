@@ -106,7 +106,8 @@ class ChatPrompt:
         clock: Callable[[], float] = time.monotonic,
         on_text: Callable[[str], None] | None = None,
     ) -> None:
-        """``on_text`` gets the line's text after every change (e.g. :class:`DraftReader`)."""
+        """``on_text`` gets the line's text after every change (e.g. :class:`DraftReader`), and ""
+        once a line is sent or the prompt ends."""
         self.multiline = multiline
         self.guard = ExitGuard(clock=clock)
         self.prompt_text = prompt_text
@@ -124,6 +125,7 @@ class ChatPrompt:
             output=output,
             prompt_continuation=lambda width, line_number, soft_wrap: "· ".rjust(width),
         )
+        self._on_text = on_text
         if on_text is not None:
             self.session.default_buffer.on_text_changed += lambda buffer: on_text(buffer.text)
 
@@ -187,6 +189,8 @@ class ChatPrompt:
                 continue
             finally:
                 self._notice = None
+                if self._on_text is not None:
+                    self._on_text("")  # the line is empty again (prompt-toolkit does not say so)
             self.guard.reset()
             if text.strip():
                 return text

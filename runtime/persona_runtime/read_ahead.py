@@ -6,8 +6,8 @@ first word. :func:`read_ahead` builds the prompt a turn would send for the text 
 same recall, history, routing and budgets as :meth:`ConversationLoop.turn`) and has the local
 model read it up to the end of that text. When the message is sent, the model finds that start
 in its KV cache and reads only what changed: nothing but the last few tokens if the person paused
-before pressing Enter. Nothing is recorded, logged or sent anywhere; a remote model, a turn about
-to compact its history, or a busy model means there is nothing to do.
+before pressing Enter. Nothing is recorded, logged or sent anywhere; a remote model, memory on a
+Chroma server, or a turn about to compact its history means there is nothing to do.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ async def read_ahead(
     decision = route_chat_turn(loop.persona, loop.tiers, loop.router, conversation, text, tier)
     tier_name, slot = loop.tiers.fallback_chain(decision.tier)[0]
     window = loop.tiers.context_window_for(tier_name)
-    if slot.provider != "gguf" or loop.tools.specs_for(slot) or len(text) // 4 >= window:
+    # Memory on a Chroma server is not asked for a draft: a failed query there would use up the
+    # outage notice the turn gives, and every pause would be a round trip.
+    on_server = loop.memory is not None and loop.memory.server is not None
+    if slot.provider != "gguf" or loop.tools.specs_for(slot) or len(text) // 4 >= window or on_server:
         return 0
     backend = loop.tiers.backend_for(slot)
     if not hasattr(backend, "read_ahead"):

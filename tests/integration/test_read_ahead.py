@@ -23,10 +23,10 @@ MESSAGE = "Can my landlord keep my deposit?"
 READ_AHEAD = LlamaCppBackend.read_ahead  # the real one, whatever a test patches
 
 
-def reply_after(tmp_path, backend, draft: str | None, *, stop=lambda: False) -> tuple[int, str]:
+def reply_after(tmp_path, backend, draft: str | None, *, stop=lambda: False, **settings) -> tuple[int, str]:
     """(tokens read ahead for ``draft``, the reply to MESSAGE sent after it), starting from a KV
     cache that holds something else (the bundled model is shared by every test in the process)."""
-    session = open_session(PERSONAS / "astrid.yaml", settings=Settings(data_dir=tmp_path / "home", embedder="hash", local_reply_tokens=24))
+    session = open_session(PERSONAS / "astrid.yaml", settings=Settings(data_dir=tmp_path / "home", embedder="hash", local_reply_tokens=24, **settings))
     elsewhere = [system_message("You count sheep."), user_message("One")]
 
     async def go() -> tuple[int, str]:
@@ -86,6 +86,16 @@ def test_a_fault_while_reading_ahead_reaches_the_caller(tmp_path, backend, monke
 
 def test_a_draft_that_is_stopped_reads_nothing(tmp_path, backend, cached_prefixes) -> None:
     read, _reply = reply_after(tmp_path, backend, MESSAGE, stop=lambda: True)
+    [(prompt, reused)] = cached_prefixes
+    assert read == 0
+    assert prompt - reused > 100
+
+
+def test_memory_on_a_chroma_server_is_not_asked_for_a_draft(tmp_path, backend, cached_prefixes, chroma_server) -> None:
+    # A failed query there would use up the one outage notice the turn gives.
+    from persona_runtime.chroma_server import ChromaServer
+
+    read, _reply = reply_after(tmp_path, backend, MESSAGE, chroma=ChromaServer.parse(chroma_server.url))
     [(prompt, reused)] = cached_prefixes
     assert read == 0
     assert prompt - reused > 100
