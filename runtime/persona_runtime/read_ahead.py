@@ -69,9 +69,10 @@ async def read_ahead(
 
 
 async def _on_a_thread_of_its_own(work: Callable[[], int]) -> int:
-    """``work()`` on a new thread that ends with it. Not ``asyncio.to_thread``: llama.cpp's
-    OpenMP workers stay with a thread that has decoded, and while a pooled thread that did so
-    is alive, every decode on another thread ran 3.5x slower (19 against 69 tokens/s, measured)."""
+    """``work()`` on a new thread that ends with it. Not ``asyncio.to_thread``: once a thread that
+    lives on (a pooled one) has run llama.cpp, libgomp keeps that thread's OpenMP workers and
+    throttles spin-waiting for every other thread's, so each later generation ran 3.5x slower
+    (19 against 69 tokens/s, measured; ``bench/local_throughput.py`` met the same effect)."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
 
