@@ -13,11 +13,11 @@ Chroma server, or a turn about to compact its history means there is nothing to 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from persona_runtime.loop import sendable_history
+from persona_runtime.own_thread import on_own_thread
 from persona_runtime.prompt import RetrievedContext, fit_recall
 from persona_runtime.routing.chat_turn import route_chat_turn
 
@@ -65,32 +65,8 @@ async def read_ahead(
         loop.persona, context, sendable_history(loop.history_window.visible(conversation)), text,
         max_tokens=window - reply_tokens,
     )
-    return await _on_a_thread_of_its_own(lambda: backend.read_ahead(prompt.messages, stop))
-
-
-async def _on_a_thread_of_its_own(work: Callable[[], int]) -> int:
-    """``work()`` on a new thread that ends with it. Not ``asyncio.to_thread``: once a thread that
-    lives on (a pooled one) has run llama.cpp, libgomp keeps that thread's OpenMP workers and
-    throttles spin-waiting for every other thread's, so each later generation ran 3.5x slower
-    (19 against 69 tokens/s, measured; ``bench/local_throughput.py`` met the same effect)."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[int] = loop.create_future()
-
-    def settle(result: int | None, error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(result or 0)
-
-    def run() -> None:
-        try:
-            result = work()
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=run, name=READ_AHEAD_THREAD_NAME, daemon=True).start()
-    return await done
+    # On a thread that ends with it, not ``asyncio.to_thread``: once a thread that lives on (a
+    # pooled one) has run llama.cpp, libgomp keeps that thread's OpenMP workers and throttles
+    # spin-waiting for every other thread's, so each later generation ran 3.5x slower (19 against
+    # 69 tokens/s, measured; ``bench/local_throughput.py`` met the same effect).
+    return await on_own_thread(lambda: backend.read_ahead(prompt.messages, stop), name=READ_AHEAD_THREAD_NAME)

@@ -9,7 +9,6 @@ large to send back (cut at ``max_chars``).
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -117,32 +116,9 @@ async def _in_own_thread(toolbox: Any, call: ToolCall) -> ToolResult:
     thread the wait stays cancellable; a thread that never returns is abandoned (daemon, so it
     cannot hold up exit) rather than taking a slot in the loop's shared executor.
     """
-    loop = asyncio.get_running_loop()
-    outcome: asyncio.Future[ToolResult] = loop.create_future()
+    from persona_runtime.own_thread import on_own_thread
 
-    def deliver(result: ToolResult | None, error: BaseException | None) -> None:
-        if outcome.done():  # timed out or cancelled meanwhile
-            return
-        if error is not None:
-            outcome.set_exception(error)
-        else:
-            outcome.set_result(result)  # type: ignore[arg-type]
-
-    def work() -> None:
-        try:
-            result = asyncio.run(toolbox.dispatch(call))
-        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting loop
-            error: BaseException | None = exc
-            result = None
-        else:
-            error = None
-        try:
-            loop.call_soon_threadsafe(deliver, result, error)
-        except RuntimeError:  # the loop closed while the tool ran
-            pass
-
-    threading.Thread(target=work, name=f"tool-{call.name}", daemon=True).start()
-    return await outcome
+    return await on_own_thread(lambda: asyncio.run(toolbox.dispatch(call)), name=f"tool-{call.name}")
 
 
 async def inject_skill(skills: dict[str, Any], injector: Any, name: str) -> str:
