@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import persona_runtime.read_ahead
 from persona_cli.draft_reader import DraftReader
-from tests.unit.test_repl import ENTER, read_all
+from tests.support.prompt_keys import ENTER, read_all
 
 
 def reader_with(monkeypatch, *, ready: bool = True, tier: str = "auto"):
@@ -66,18 +66,7 @@ def test_nothing_is_read_for_a_slash_command_an_empty_line_or_before_the_models_
     asyncio.run(main())
 
 
-def test_the_prompt_passes_each_change_of_its_text(monkeypatch) -> None:
+def test_the_prompt_passes_each_change_of_its_text() -> None:
     seen: list[str] = []
-    monkeypatch.setattr("tests.unit.test_repl.ChatPrompt", _prompt_reporting_to(seen))
-    assert read_all(["Hi", " there" + ENTER], max_reads=1) == ["Hi there"]
+    assert read_all(["Hi", " there" + ENTER], max_reads=1, on_text=seen.append) == ["Hi there"]
     assert seen[-2:] == ["Hi there", ""]  # and, once sent, an empty line: what was read ahead stops
-
-
-def _prompt_reporting_to(seen: list[str]):
-    from persona_cli.repl import ChatPrompt
-
-    class Reporting(ChatPrompt):
-        def __init__(self, **kwargs) -> None:
-            super().__init__(**kwargs, on_text=seen.append)
-
-    return Reporting
