@@ -250,8 +250,11 @@ def open_llama(path: Path, n_ctx: int, n_threads: int) -> Llama:
     from persona_runtime.llama_quiet import quiet_llama_cpp
 
     quiet_llama_cpp()  # llama.cpp's logs dropped in C, and fds 1 and 2 left alone (see there)
+    # n_threads_batch too: llama-cpp-python reads prompts on every core otherwise, whatever
+    # PERSONA_LOCAL_THREADS says.
     return Llama(
-        model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=BATCH, n_ubatch=BATCH, verbose=False
+        model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, n_batch=BATCH,
+        n_ubatch=BATCH, verbose=False,
     )
 
 

@@ -11,7 +11,8 @@ will make (:meth:`LlamaCppBackend.read_ahead`), so Enter finds most of the promp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,12 +86,29 @@ def read_draft(llm: Llama, tokens: list[int], stop: Callable[[], bool]) -> int:
 
 
 def _read_from(llm: Llama, tokens: list[int], common: int, step: int, stop: Callable[[], bool] | None) -> int:
+    """Read ``tokens[common:]``, ``step`` at a time while ``stop()`` is false. A read that may be
+    stopped runs beside other work (the session loading, the person typing) and uses one thread:
+    next to a busy Python thread, two llama.cpp threads read 68 tokens/s and one reads 100, with
+    the Python thread as fast either way; alone, two read 165 (measured, 500 tokens)."""
     llm.n_tokens = common  # eval() drops the cache from here on before reading
     read = 0
-    for start in range(common, len(tokens), step):
-        if stop is not None and stop():
-            break
-        chunk = tokens[start : start + step]
-        llm.eval(chunk)
-        read += len(chunk)
+    with _threads(llm, 1 if stop is not None else llm.n_threads):
+        for start in range(common, len(tokens), step):
+            if stop is not None and stop():
+                break
+            chunk = tokens[start : start + step]
+            llm.eval(chunk)
+            read += len(chunk)
     return read
+
+
+@contextmanager
+def _threads(llm: Llama, reading: int) -> Iterator[None]:
+    """llama.cpp reads prompts on ``reading`` threads meanwhile (generation keeps its own count)."""
+    import llama_cpp
+
+    llama_cpp.llama_set_n_threads(llm.ctx, llm.n_threads, reading)
+    try:
+        yield
+    finally:
+        llama_cpp.llama_set_n_threads(llm.ctx, llm.n_threads, llm.n_threads)

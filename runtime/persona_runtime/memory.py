@@ -16,6 +16,9 @@ from persona_runtime.chroma_server import MemoryServerDown
 from persona_runtime.memory_pins import PinList, text_hash
 from persona_runtime.memory_queue import MemoryQueue
 from persona_runtime.prompt import RetrievedContext
+from persona_runtime.standing import (
+    STANDING_MAX_ENTRIES, Standing, predict_standing, snapshot_path, standing_from_chunks, write_snapshot,
+)
 
 if TYPE_CHECKING:
     from persona.schema.persona import Persona
@@ -59,6 +62,8 @@ class PersonaMemory:
         self.queue = queue
         self._marker_dir = marker_dir if marker_dir is not None else root
         self._identity_cache: tuple[Any, ...] | None = None
+        self._standing: Standing | None = None
+        self._standing_key: tuple[int, ...] | None = None  # the record counts it was read at
         self._outage = False  # the server did not answer the last request
         self._outage_told = False  # ... and the person has heard about it (one notice per outage)
         self._loaded = False
@@ -158,6 +163,7 @@ class PersonaMemory:
                 except OSError:
                     pass  # indexing again next time is slower, not wrong
         self._loaded = True
+        self.changed()
         self._replay()
 
     @property
@@ -184,7 +190,8 @@ class PersonaMemory:
             return self._guarded(lambda: self._retrieve(message, top_k))
         except MemoryServerDown as exc:
             if self._outage_told:
-                return RetrievedContext(identity=self._identity_cache or ())
+                standing = self._standing if self._standing_key is not None else predict_standing(self._marker_dir, self.persona)
+                return RetrievedContext(identity=self._identity_cache or (), standing=standing)
             self._outage_told = True
             raise MemoryServerDown(f"{exc}; the chat goes on without memory until it is back") from None
 
@@ -194,12 +201,34 @@ class PersonaMemory:
         if self._identity_cache is None:
             self._identity_cache = tuple(self.stores["identity"].get_all(self.persona_id))
         query = message.strip() or self.persona.identity.role
-        return RetrievedContext(
-            identity=self._identity_cache,
-            self_facts=tuple(self.stores["self_facts"].query(self.persona_id, query, top_k)),
-            worldview=tuple(self.stores["worldview"].query(self.persona_id, query, top_k)),
-            episodic=tuple(self.stores["episodic"].query(self.persona_id, query, top_k)),
+        standing = self.standing()
+        recalled = () if standing is not None else ("self_facts", "worldview")
+        found = {kind: tuple(self.stores[kind].query(self.persona_id, query, top_k)) for kind in (*recalled, "episodic")}
+        return RetrievedContext(identity=self._identity_cache, standing=standing, **found)
+
+    def standing(self) -> Standing | None:
+        """All the persona's self facts and views while they are few (:mod:`persona_runtime.standing`),
+        else None. Read again only when the stores changed: their record counts (old versions
+        included) move with every add, edit, rollback and forget; this process's own changes
+        also call :meth:`changed`."""
+        key = tuple(
+            self.backend.count(persona_id=self.persona_id, store_kind=kind, include_superseded=True)
+            for kind in ("self_facts", "worldview")
         )
+        if key != self._standing_key:
+            self._standing = None
+            if sum(key) <= STANDING_MAX_ENTRIES * 4:  # a large store is not read whole each turn
+                self._standing = standing_from_chunks(
+                    self.stores["self_facts"].get_all(self.persona_id), self.stores["worldview"].get_all(self.persona_id)
+                )
+            self._standing_key = key
+            if self._marker_dir is not None:
+                write_snapshot(snapshot_path(self._marker_dir, self.persona_id), self._standing)
+        return self._standing
+
+    def changed(self) -> None:
+        """The self facts or views were changed here: read the standing memory again next turn."""
+        self._standing_key = None
 
     def remember(self, text: str, *, metadata: dict[str, str], written_by: str) -> str:
         """Write one episodic chunk; returns its id. Secrets (a key the person typed, the model

@@ -215,6 +215,7 @@ class MemoryAdmin:
             provenance=ChunkProvenance(source=WriteSource.USER, logical_id=chunk_id, version=1, written_at=now, written_by="person"),
         )
         self.memory.stores[store].write(self.pid, [chunk], source=WriteSource.USER, written_by="person", reason="added by the person")
+        self.memory.changed()
         return self.find(chunk_id)
 
     def edit(self, ref: str, text: str) -> MemoryEntry:
@@ -229,6 +230,7 @@ class MemoryAdmin:
             provenance=ChunkProvenance(source=WriteSource.USER, logical_id=entry.logical_id, version=1, written_at=now, written_by="person"),
         )
         self.memory.stores[entry.store].write(self.pid, [chunk], source=WriteSource.USER, written_by="person", reason="edited by the person")
+        self.memory.changed()
         return self.find(entry.logical_id)
 
     def rollback(self, ref: str, version: int) -> MemoryEntry:
@@ -245,6 +247,7 @@ class MemoryAdmin:
             self.memory.stores[entry.store].rollback(self.pid, entry.logical_id, version, source=WriteSource.USER, written_by="person")
         except PersonaError as exc:
             raise MemoryAdminError(f"cannot roll {entry.id} back: {exc}") from None
+        self.memory.changed()
         return self.find(entry.logical_id)
 
     def forget(self, refs: list[str], *, pin: bool = False) -> ForgetResult:
@@ -267,6 +270,7 @@ class MemoryAdmin:
             ids = [e.id for e in entries if e.store == store]
             if ids:
                 self.memory.stores[store].remove_documents(self.pid, ids)
+        self.memory.changed()
         if yaml and not pin:
             self._forget_marker()  # "comes back at the next load" must be true, not "at the next YAML change"
         return ForgetResult(tuple(entries), returning=() if pin else tuple(yaml), pinned=tuple(yaml) if pin else ())

@@ -7,13 +7,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from persona_runtime.memory import PersonaMemory
     from persona_runtime.session import Session
 
-__all__ = ["MEMORY_OFF", "open_memory", "open_server_memory"]
+__all__ = ["MEMORY_OFF", "memory_folder", "open_memory", "open_server_memory"]
 
 
 MEMORY_OFF = "memory is off for this session: "
+
+
+def memory_folder(session: Session) -> Path:
+    """The folder of the session's store (on a server: what is kept here about it, e.g. markers)."""
+    server = session.settings.chroma
+    return session.paths.server_memory(server.key) if server is not None else session.paths.memory(session.embedder.key)
 
 
 def open_memory(session: Session) -> tuple[PersonaMemory | None, list[str]]:
@@ -27,7 +35,7 @@ def open_memory(session: Session) -> tuple[PersonaMemory | None, list[str]]:
     choice = session.embedder
     if session.settings.chroma is not None:
         return open_server_memory(session)
-    store = session.paths.memory(choice.key)
+    store = memory_folder(session)
     notices = [notice] if (notice := set_aside_if_broken(store)) else []
     memory: PersonaMemory | None = None
     try:
@@ -50,7 +58,7 @@ def open_server_memory(session: Session) -> tuple[PersonaMemory | None, list[str
 
     server = session.settings.chroma
     assert server is not None
-    local = session.paths.server_memory(server.key)
+    local = memory_folder(session)
     try:
         memory = PersonaMemory.open(
             session.persona, root=local, embedder=session.embedder.embedder, audit_root=session.paths.audit,

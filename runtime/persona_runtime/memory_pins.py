@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +53,9 @@ class PinList:
         return {p.hash for p in self.read()}
 
     def write(self, pins: list[Pin]) -> None:
-        data = [{"store": p.store, "hash": p.hash, "preview": p.preview} for p in pins]
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False, indent=1)
-        os.replace(tmp, self.path)
+        from persona_runtime.paths import write_private_json
+
+        write_private_json(self.path, [{"store": p.store, "hash": p.hash, "preview": p.preview} for p in pins])
 
     def add(self, new: list[Pin]) -> None:
         pins = self.read()

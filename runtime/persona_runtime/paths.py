@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = [
     "DataPaths", "data_dir_from_env", "data_home", "ensure_private_dir", "platform_data_dir", "prepare_data_dir",
-    "tighten_private",
+    "tighten_private", "write_private_json",
 ]
 
 APP_NAME = "persona"
@@ -51,6 +51,17 @@ def ensure_private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
     if tighten_existing:
         _tighten(path)
     return path
+
+
+def write_private_json(path: Path, data: object) -> None:
+    """Write ``data`` as JSON to ``path`` (0600), whole or not at all: a crash leaves the old file."""
+    import json
+
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False, indent=1)
+    os.replace(tmp, path)
 
 
 def _tighten(path: Path) -> None:

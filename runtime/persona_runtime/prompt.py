@@ -1,10 +1,11 @@
 """PromptBuilder + RetrievedContext: the prompt for one turn, and a token-budget reducer.
 
 The system message holds what stays the same for a whole conversation: the persona's
-identity and constraints (never dropped), the skill index, any activated skill and the
-footer. What memory recalled for *this* message (self facts, views tagged with their
-epistemic status, earlier conversations) goes in front of the person's message, in the
-last user message, clearly labelled. So from one turn to the next the prompt only grows at
+identity and constraints (never dropped), its standing memory (all its self facts and views,
+while they are few: :mod:`persona_runtime.standing`), the skill index, any activated skill and
+the footer. What memory recalled for *this* message (earlier conversations; self facts and
+views tagged with their epistemic status when there are too many to stand) goes in front of
+the person's message, in the last user message, clearly labelled. So from one turn to the next the prompt only grows at
 the end: a model server's prompt cache, or llama.cpp's KV cache for the bundled model,
 reuses everything up to the previous turn instead of re-reading the whole history because
 the system message changed. When the prompt exceeds the budget, whole memory sections are
@@ -20,16 +21,22 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from persona_runtime.standing import Standing, strip_kind, view_line
+
 if TYPE_CHECKING:
     from persona.schema.conversation import ConversationMessage
     from persona.schema.persona import Persona
 
-__all__ = ["MESSAGE_OVERHEAD", "BuiltPrompt", "PromptBuilder", "RetrievedContext", "count_tokens", "fit_recall"]
+__all__ = [
+    "MESSAGE_OVERHEAD", "BuiltPrompt", "PromptBuilder", "RetrievedContext", "count_tokens", "fit_recall", "recall_opening",
+]
 
 FOOTER = "Stay in character. Cite sources when using tool results."
 # Frames what memory recalled for this message, in front of it, so it is not read as the person's words.
 RECALLED_HEADER = "[Recalled from your memory for this message; the person did not write this part.]"
 MESSAGE_HEADER = "[The person's message:]"
+FACTS_TITLE = "Relevant facts about yourself:"
+EPISODIC_TITLE = "From earlier conversations:"
 INTERRUPTED_NOTE = " [reply interrupted by the user]"
 _LANGUAGES = {
     "nb": "Norwegian Bokmål", "nn": "Norwegian Nynorsk", "no": "Norwegian", "sv": "Swedish",
@@ -64,6 +71,8 @@ class RetrievedContext:
     self_facts: tuple[Any, ...] = ()
     worldview: tuple[Any, ...] = ()
     episodic: tuple[Any, ...] = ()
+    #: The persona's own facts and views for the system message; None: they are recalled above.
+    standing: Standing | None = None
 
 
 def fit_recall(context: RetrievedContext, budget: int, count: Callable[[str], int] = count_tokens) -> RetrievedContext:
@@ -86,7 +95,7 @@ def fit_recall(context: RetrievedContext, budget: int, count: Callable[[str], in
                 left -= cost
     return RetrievedContext(
         identity=context.identity, self_facts=tuple(kept["self_facts"]), worldview=tuple(kept["worldview"]),
-        episodic=tuple(kept["episodic"]),
+        episodic=tuple(kept["episodic"]), standing=context.standing,
     )
 
 
@@ -102,6 +111,12 @@ def _clipped(chunk: Any, limit: int, count: Callable[[str], int]) -> Any:
         else:
             high = mid - 1
     return chunk.model_copy(update={"text": " ".join(words[:low]) + " …"})
+
+
+def recall_opening(standing: Standing | None) -> str:
+    """How the last user message begins when memory recalls anything for it, up to the first
+    entry: with standing memory, earlier conversations come first, else self facts."""
+    return f"{RECALLED_HEADER}\n{EPISODIC_TITLE if standing is not None else FACTS_TITLE}\n- "
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +150,15 @@ class PromptBuilder:
         from persona.schema.conversation import ConversationMessage
 
         sections = {
-            "self_facts": _bullets("Relevant facts about yourself:", [_strip_kind(c.text) for c in context.self_facts]),
+            "self_facts": _bullets(FACTS_TITLE, [strip_kind(c.text) for c in context.self_facts]),
             "worldview": _bullets(
-                "Your views:",
-                [f"{_strip_kind(c.text)} ({c.metadata.get('epistemic', 'belief')})" for c in context.worldview],
+                "Your views:", [view_line(strip_kind(c.text), c.metadata.get("epistemic")) for c in context.worldview]
             ),
-            "episodic": _bullets("From earlier conversations:", [c.text for c in context.episodic]),
+            "episodic": _bullets(EPISODIC_TITLE, [c.text for c in context.episodic]),
         }
-        system = self.system_message(persona, skill_index=skill_index, skill_content=skill_content, extra_system=extra_system)
+        system = self.system_message(
+            persona, standing=context.standing, skill_index=skill_index, skill_content=skill_content, extra_system=extra_system
+        )
         system_text = system.content
         history = [_render_history_message(m) for m in history]
         now = system.created_at
@@ -182,13 +198,23 @@ class PromptBuilder:
         )
 
     def system_message(
-        self, persona: Persona, *, skill_index: str = "", skill_content: str | None = None, extra_system: str | None = None
+        self,
+        persona: Persona,
+        *,
+        standing: Standing | None = None,
+        skill_index: str = "",
+        skill_content: str | None = None,
+        extra_system: str | None = None,
     ) -> ConversationMessage:
         """The system message :meth:`build` starts with: the same for every turn of a conversation
-        (given the same skill index), which is what lets a local model read it ahead of time."""
+        (given the same standing memory and skill index), which is what lets a local model read it
+        ahead of time."""
         from persona.schema.conversation import ConversationMessage
 
-        fixed = [_identity_block(persona), skill_index.strip(), (skill_content or "").strip(), (extra_system or "").strip(), self._footer]
+        fixed = [
+            _identity_block(persona), _standing_block(standing), skill_index.strip(), (skill_content or "").strip(),
+            (extra_system or "").strip(), self._footer,
+        ]
         text = "\n\n".join(p for p in fixed if p)
         return ConversationMessage(role="system", content=text, created_at=datetime.now(UTC))
 
@@ -210,15 +236,16 @@ def _identity_block(persona: Persona) -> str:
     return block
 
 
+def _standing_block(standing: Standing | None) -> str:
+    if standing is None:
+        return ""
+    parts = (_bullets("Facts about yourself:", standing.facts), _bullets("Your views:", standing.views))
+    return "\n\n".join(p for p in parts if p)
+
+
 def _bullets(title: str, items: Sequence[str]) -> str:
     items = [i.strip() for i in items if i and i.strip()]
     return f"{title}\n" + "\n".join(f"- {i}" for i in items) if items else ""
-
-
-def _strip_kind(text: str) -> str:
-    """Chunks are stored as ``"self_fact: ..."`` / ``"worldview: ..."``; show just the content."""
-    head, sep, rest = text.partition(": ")
-    return rest if sep and head in ("self_fact", "worldview") else text
 
 
 def _text_of(message: ConversationMessage) -> str:

@@ -235,16 +235,9 @@ class Session:
             return
 
     def _prefill(self) -> None:
-        try:
-            from persona_runtime.prefill import prefill_local_models
-            from persona_runtime.prompt import count_tokens
-            from persona_runtime.prompt_cache import PromptCache
+        from persona_runtime.prefill import prefill_session
 
-            count_tokens("")  # loads the prompt budget's tokenizer (~0.25 s) while the models load
-
-            prefill_local_models(self.persona, self.tiers, cache=PromptCache(self.paths.prompt_cache))
-        except Exception:  # noqa: BLE001, S110 - only a head start; the first turn reads it anyway
-            pass
+        prefill_session(self)
 
     async def _heavy_parts(self) -> HeavyParts:
         self.start_background()

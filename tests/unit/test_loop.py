@@ -331,7 +331,9 @@ def test_episodic_write_back_and_recall_with_real_chroma(tmp_path, memories) -> 
     # The next turn recalls it, in front of the person's message.
     run(collect(loop, new_conversation(), "what is my cat called?", tier="mid"))
     assert "my cat is called Pus" in backend.calls[1].messages[-1].content
-    assert "Relevant facts about yourself:" in backend.calls[1].messages[-1].content
+    # The persona's few self facts stand in the system message instead of being recalled per message.
+    assert "Relevant facts about yourself:" not in backend.calls[1].messages[-1].content
+    assert "Facts about yourself:" in backend.calls[1].messages[0].content
     assert backend.calls[1].messages[-1].content.endswith("what is my cat called?")
 
 

@@ -8,6 +8,7 @@ import io
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import pytest
 from persona.schema.conversation import Conversation
 from rich.console import Console
 
@@ -17,6 +18,13 @@ from persona_runtime.memory_admin import MemoryAdmin
 from persona_runtime.testing import Reply, ScriptedBackend
 from persona_runtime.tier import TierConfig, TierRegistry
 from persona_runtime.turnlog import MemoryTurnLogWriter
+
+
+@pytest.fixture(autouse=True)
+def _facts_recalled_per_message(monkeypatch) -> None:
+    """These tests are about recall, so the persona's self facts and views are recalled per
+    message as for a persona with too many to stand in the system message (test_standing.py)."""
+    monkeypatch.setattr("persona_runtime.memory.STANDING_MAX_ENTRIES", 0)
 
 
 def _turn(tmp_path, memories, text: str = "tell me about the boat", backend: ScriptedBackend | None = None, **options):
