@@ -119,14 +119,16 @@ def test_an_agent_at_its_cap_exits_4_and_the_run_can_resume(server, home, monkey
         monkeypatch.setenv(f"PERSONA_{tier}_PROVIDER", "openai")
         monkeypatch.setenv(f"PERSONA_{tier}_API_KEY", "sk-test-integration-0001")
         monkeypatch.setenv(f"PERSONA_{tier}_BASE_URL", server.base_url)
-    server.enqueue(Text("Thinking about the plan.", usage=USAGE))  # 0.55 cents; the next step's worst case won't fit
-    code, result = invoke(["agent", str(KAI), "Pick a database", "--max-cost", "0.015"])
+    # 0.55 cents; the first step's worst case fits 1.7 cents (kai's system message holds its facts
+    # and views), the next step's does not.
+    server.enqueue(Text("Thinking about the plan.", usage=USAGE))
+    code, result = invoke(["agent", str(KAI), "Pick a database", "--max-cost", "0.017"])
     assert code == 4, result.output
     assert "spend cap reached" in result.stderr and "--max-cost" in result.stderr and "Traceback" not in result.stderr
-    assert "$ spend $0.0055 / $0.0150" in result.stderr
+    assert "$ spend $0.0055 / $0.0170" in result.stderr
     [saved] = [json.loads(p.read_text()) for p in (home / "runs").glob("*.json")]
     assert saved["status"] == "spend_cap_reached" and len(server.requests) == 1
-    assert sum(r["cost_cents"] or 0 for r in turn_log(home)) <= 1.5
+    assert sum(r["cost_cents"] or 0 for r in turn_log(home)) <= 1.7
     server.enqueue(Text("[FINAL] DuckDB.", usage=USAGE))
     code, result = invoke(["agent", "--resume", saved["id"], "--max-cost", "1"])
     assert code == 0, result.output
