@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from persona_runtime.local_prefix import DRAFT_CHUNK, read_draft
 
 
+@pytest.fixture(autouse=True)
+def threads(monkeypatch) -> list[tuple[int, int]]:
+    """The (generation, prompt) thread counts read_draft sets, instead of a real llama.cpp context's."""
+    import llama_cpp
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(llama_cpp, "llama_set_n_threads", lambda ctx, n, batch: calls.append((n, batch)))
+    return calls
+
+
 class KvCache:
-    """What read_draft uses of a llama_cpp.Llama: input_ids, n_tokens and eval()."""
+    """What read_draft uses of a llama_cpp.Llama: input_ids, n_tokens, eval(), ctx and n_threads."""
+
+    ctx = None
+    n_threads = 2
 
     def __init__(self, held: list[int]) -> None:
         self.input_ids = np.zeros(1024, dtype=np.intc)
@@ -25,12 +39,13 @@ class KvCache:
         return self.input_ids[: self.n_tokens].tolist()
 
 
-def test_it_reads_only_past_what_the_cache_shares_in_draft_sized_chunks() -> None:
+def test_it_reads_only_past_what_the_cache_shares_in_draft_sized_chunks(threads) -> None:
     draft = list(range(1, 51))
     kv = KvCache([1, 2, 3, 99, 98])  # shares three tokens, then parts
     assert read_draft(kv, draft, stop=lambda: False) == 47
     assert kv.held() == draft
     assert [len(c) for c in kv.calls] == [DRAFT_CHUNK, DRAFT_CHUNK, 47 - 2 * DRAFT_CHUNK]
+    assert threads == [(2, 1), (2, 2)]  # one thread beside the typing, all of them again after
 
 
 def test_it_stops_at_the_next_chunk_once_told() -> None:
