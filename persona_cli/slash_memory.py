@@ -63,13 +63,23 @@ async def why(ctx: Any, _arg: str) -> None:
         render_notice(ctx.info, "no turn has recalled anything yet in this session")
         return
     if not recalled.entries:
-        render_notice(ctx.info, "nothing was recalled for the last turn (the persona's identity is always sent)")
+        render_notice(ctx.info, f"nothing was recalled for the last turn ({_always_sent(recalled)} always sent)")
         return
     render_notice(ctx.info, f"{recalled.summary()} for the last turn (store · id · score · age · first line):")
     width = _width(ctx, [e.id for e in recalled.entries])
     for e in recalled.entries:
         _line(ctx, e.store, e.id, e.score, format_age(e.created_at), e.first_line, width)
-    render_notice(ctx.info, "the persona's identity is always sent too; /forget ID removes an entry")
+    render_notice(ctx.info, f"{_always_sent(recalled)} always sent too; /forget ID removes an entry")
+
+
+def _always_sent(recalled: Any) -> str:
+    if recalled.standing is None:
+        return "the persona's identity is"
+    facts, views = recalled.standing
+    return (
+        f"the persona's identity, its {facts} self fact{'s' * (facts != 1)} and {views} view{'s' * (views != 1)} "
+        "(`persona memory list` shows them) are"
+    )
 
 
 async def memory(ctx: Any, arg: str) -> None:

@@ -82,6 +82,8 @@ class MemoryRecalled:
     """What memory recalled for this message, before the model is asked."""
 
     entries: tuple[RecalledEntry, ...] = ()
+    #: (self facts, views) standing in the system message, sent with every message; None: none stand.
+    standing: tuple[int, int] | None = None
 
     @property
     def ids(self) -> tuple[str, ...]:

@@ -334,7 +334,8 @@ def recalled_event(context: RetrievedContext) -> MemoryRecalled:
                 store=store, id=chunk.id, score=None if distance is None else round(1.0 - float(distance), 4),
                 created_at=getattr(chunk, "created_at", None), first_line=redact(lines[0][:200]) if lines else "",
             ))
-    return MemoryRecalled(tuple(entries))
+    standing = (len(context.standing.facts), len(context.standing.views)) if context.standing is not None else None
+    return MemoryRecalled(tuple(entries), standing=standing)
 
 
 def _content_hash(persona: Persona, pinned: set[str] | frozenset[str] = frozenset()) -> str:

@@ -45,6 +45,25 @@ def test_the_persona_s_facts_and_views_stand_in_the_system_message_not_in_the_me
     assert memory.standing() == TESS
 
 
+def test_why_says_the_standing_facts_and_views_go_with_every_message(tmp_path, memories) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from persona_cli.slash_memory import why
+    from persona_runtime.memory import recalled_event
+
+    memory = memories.open(tmp_path)
+    MemoryAdmin(memory).add("episodic", "The person's boat is called Tern.")
+    event = recalled_event(memory.retrieve("the boat"))
+    assert event.standing == (2, 1) and {e.store for e in event.entries} == {"episodic"}
+    buffer = io.StringIO()
+    ctx = SimpleNamespace(last_recall=event, info=Console(file=buffer, width=300), session=SimpleNamespace(persona_id="tess"))
+    asyncio.run(why(ctx, ""))
+    assert "the persona's identity, its 2 self facts and 1 view (`persona memory list` shows them) are always sent too" in buffer.getvalue()
+
+
 def test_a_correction_counts_from_the_next_turn_whoever_made_it(tmp_path, memories) -> None:
     memory = memories.open(tmp_path)
     admin = MemoryAdmin(memory)
