@@ -227,7 +227,9 @@ class Session:
                 embedder.start_loading()
             heavy = load_heavy_parts(self)
             if warm:
-                embedder.encode(["warm up"])  # waits for the load and proves the embedder works
+                from persona_runtime.embedders import WARM_UP_TEXT
+
+                embedder.encode([WARM_UP_TEXT])  # waits for the load and proves the embedder works
             preload_local_models(self.tiers)  # waits for the models
             self._heavy.set_result(heavy)
         except BaseException as exc:  # noqa: BLE001 - delivered to whoever awaits the session

@@ -62,6 +62,18 @@ def test_a_query_encoded_again_is_not_run_through_the_model_again(minilm: MiniLM
     assert len(calls) == 2
 
 
+def test_the_warm_up_text_is_encoded_as_the_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The session waits on it after Chroma's import; encoded on the load thread, it costs nothing then.
+    from persona_runtime.embedders import WARM_UP_TEXT
+    from persona_runtime.minilm import MiniLMEncoder
+
+    embedder = MiniLMEmbedder()
+    embedder.start_loading()
+    [warm] = embedder.encode([WARM_UP_TEXT])  # waits for the load
+    monkeypatch.setattr(MiniLMEncoder, "encode", lambda self, texts: pytest.fail("encoded again"))
+    assert embedder.encode([WARM_UP_TEXT]) == [warm] and len(warm) == 384
+
+
 @pytest.mark.slow
 def test_minilm_matches_sentence_transformers(minilm: MiniLMEmbedder) -> None:
     """The reference: the same model folder through sentence-transformers (torch), computed once
