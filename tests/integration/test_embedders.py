@@ -64,14 +64,19 @@ def test_a_query_encoded_again_is_not_run_through_the_model_again(minilm: MiniLM
 
 def test_the_warm_up_text_is_encoded_as_the_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     # The session waits on it after Chroma's import; encoded on the load thread, it costs nothing then.
+    import threading
+
     from persona_runtime.embedders import WARM_UP_TEXT
     from persona_runtime.minilm import MiniLMEncoder
 
+    ran_on: list[str] = []
+    real = MiniLMEncoder.encode
+    monkeypatch.setattr(MiniLMEncoder, "encode", lambda self, texts: ran_on.append(threading.current_thread().name) or real(self, texts))
     embedder = MiniLMEmbedder()
     embedder.start_loading()
     [warm] = embedder.encode([WARM_UP_TEXT])  # waits for the load
-    monkeypatch.setattr(MiniLMEncoder, "encode", lambda self, texts: pytest.fail("encoded again"))
     assert embedder.encode([WARM_UP_TEXT]) == [warm] and len(warm) == 384
+    assert ran_on == ["persona-minilm-load"]
 
 
 @pytest.mark.slow
