@@ -7,6 +7,7 @@ and writes finished turns back to the episodic store.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from collections.abc import Callable
 from pathlib import Path
@@ -25,12 +26,17 @@ if TYPE_CHECKING:
 
     from persona_runtime.chroma_server import ChromaServer
     from persona_runtime.events import MemoryRecalled
+    from persona_runtime.recall_cache import RecallCache
 
 T = TypeVar("T")
 
-__all__ = ["PersonaMemory", "StoreKind", "recalled_event"]
+__all__ = ["MemoryOff", "PersonaMemory", "StoreKind", "content_hash", "recalled_event"]
 
 StoreKind = ("identity", "self_facts", "worldview", "episodic")
+
+
+class MemoryOff(RuntimeError):
+    """The store a session started on could not be opened after all (see :meth:`PersonaMemory.early`)."""
 
 
 class PersonaMemory:
@@ -52,7 +58,7 @@ class PersonaMemory:
             raise ValueError(f"missing stores: {', '.join(missing)}")
         self.persona = persona
         self.persona_id = persona.persona_id or "persona"
-        self.stores = stores
+        self._stores = stores
         self._registry = registry
         #: The store's folder (for messages about it), when it is on disk.
         self.root = root
@@ -67,6 +73,41 @@ class PersonaMemory:
         self._outage = False  # the server did not answer the last request
         self._outage_told = False  # ... and the person has heard about it (one notice per outage)
         self._loaded = False
+        self._digest: str | None = None  # the persona content indexed
+        # An early memory (see early()) recalls from a snapshot until the store is attached.
+        self._attached = threading.Event()
+        self._attached.set()
+        self._early: RecallCache | None = None
+        self._embedder: Any = None
+        self._off: str | None = None
+
+    @classmethod
+    def early(cls, persona: Persona, cache: RecallCache, *, embedder: Any, root: Path) -> PersonaMemory:
+        """Memory for a session whose store is still opening: recall comes from ``cache`` (what
+        the store held at the last close, unchanged since: :mod:`persona_runtime.recall_cache`);
+        anything else waits for :meth:`attach`."""
+        memory = cls(persona, dict.fromkeys(StoreKind), root=root)
+        memory._attached.clear()
+        memory._early, memory._embedder = cache, embedder
+        return memory
+
+    def attach(self, opened: PersonaMemory | None, *, off: str = "memory is off for this session") -> None:
+        """Hand an early memory the store once it has opened and loaded (``opened``), or turn it
+        off (``opened`` None: then it recalls nothing and remembers nothing, as memory off)."""
+        if opened is not None:
+            self._stores, self._registry, self.backend = opened._stores, opened._registry, opened.backend
+            self._loaded, self._digest = opened._loaded, opened._digest
+        else:
+            self._off = off
+        self._attached.set()
+
+    @property
+    def stores(self) -> dict[str, Any]:
+        """The typed stores (an early memory waits for its store to open)."""
+        self._attached.wait()
+        if self._off is not None:
+            raise MemoryOff(self._off)
+        return self._stores
 
     @classmethod
     def open(
@@ -114,9 +155,18 @@ class PersonaMemory:
             return cls(persona, stores, registry=registry, backend=chroma, queue=queue, marker_dir=root)
         return cls(persona, stores, registry=registry, root=root, backend=chroma)
 
-    def close(self) -> None:
+    def close(self, *, save_recall: bool = False) -> None:
         """Let go of the Chroma store (embedded: its SQLite and HNSW files; on a server: the
-        HTTP client); idempotent. Using the memory afterwards raises."""
+        HTTP client); idempotent. Using the memory afterwards raises. ``save_recall``: first
+        leave the snapshot the next launch recalls from while its store opens (embedded only)."""
+        self._attached.wait()
+        if save_recall and self.server is None and self.root is not None and self._digest is not None:
+            from persona_runtime.recall_cache import save_recall_cache
+
+            try:
+                save_recall_cache(self.backend, self.root, self.persona_id, self._digest)
+            except Exception:  # noqa: BLE001, S110 - only a head start for the next launch
+                pass
         closer = getattr(self.backend, "close", None)
         if closer is not None:
             closer()
@@ -146,7 +196,7 @@ class PersonaMemory:
         # list is part of the hash, so a new pin (or one taken back) forces indexing again.
         marker = self.marker
         pinned = self.pins.hashes() if self.pins is not None else set()
-        digest = _content_hash(self.persona, pinned)
+        self._digest = digest = content_hash(self.persona, pinned)
         try:
             fresh = marker is not None and marker.read_text(encoding="ascii").strip() == digest
         except OSError:
@@ -186,6 +236,10 @@ class PersonaMemory:
         """Typed context for ``message``. With memory on a server that cannot be reached, the
         first fault of an outage raises :class:`MemoryServerDown` (one notice); later turns of
         the same outage recall nothing, quietly, until the server answers again."""
+        if not self._attached.is_set() and self._early is not None:
+            return self._early.retrieve(message.strip() or self.persona.identity.role, self._embedder, top_k)
+        if self._off is not None:
+            return RetrievedContext()
         try:
             return self._guarded(lambda: self._retrieve(message, top_k))
         except MemoryServerDown as exc:
@@ -211,6 +265,10 @@ class PersonaMemory:
         else None. Read again only when the stores changed: their record counts (old versions
         included) move with every add, edit, rollback and forget; this process's own changes
         also call :meth:`changed`."""
+        if not self._attached.is_set() and self._early is not None:
+            return self._early.standing()
+        if self._off is not None:
+            return None
         key = tuple(
             self.backend.count(persona_id=self.persona_id, store_kind=kind, include_superseded=True)
             for kind in ("self_facts", "worldview")
@@ -230,7 +288,7 @@ class PersonaMemory:
         """The self facts or views were changed here: read the standing memory again next turn."""
         self._standing_key = None
 
-    def remember(self, text: str, *, metadata: dict[str, str], written_by: str) -> str:
+    def remember(self, text: str, *, metadata: dict[str, str], written_by: str) -> str | None:
         """Write one episodic chunk; returns its id. Secrets (a key the person typed, the model
         echoed or a tool read) are redacted first: memory is resent on later turns. With memory
         on a server that cannot be reached, the chunk (its id already minted) is queued on disk
@@ -240,6 +298,8 @@ class PersonaMemory:
 
         from persona_runtime.secrets import redact
 
+        if self._attached.is_set() and self._off is not None:
+            return None  # memory is off for this session (the person was told once)
         extra = self.server.secrets if self.server is not None else ()
         chunk_id = mint_chunk_id(self.persona_id, "episodic")
         now = datetime.now(UTC)
@@ -312,7 +372,7 @@ class PersonaMemory:
             self._outage = self._outage_told = False
         return result
 
-    def remember_turn(self, user_text: str, assistant_text: str, *, conversation_id: str) -> str:
+    def remember_turn(self, user_text: str, assistant_text: str, *, conversation_id: str) -> str | None:
         return self.remember(
             f"USER: {user_text}\nASSISTANT: {assistant_text}",
             metadata={"importance": "0.5", "conversation_id": conversation_id, "source": "chat"},
@@ -338,7 +398,7 @@ def recalled_event(context: RetrievedContext) -> MemoryRecalled:
     return MemoryRecalled(tuple(entries), standing=standing)
 
 
-def _content_hash(persona: Persona, pinned: set[str] | frozenset[str] = frozenset()) -> str:
+def content_hash(persona: Persona, pinned: set[str] | frozenset[str] = frozenset()) -> str:
     """What indexing depends on: the persona's content and the pins (the store folder already
     names the embedder). A new pin, or one taken back, forces indexing again."""
     import hashlib

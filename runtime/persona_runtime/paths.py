@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = [
     "DataPaths", "data_dir_from_env", "data_home", "ensure_private_dir", "platform_data_dir", "prepare_data_dir",
-    "tighten_private", "write_private_json",
+    "tighten_private", "write_private_json", "write_private_npz",
 ]
 
 APP_NAME = "persona"
@@ -61,6 +61,20 @@ def write_private_json(path: Path, data: object) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(data, handle, ensure_ascii=False, indent=1)
+    os.replace(tmp, path)
+
+
+def write_private_npz(path: Path, meta: object, arrays: Mapping[str, object]) -> None:
+    """``meta`` (as JSON) and float32 ``arrays`` in one ``.npz`` at ``path`` (0600), whole or not at all."""
+    import json
+
+    from persona_runtime.shared_imports import import_numpy
+
+    np = import_numpy()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        np.savez(handle, meta=np.array(json.dumps(meta)), **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
     os.replace(tmp, path)
 
 

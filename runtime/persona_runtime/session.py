@@ -157,6 +157,8 @@ class Session:
         self._loop_lock = asyncio.Lock()
         self._started = False
         self._start_lock = threading.Lock()
+        #: Set at the first reply's first text (an early memory's store opens after it).
+        self.first_output = threading.Event()
 
     @property
     def persona_id(self) -> str:
@@ -214,32 +216,31 @@ class Session:
         # the local model (llama.cpp, mostly C), the embedder, and memory (Chroma, the persona
         # index check) on this one. What they all import comes first, alone.
         try:
+            from persona_runtime.embedders import WARM_UP_TEXT
+            from persona_runtime.memory_open import attach_memory, open_memory_early
+            from persona_runtime.prefill import prefill_session
             from persona_runtime.shared_imports import warm_shared_imports
 
             warm_shared_imports()
             preload_local_models(self.tiers, wait=False)  # each loads on a thread of its own
             # Once loaded, a local model reads the system message (what every turn starts with),
             # while memory loads and the person types; a turn takes the model over within a chunk.
-            threading.Thread(target=self._prefill, name="persona-prefill", daemon=True).start()
+            threading.Thread(target=prefill_session, args=(self,), name="persona-prefill", daemon=True).start()
             embedder = self.embedder.embedder
             warm = hasattr(embedder, "start_loading")
             if warm:
                 embedder.start_loading()
-            heavy = load_heavy_parts(self)
+            early = open_memory_early(self)  # recalls from the last session's snapshot while the store opens
+            heavy = load_heavy_parts(self, memory=early)
             if warm:
-                from persona_runtime.embedders import WARM_UP_TEXT
-
                 embedder.encode([WARM_UP_TEXT])  # waits for the load and proves the embedder works
             preload_local_models(self.tiers)  # waits for the models
             self._heavy.set_result(heavy)
         except BaseException as exc:  # noqa: BLE001 - delivered to whoever awaits the session
             self._heavy.set_exception(exc)
             return
-
-    def _prefill(self) -> None:
-        from persona_runtime.prefill import prefill_session
-
-        prefill_session(self)
+        if early is not None:
+            attach_memory(self, early, heavy.notices, after=self.first_output)  # no turn waits for this
 
     async def _heavy_parts(self) -> HeavyParts:
         self.start_background()
@@ -285,6 +286,7 @@ class Session:
         from persona_runtime.conversations import ConversationRecorder
         from persona_runtime.history import HistoryWindow
         from persona_runtime.loop import ConversationLoop
+        from persona_runtime.memory_open import output_seen
 
         settings = self.settings
         return ConversationLoop(
@@ -296,7 +298,7 @@ class Session:
             skills=heavy.skills,
             skill_injector=heavy.skill_injector,
             turn_log=self._turn_log(),
-            subscribers=[ConversationRecorder(self.conversations)],
+            subscribers=[ConversationRecorder(self.conversations), output_seen(self.first_output)],
             max_tool_rounds=settings.max_tool_rounds,
             options=self.engine_options(),
             history_window=HistoryWindow(
@@ -355,6 +357,7 @@ class Session:
     async def aclose(self) -> None:
         """Stop the MCP servers, close every model backend and the memory store (a load still
         running closes it when done); safe to call more than once."""
+        self.first_output.set()  # a store still waiting to open opens now, and is closed
         self._heavy.add_done_callback(_close_memory)
         if self.mcp is not None and self.mcp.hub is not None:
             await self.mcp.hub.aclose()
@@ -373,7 +376,7 @@ class Session:
 
 def _close_memory(heavy: Future[HeavyParts]) -> None:
     if not heavy.cancelled() and heavy.exception() is None and (memory := heavy.result().memory) is not None:
-        memory.close()
+        memory.close(save_recall=True)
 
 
 def preload_local_models(tiers: TierRegistry, *, wait: bool = True) -> None:
@@ -393,8 +396,9 @@ def preload_local_models(tiers: TierRegistry, *, wait: bool = True) -> None:
                     wait_loaded()
 
 
-def load_heavy_parts(session: Session) -> HeavyParts:
-    """persona-core imports, Chroma stores, persona indexing, skills. Blocking: runs on the loader thread."""
+def load_heavy_parts(session: Session, memory: PersonaMemory | None = None) -> HeavyParts:
+    """persona-core imports, Chroma stores, persona indexing, skills; with ``memory`` (an early
+    one) the store is left to open later. Blocking: runs on the loader thread."""
     from persona_runtime import _offline
 
     _offline.configure_core_logging(session.paths.core_log, verbose=session.settings.verbose)
@@ -404,7 +408,7 @@ def load_heavy_parts(session: Session) -> HeavyParts:
     tighten_private(session.paths.audit)
     from persona_runtime.memory_open import open_memory
 
-    memory, notices = open_memory(session)
+    memory, notices = (memory, []) if memory is not None else open_memory(session)
     skills: list[Any] = []
     injector = None
     if session.persona.skills:

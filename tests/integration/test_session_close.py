@@ -108,10 +108,10 @@ def test_closing_while_memory_still_loads_closes_it_once_loaded(tmp_path: Path, 
     entered, release = threading.Event(), threading.Event()
     real_load = session_module.load_heavy_parts
 
-    def held_load(session: Session) -> session_module.HeavyParts:
+    def held_load(session: Session, memory=None) -> session_module.HeavyParts:
         entered.set()
         assert release.wait(60)
-        return real_load(session)
+        return real_load(session, memory)
 
     monkeypatch.setattr(session_module, "load_heavy_parts", held_load)
     session = session_in(tmp_path / "early" / "home")

@@ -68,10 +68,10 @@ def test_ctrl_c_while_the_first_turn_waits_for_loading_does_not_break_the_sessio
     entered, release = threading.Event(), threading.Event()
     real_load = session_module.load_heavy_parts
 
-    def slow_load(session):  # the loader thread waits until the test has cancelled the first wait
+    def slow_load(session, memory=None):  # the loader thread waits until the test has cancelled the first wait
         entered.set()
         assert release.wait(60)
-        return real_load(session)
+        return real_load(session, memory)
 
     monkeypatch.setattr(session_module, "load_heavy_parts", slow_load)
     settings = Settings(data_dir=tmp_path, embedder="hash")

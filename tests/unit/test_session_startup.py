@@ -66,7 +66,7 @@ def test_model_embedder_and_memory_load_at_once(tmp_path, monkeypatch) -> None:
     model._others.append(embedder.started)
     seen: dict[str, bool] = {}
 
-    def load_heavy(session):
+    def load_heavy(session, memory=None):
         memory_started.set()
         seen["memory"] = model.started.wait(WAIT_S) and embedder.started.wait(WAIT_S)
         return session_module.HeavyParts(memory=None, skills=[], skill_injector=None)
