@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DataPaths", "data_dir_from_env", "data_home", "ensure_private_dir", "platform_data_dir", "prepare_data_dir",
@@ -57,11 +58,7 @@ def write_private_json(path: Path, data: object) -> None:
     """Write ``data`` as JSON to ``path`` (0600), whole or not at all: a crash leaves the old file."""
     import json
 
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
+    _write_whole(path, "w", lambda handle: json.dump(data, handle, ensure_ascii=False, indent=1))
 
 
 def write_private_npz(path: Path, meta: object, arrays: Mapping[str, object]) -> None:
@@ -71,11 +68,22 @@ def write_private_npz(path: Path, meta: object, arrays: Mapping[str, object]) ->
     from persona_runtime.shared_imports import import_numpy
 
     np = import_numpy()
+    vectors = {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
+    _write_whole(path, "wb", lambda handle: np.savez(handle, meta=np.array(json.dumps(meta)), **vectors))
+
+
+def _write_whole(path: Path, mode: str, write: Callable[[Any], object]) -> None:
+    """Write through a 0600 temporary file renamed over ``path``; a failure (a full disk) leaves
+    the old file and no temporary one."""
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, meta=np.array(json.dumps(meta)), **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _tighten(path: Path) -> None:

@@ -51,3 +51,17 @@ def test_loose_data_of_ours_is_tightened(tmp_path: Path) -> None:
     old.parent.chmod(0o755)
     tighten_private(paths.root / "memory")
     assert (mode(old), mode(old.parent)) == (0o600, 0o700)
+
+
+def test_a_private_file_is_written_whole_or_not_at_all(tmp_path) -> None:
+    import pytest
+
+    from persona_runtime.paths import write_private_json, write_private_npz
+
+    path = tmp_path / "standing-p.json"
+    write_private_json(path, {"facts": ["one"]})
+    with pytest.raises(TypeError):
+        write_private_json(path, {"facts": [object()]})  # fails half-way, as a full disk would
+    assert path.read_text(encoding="utf-8").count("one") == 1 and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    write_private_npz(tmp_path / "recall-p.npz", {"format": 1}, {"episodic": [[0.5, 0.25]]})
+    assert (tmp_path / "recall-p.npz").stat().st_mode & 0o777 == 0o600
