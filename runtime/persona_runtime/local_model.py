@@ -318,7 +318,7 @@ def read_cache(llm: Llama) -> tuple[bytes, list[int]] | None:
         return None
 
 
-def restore_cache(llm: Llama, cache: tuple[bytes, list[int]] | None) -> int:
+def restore_cache(llm: Llama, cache: tuple[bytes | memoryview, list[int]] | None) -> int:
     """Load a cache from :func:`read_cache` into ``llm`` (replacing what it holds), so the next request
     reuses those tokens instead of reading them again. Returns the tokens restored (0: none)."""
     import ctypes
@@ -331,7 +331,9 @@ def restore_cache(llm: Llama, cache: tuple[bytes, list[int]] | None) -> int:
     try:
         llm.reset()  # whatever it held goes: the state replaces it, not joins it
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
-        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        kind = ctypes.c_uint8 * len(data)
+        writable = isinstance(data, memoryview) and not data.readonly
+        buffer = kind.from_buffer(data) if writable else kind.from_buffer_copy(data)  # in place when it can
         if llama_cpp.llama_state_seq_set_data(llm.ctx, buffer, len(data), 0) != len(data):
             raise RuntimeError("state not restored")
         llm.input_ids[: len(tokens)] = tokens

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from persona_runtime.session import Session
 
 __all__ = [
-    "ATTACH_GRACE_S", "MEMORY_OFF", "attach_memory", "memory_folder", "open_memory", "open_memory_early",
-    "open_server_memory", "output_seen",
+    "ATTACH_GRACE_S", "MEMORY_OFF", "TURN_WAIT_S", "attach_memory", "memory_folder", "open_memory", "open_memory_early",
+    "open_server_memory", "turn_watch",
 ]
 
 
@@ -50,18 +50,24 @@ def open_memory_early(session: Session) -> PersonaMemory | None:
         return None
 
 
-#: How long an early memory's store waits for the first reply to start before it opens anyway.
-ATTACH_GRACE_S = 2.0
+#: How long an early memory's store waits for a turn to start, and then for its reply to begin.
+TURN_WAIT_S = 0.25
+ATTACH_GRACE_S = 5.0
 
 
-def attach_memory(session: Session, early: PersonaMemory, notices: list[str], *, after: threading.Event) -> None:
+def attach_memory(
+    session: Session, early: PersonaMemory, notices: list[str], *, started: threading.Event, replied: threading.Event
+) -> None:
     """Open the store (as :func:`open_memory`) and hand it to ``early``; if it cannot be used,
     memory is off for the rest of the session and ``notices`` say why. Blocking.
 
-    It starts once ``after`` is set (the first reply has begun) or :data:`ATTACH_GRACE_S` has
-    passed: importing chromadb takes the interpreter's lock for ~0.8 s, and beside it llama.cpp
-    read the first prompt at half speed (two threads: 68 tokens/s against 165 alone, measured)."""
-    after.wait(ATTACH_GRACE_S)
+    A turn that has ``started`` (it was asked before the session had loaded: piped, or typed
+    fast) first gets its reply going (``replied``, or :data:`ATTACH_GRACE_S`): importing chromadb
+    takes the interpreter's lock for ~0.8 s, and beside it llama.cpp read the prompt at half
+    speed (two threads: 68 tokens/s against 165 alone, measured). Otherwise (the person is still
+    typing) the store opens at once."""
+    if started.wait(TURN_WAIT_S):
+        replied.wait(ATTACH_GRACE_S)
     memory, more = None, [MEMORY_OFF + "the store could not be opened"]
     try:
         memory, more = open_memory(session)
@@ -70,13 +76,15 @@ def attach_memory(session: Session, early: PersonaMemory, notices: list[str], *,
         early.attach(memory, off=more[-1] if more else MEMORY_OFF.rstrip(": "))
 
 
-def output_seen(flag: threading.Event) -> Callable[[Any], None]:
-    """An EventBus subscriber that sets ``flag`` at a turn's first text (or its end)."""
+def turn_watch(started: threading.Event, replied: threading.Event) -> Callable[[Any], None]:
+    """An EventBus subscriber that sets ``started`` at a turn's first event and ``replied`` at its
+    first text (or its end)."""
     from persona_runtime.events import TextDelta, TurnFinished
 
     def seen(event: Any) -> None:
+        started.set()
         if isinstance(event, (TextDelta, TurnFinished)):
-            flag.set()
+            replied.set()
 
     return seen
 

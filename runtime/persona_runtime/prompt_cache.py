@@ -50,11 +50,16 @@ class PromptCache:
         digest = hashlib.sha256(identity + array("i", tokens).tobytes()).hexdigest()[:32]
         return self.directory / f"{digest}.kv"
 
-    def load(self, identity: bytes, tokens: list[int]) -> bytes | None:
-        """The state saved for exactly these tokens on this model, or None."""
+    def load(self, identity: bytes, tokens: list[int]) -> memoryview | None:
+        """The state saved for exactly these tokens on this model, or None. Read into one
+        writable buffer that llama.cpp reads in place: a state is ~17 MB for Astrid, and each
+        copy of it was part of the session's peak memory."""
         path = self._file(identity, tokens)
         try:
-            data = path.read_bytes()
+            with path.open("rb") as handle:
+                data = bytearray(os.fstat(handle.fileno()).st_size)
+                if handle.readinto(data) != len(data):
+                    return None
             os.utime(path)  # recently used: trimmed last
         except OSError:
             return None
@@ -65,9 +70,11 @@ class PromptCache:
         body = head + 4 * count
         if saved_identity != identity or count != len(tokens) or len(data) <= body:
             return None
-        if array("i", data[head:body]).tolist() != tokens:
+        saved = array("i")
+        saved.frombytes(data[head:body])
+        if saved.tolist() != tokens:
             return None
-        state = data[body:]
+        state = memoryview(data)[body:]
         return state if hashlib.sha256(state).digest() == digest else None
 
     def save(self, identity: bytes, tokens: list[int], state: bytes) -> None:

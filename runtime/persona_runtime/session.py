@@ -157,8 +157,8 @@ class Session:
         self._loop_lock = asyncio.Lock()
         self._started = False
         self._start_lock = threading.Lock()
-        #: Set at the first reply's first text (an early memory's store opens after it).
-        self.first_output = threading.Event()
+        #: Set at the first turn's first event, and its first text (see memory_open.attach_memory).
+        self.turn_started, self.first_output = threading.Event(), threading.Event()
 
     @property
     def persona_id(self) -> str:
@@ -240,7 +240,7 @@ class Session:
             self._heavy.set_exception(exc)
             return
         if early is not None:
-            attach_memory(self, early, heavy.notices, after=self.first_output)  # no turn waits for this
+            attach_memory(self, early, heavy.notices, started=self.turn_started, replied=self.first_output)
 
     async def _heavy_parts(self) -> HeavyParts:
         self.start_background()
@@ -286,7 +286,7 @@ class Session:
         from persona_runtime.conversations import ConversationRecorder
         from persona_runtime.history import HistoryWindow
         from persona_runtime.loop import ConversationLoop
-        from persona_runtime.memory_open import output_seen
+        from persona_runtime.memory_open import turn_watch
 
         settings = self.settings
         return ConversationLoop(
@@ -298,7 +298,7 @@ class Session:
             skills=heavy.skills,
             skill_injector=heavy.skill_injector,
             turn_log=self._turn_log(),
-            subscribers=[ConversationRecorder(self.conversations), output_seen(self.first_output)],
+            subscribers=[ConversationRecorder(self.conversations), turn_watch(self.turn_started, self.first_output)],
             max_tool_rounds=settings.max_tool_rounds,
             options=self.engine_options(),
             history_window=HistoryWindow(
@@ -357,6 +357,7 @@ class Session:
     async def aclose(self) -> None:
         """Stop the MCP servers, close every model backend and the memory store (a load still
         running closes it when done); safe to call more than once."""
+        self.turn_started.set()
         self.first_output.set()  # a store still waiting to open opens now, and is closed
         self._heavy.add_done_callback(_close_memory)
         if self.mcp is not None and self.mcp.hub is not None:

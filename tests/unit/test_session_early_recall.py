@@ -25,7 +25,9 @@ def _launch(home, message: str, monkeypatch) -> tuple[list[str], list[ev.TurnEve
         return real_open(session)
 
     monkeypatch.setattr(memory_open, "open_memory", observed_open)
-    monkeypatch.setattr(memory_open, "ATTACH_GRACE_S", 60)  # so the store opens because the reply began
+    # A turn asked for at once is waited for however slow the machine, and the store opens because its reply began.
+    monkeypatch.setattr(memory_open, "TURN_WAIT_S", 60)
+    monkeypatch.setattr(memory_open, "ATTACH_GRACE_S", 60)
     settings = Settings(data_dir=home, embedder="hash")
     tiers = settings.tier_registry(backend_factory=lambda slot: ScriptedBackend([Reply(f"Noted: {message}")]))
     session = open_session(PERSONAS / "astrid.yaml", settings=settings, tiers=tiers)
@@ -68,3 +70,29 @@ def test_a_launch_recalls_from_the_last_close_before_its_store_opens(tmp_path, m
     assert order.index("recalled") < order.index("open")
     [recalled] = [e for e in events if isinstance(e, ev.MemoryRecalled)]
     assert len(recalled.entries) == 2
+
+
+def test_while_nobody_has_asked_yet_the_store_opens_at_once(tmp_path, monkeypatch) -> None:
+    import persona_runtime.memory_open as memory_open
+
+    home = tmp_path / "home"
+    _launch(home, "I rent a flat in Oslo.", monkeypatch)  # leaves the snapshot
+    monkeypatch.setattr(memory_open, "TURN_WAIT_S", 0.05)
+    monkeypatch.setattr(memory_open, "ATTACH_GRACE_S", 600)  # what a turn that had started would wait
+    ready_at_open: list[bool] = []
+    real_open = memory_open.open_memory
+    monkeypatch.setattr(memory_open, "open_memory", lambda s: (ready_at_open.append(s.ready), real_open(s))[1])
+    settings = Settings(data_dir=home, embedder="hash")
+    session = open_session(PERSONAS / "astrid.yaml", settings=settings, tiers=settings.tier_registry(
+        backend_factory=lambda slot: ScriptedBackend([Reply("Hi.")])))
+
+    async def idle() -> None:
+        try:
+            loop = await session.loop()  # early: the person is still typing, no turn has started
+            stores = await asyncio.wait_for(asyncio.to_thread(lambda: loop.memory.stores), 60)
+            assert len(stores["episodic"].get_all("astrid")) == 1
+            assert ready_at_open == [True]  # the session was ready (recalling early) before its store opened
+        finally:
+            await session.aclose()
+
+    asyncio.run(idle())
