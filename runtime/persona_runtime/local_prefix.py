@@ -11,6 +11,7 @@ will make (:meth:`LlamaCppBackend.read_ahead`), so Enter finds most of the promp
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from persona_runtime.prompt_cache import PromptCache, model_identity
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-__all__ = ["CHUNK", "DRAFT_CHUNK", "Prefix", "read_draft", "read_prefix"]
+__all__ = ["CHUNK", "DRAFT_CHUNK", "Prefix", "loading_beside", "read_draft", "read_prefix"]
 
 CHUNK = BATCH  # tokens per llama.cpp call when it may stop: a waiting request gets the model within ~0.3 s
 # A draft is read while the person types, and Enter should find the model free at once: ~0.1 s.
@@ -85,30 +86,42 @@ def read_draft(llm: Llama, tokens: list[int], stop: Callable[[], bool]) -> int:
     return _read_from(llm, tokens, cached_tokens(llm, tokens), DRAFT_CHUNK, stop)
 
 
-def _read_from(llm: Llama, tokens: list[int], common: int, step: int, stop: Callable[[], bool] | None) -> int:
-    """Read ``tokens[common:]``, ``step`` at a time while ``stop()`` is false. A read that may be
-    stopped runs beside other work (the session loading, the person typing) and uses one thread:
-    next to a busy Python thread, two llama.cpp threads read 68 tokens/s and one reads 100, with
-    the Python thread as fast either way; alone, two read 165 (measured, 500 tokens)."""
-    llm.n_tokens = common  # eval() drops the cache from here on before reading
-    read = 0
-    with _threads(llm, 1 if stop is not None else llm.n_threads):
-        for start in range(common, len(tokens), step):
-            if stop is not None and stop():
-                break
-            chunk = tokens[start : start + step]
-            llm.eval(chunk)
-            read += len(chunk)
-    return read
+_loading = 0  # sessions loading Python code in this process now (see loading_beside)
+_loading_lock = threading.Lock()
 
 
 @contextmanager
-def _threads(llm: Llama, reading: int) -> Iterator[None]:
-    """llama.cpp reads prompts on ``reading`` threads meanwhile (generation keeps its own count)."""
-    import llama_cpp
-
-    llama_cpp.llama_set_n_threads(llm.ctx, llm.n_threads, reading)
+def loading_beside() -> Iterator[None]:
+    """Say that this process is loading Python code (a session's background load) meanwhile: a
+    read that may be stopped then uses one llama.cpp thread. Next to a busy Python thread, two
+    llama.cpp threads read 68 tokens/s and one reads 100, with the Python thread as fast either
+    way; alone, two read 165 (measured, 500 tokens)."""
+    global _loading
+    with _loading_lock:
+        _loading += 1
     try:
         yield
     finally:
-        llama_cpp.llama_set_n_threads(llm.ctx, llm.n_threads, llm.n_threads)
+        with _loading_lock:
+            _loading -= 1
+
+
+def _read_from(llm: Llama, tokens: list[int], common: int, step: int, stop: Callable[[], bool] | None) -> int:
+    """Read ``tokens[common:]``, ``step`` at a time while ``stop()`` is false; the thread count
+    is chosen per step (see :func:`loading_beside`)."""
+    import llama_cpp
+
+    llm.n_tokens = common  # eval() drops the cache from here on before reading
+    read = 0
+    try:
+        for start in range(common, len(tokens), step):
+            if stop is not None and stop():
+                break
+            reading = 1 if stop is not None and _loading else llm.n_threads
+            llama_cpp.llama_set_n_threads(llm.ctx, llm.n_threads, reading)
+            chunk = tokens[start : start + step]
+            llm.eval(chunk)
+            read += len(chunk)
+    finally:
+        llama_cpp.llama_set_n_threads(llm.ctx, llm.n_threads, llm.n_threads)  # a request reads on every thread
+    return read

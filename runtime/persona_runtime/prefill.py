@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from persona_runtime.standing import Standing
     from persona_runtime.tier import TierRegistry
 
-__all__ = ["prefill_local_models", "prefill_session"]
+__all__ = ["prefill_local_models", "prefill_session", "preload_local_models"]
 
 
 def prefill_session(session: Session) -> None:
@@ -77,3 +77,20 @@ def prefill_local_models(
             if draft is not None:
                 backend.read_ahead(draft, stop=lambda: False)
     return read
+
+
+def preload_local_models(tiers: TierRegistry, *, wait: bool = True) -> None:
+    """Start loading every local GGUF model a tier uses (each on its loader thread), and with
+    ``wait`` wait for them (blocking: a loader thread's job)."""
+    for _name, _serving, slot in tiers.describe():
+        if slot.provider == "gguf":
+            try:
+                backend = tiers.backend_for(slot)
+            except Exception:  # noqa: BLE001 - the first turn reports it (and falls back)
+                continue
+            preload = getattr(backend, "preload", None)
+            wait_loaded = getattr(backend, "wait_loaded", None)
+            if preload is not None and wait_loaded is not None:
+                preload()
+                if wait:
+                    wait_loaded()

@@ -77,7 +77,7 @@ class PromptCache:
         state = memoryview(data)[body:]
         return state if hashlib.sha256(state).digest() == digest else None
 
-    def save(self, identity: bytes, tokens: list[int], state: bytes) -> None:
+    def save(self, identity: bytes, tokens: list[int], state: bytes | memoryview) -> None:
         """Write atomically (a reader never sees half a file); a full disk or a read-only data
         directory only means the next launch reads the prompt again."""
         from persona_runtime.paths import ensure_private_dir

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HeavyParts", "Session", "load_heavy_parts", "make_router", "new_conversation", "open_session",
-    "preload_local_models",
 ]
 
 
@@ -212,19 +211,23 @@ class Session:
         threading.Thread(target=self._load_in_background, name="persona-session", daemon=True).start()
 
     def _load_in_background(self) -> None:
-        # Three jobs that need no message run at once from launch, each on a thread of its own:
-        # the local model (llama.cpp, mostly C), the embedder, and memory (Chroma, the persona
-        # index check) on this one. What they all import comes first, alone.
+        from persona_runtime.local_prefix import loading_beside
+
+        with loading_beside():  # llama.cpp reads ahead on one thread meanwhile
+            self._load_all()
+
+    def _load_all(self) -> None:
+        # At once from launch, each on a thread of its own: the local model (llama.cpp, mostly C),
+        # the embedder, and memory on this one. What they all import comes first, alone.
         try:
             from persona_runtime.embedders import WARM_UP_TEXT
             from persona_runtime.memory_open import attach_memory, open_memory_early
-            from persona_runtime.prefill import prefill_session
+            from persona_runtime.prefill import prefill_session, preload_local_models
             from persona_runtime.shared_imports import warm_shared_imports
 
             warm_shared_imports()
             preload_local_models(self.tiers, wait=False)  # each loads on a thread of its own
-            # Once loaded, a local model reads the system message (what every turn starts with),
-            # while memory loads and the person types; a turn takes the model over within a chunk.
+            # A loaded local model reads the system message; a turn takes it over within a chunk.
             threading.Thread(target=prefill_session, args=(self,), name="persona-prefill", daemon=True).start()
             embedder = self.embedder.embedder
             warm = hasattr(embedder, "start_loading")
@@ -378,23 +381,6 @@ class Session:
 def _close_memory(heavy: Future[HeavyParts]) -> None:
     if not heavy.cancelled() and heavy.exception() is None and (memory := heavy.result().memory) is not None:
         memory.close(save_recall=True)
-
-
-def preload_local_models(tiers: TierRegistry, *, wait: bool = True) -> None:
-    """Start loading every local GGUF model a tier uses (each on its loader thread), and with
-    ``wait`` wait for them (blocking: a loader thread's job)."""
-    for _name, _serving, slot in tiers.describe():
-        if slot.provider == "gguf":
-            try:
-                backend = tiers.backend_for(slot)
-            except Exception:  # noqa: BLE001 - the first turn reports it (and falls back)
-                continue
-            preload = getattr(backend, "preload", None)
-            wait_loaded = getattr(backend, "wait_loaded", None)
-            if preload is not None and wait_loaded is not None:
-                preload()
-                if wait:
-                    wait_loaded()
 
 
 def load_heavy_parts(session: Session, memory: PersonaMemory | None = None) -> HeavyParts:

@@ -156,7 +156,7 @@ def test_a_launch_reads_the_system_message_and_the_recalled_block_s_opening_befo
     assert prompt - reused < 200  # the two earlier conversations and the message
 
 
-def test_reading_beside_other_work_uses_one_thread_and_a_request_all_of_them(backend, monkeypatch) -> None:
+def test_reading_beside_a_loading_session_uses_one_thread_and_a_request_all_of_them(backend, monkeypatch) -> None:
     import llama_cpp
 
     calls: list[tuple[int, int]] = []
@@ -169,5 +169,11 @@ def test_reading_beside_other_work_uses_one_thread_and_a_request_all_of_them(bac
     one.close()
     backend.wait_loaded()
     llm = backend._llm  # the loaded llama_cpp.Llama
-    assert backend.read_ahead([system_message("You count sheep."), user_message("One, two")], lambda: False) > 0
+    from persona_runtime.local_prefix import loading_beside
+
+    with loading_beside():  # a session loading Python code beside it
+        assert backend.read_ahead([system_message("You count sheep."), user_message("One, two")], lambda: False) > 0
     assert calls == [(llm.n_threads, 1), (llm.n_threads, llm.n_threads)]  # back to all for the next request
+    calls.clear()
+    assert backend.read_ahead([system_message("You count goats."), user_message("One, two")], lambda: False) > 0
+    assert calls == [(llm.n_threads, llm.n_threads)] * 2  # nothing loading: every thread

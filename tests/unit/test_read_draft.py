@@ -45,7 +45,15 @@ def test_it_reads_only_past_what_the_cache_shares_in_draft_sized_chunks(threads)
     assert read_draft(kv, draft, stop=lambda: False) == 47
     assert kv.held() == draft
     assert [len(c) for c in kv.calls] == [DRAFT_CHUNK, DRAFT_CHUNK, 47 - 2 * DRAFT_CHUNK]
-    assert threads == [(2, 1), (2, 2)]  # one thread beside the typing, all of them again after
+    assert threads == [(2, 2)] * 4  # every thread for each chunk, and after
+
+
+def test_while_the_session_loads_beside_it_a_draft_is_read_on_one_thread(threads) -> None:
+    from persona_runtime.local_prefix import loading_beside
+
+    with loading_beside():
+        assert read_draft(KvCache([]), list(range(1, 40)), stop=lambda: False) == 39
+    assert threads == [(2, 1)] * 3 + [(2, 2)]  # all of them again for the next request
 
 
 def test_it_stops_at_the_next_chunk_once_told() -> None:
