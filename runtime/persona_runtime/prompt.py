@@ -54,7 +54,11 @@ def _encoding() -> Any:
     _offline.install()
     import tiktoken
 
-    return tiktoken.get_encoding("cl100k_base")
+    encoding = tiktoken.get_encoding("cl100k_base")
+    # tiktoken keeps a Python copy of the 100k merge ranks (its Rust core has its own) only to
+    # pickle the encoding, which nothing here does: ~15 MiB of a session's peak memory.
+    encoding._mergeable_ranks = {}
+    return encoding
 
 
 @lru_cache(maxsize=4096)
