@@ -80,6 +80,8 @@ class PersonaMemory:
         self._early: RecallCache | None = None
         self._embedder: Any = None
         self._off: str | None = None
+        self._held: list[Any] = []  # what an early memory was asked to remember before its store opened
+        self._held_lock = threading.Lock()
 
     @classmethod
     def early(cls, persona: Persona, cache: RecallCache, *, embedder: Any, root: Path) -> PersonaMemory:
@@ -92,14 +94,21 @@ class PersonaMemory:
         return memory
 
     def attach(self, opened: PersonaMemory | None, *, off: str = "memory is off for this session") -> None:
-        """Hand an early memory the store once it has opened and loaded (``opened``), or turn it
-        off (``opened`` None: then it recalls nothing and remembers nothing, as memory off)."""
-        if opened is not None:
-            self._stores, self._registry, self.backend = opened._stores, opened._registry, opened.backend
-            self._loaded, self._digest = opened._loaded, opened._digest
-        else:
-            self._off = off
-        self._attached.set()
+        """Hand an early memory the store once it has opened and loaded (``opened``), and write
+        what it was asked to remember meanwhile; or turn it off (``opened`` None: then it recalls
+        nothing and remembers nothing, as memory off). Raises what writing the held turns raised."""
+        with self._held_lock:
+            held, self._held = self._held, []
+            try:
+                if opened is not None:
+                    self._stores, self._registry, self.backend = opened._stores, opened._registry, opened.backend
+                    self._loaded, self._digest = opened._loaded, opened._digest
+                    if held:
+                        self._write("episodic", held)  # raises for the caller to tell
+                else:
+                    self._off = off
+            finally:
+                self._attached.set()
 
     @property
     def stores(self) -> dict[str, Any]:
@@ -313,6 +322,10 @@ class PersonaMemory:
             ),
         )
         if self.queue is None:
+            with self._held_lock:
+                if not self._attached.is_set():
+                    self._held.append(chunk)  # written when the store is attached (the reply is not held up)
+                    return chunk_id
             self._write("episodic", [chunk])
             return chunk_id
         self.queue.append("episodic", chunk)  # first on disk: a crash mid-write loses nothing
@@ -336,7 +349,7 @@ class PersonaMemory:
 
     def _write(self, store_kind: str, chunks: list[Any]) -> None:
         written_by = chunks[0].provenance.written_by if chunks and chunks[0].provenance else None
-        self.stores[store_kind].write(self.persona_id, chunks, written_by=written_by)
+        self._stores[store_kind].write(self.persona_id, chunks, written_by=written_by)  # attached (see remember)
 
     def _exists(self, store_kind: str, ids: list[str]) -> set[str]:
         found = self.backend.get_by_ids(persona_id=self.persona_id, store_kind=store_kind, ids=ids)

@@ -50,41 +50,45 @@ def open_memory_early(session: Session) -> PersonaMemory | None:
         return None
 
 
-#: How long an early memory's store waits for a turn to start, and then for its reply to begin.
+#: How long an early memory's store waits for a turn to start, and then for it to finish.
 TURN_WAIT_S = 0.25
 ATTACH_GRACE_S = 5.0
 
 
 def attach_memory(
-    session: Session, early: PersonaMemory, notices: list[str], *, started: threading.Event, replied: threading.Event
+    session: Session, early: PersonaMemory, notices: list[str], *, started: threading.Event, finished: threading.Event
 ) -> None:
-    """Open the store (as :func:`open_memory`) and hand it to ``early``; if it cannot be used,
-    memory is off for the rest of the session and ``notices`` say why. Blocking.
+    """Open the store (as :func:`open_memory`) and hand it to ``early`` (which then writes the
+    turns it was asked to remember meanwhile); if it cannot be used, memory is off for the rest
+    of the session and ``notices`` say why. Blocking; never raises.
 
-    A turn that has ``started`` (it was asked before the session had loaded: piped, or typed
-    fast) first gets its reply going (``replied``, or :data:`ATTACH_GRACE_S`): importing chromadb
-    takes the interpreter's lock for ~0.8 s, and beside it llama.cpp read the prompt at half
-    speed (two threads: 68 tokens/s against 165 alone, measured). Otherwise (the person is still
-    typing) the store opens at once."""
+    A turn that has ``started`` (asked for before the session had loaded: piped, or typed fast)
+    is ``finished`` first (or :data:`ATTACH_GRACE_S` passes): importing chromadb takes the
+    interpreter's lock for ~0.8 s, and beside it llama.cpp read the prompt at half speed (two
+    threads: 68 tokens/s against 165 alone, measured) and generated slower. Otherwise (the
+    person is still typing) the store opens at once."""
     if started.wait(TURN_WAIT_S):
-        replied.wait(ATTACH_GRACE_S)
+        finished.wait(ATTACH_GRACE_S)
     memory, more = None, [MEMORY_OFF + "the store could not be opened"]
     try:
         memory, more = open_memory(session)
-    finally:
-        notices.extend(more)
+    except Exception:  # noqa: BLE001, S110 - memory off, as the default notice says
+        pass
+    notices.extend(more)
+    try:
         early.attach(memory, off=more[-1] if more else MEMORY_OFF.rstrip(": "))
+    except Exception as exc:  # noqa: BLE001 - the turns held meanwhile could not be written
+        notices.append(f"could not remember the turns of this session's first moments: {type(exc).__name__}: {exc}")
 
 
-def turn_watch(started: threading.Event, replied: threading.Event) -> Callable[[Any], None]:
-    """An EventBus subscriber that sets ``started`` at a turn's first event and ``replied`` at its
-    first text (or its end)."""
-    from persona_runtime.events import TextDelta, TurnFinished
+def turn_watch(started: threading.Event, finished: threading.Event) -> Callable[[Any], None]:
+    """An EventBus subscriber that sets ``started`` at a turn's first event and ``finished`` at its end."""
+    from persona_runtime.events import TurnFinished
 
     def seen(event: Any) -> None:
         started.set()
-        if isinstance(event, (TextDelta, TurnFinished)):
-            replied.set()
+        if isinstance(event, TurnFinished):
+            finished.set()
 
     return seen
 

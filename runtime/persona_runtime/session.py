@@ -156,8 +156,8 @@ class Session:
         self._loop_lock = asyncio.Lock()
         self._started = False
         self._start_lock = threading.Lock()
-        #: Set at the first turn's first event, and its first text (see memory_open.attach_memory).
-        self.turn_started, self.first_output = threading.Event(), threading.Event()
+        #: Set at the first turn's first event, and at its end (see memory_open.attach_memory).
+        self.turn_started, self.first_turn_done = threading.Event(), threading.Event()
 
     @property
     def persona_id(self) -> str:
@@ -243,7 +243,7 @@ class Session:
             self._heavy.set_exception(exc)
             return
         if early is not None:
-            attach_memory(self, early, heavy.notices, started=self.turn_started, replied=self.first_output)
+            attach_memory(self, early, heavy.notices, started=self.turn_started, finished=self.first_turn_done)
 
     async def _heavy_parts(self) -> HeavyParts:
         self.start_background()
@@ -301,7 +301,7 @@ class Session:
             skills=heavy.skills,
             skill_injector=heavy.skill_injector,
             turn_log=self._turn_log(),
-            subscribers=[ConversationRecorder(self.conversations), turn_watch(self.turn_started, self.first_output)],
+            subscribers=[ConversationRecorder(self.conversations), turn_watch(self.turn_started, self.first_turn_done)],
             max_tool_rounds=settings.max_tool_rounds,
             options=self.engine_options(),
             history_window=HistoryWindow(
@@ -361,7 +361,7 @@ class Session:
         """Stop the MCP servers, close every model backend and the memory store (a load still
         running closes it when done); safe to call more than once."""
         self.turn_started.set()
-        self.first_output.set()  # a store still waiting to open opens now, and is closed
+        self.first_turn_done.set()  # a store still waiting to open opens now, and is closed
         self._heavy.add_done_callback(_close_memory)
         if self.mcp is not None and self.mcp.hub is not None:
             await self.mcp.hub.aclose()

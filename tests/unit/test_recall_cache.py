@@ -70,8 +70,10 @@ def test_an_early_memory_recalls_at_once_then_uses_the_store_it_is_given(tmp_pat
     early = PersonaMemory.early(persona, _cache(tmp_path, persona), embedder=HashEmbedder(), root=tmp_path / "store")
     before = early.retrieve("the boat")
     assert len(before.episodic) == 3 and early.standing() == before.standing
+    held = early.remember_turn("Where is my boat?", "At the pier.", conversation_id="c1")  # held: no store yet
     early.attach(memories.open(tmp_path))
     memories.keep(early)
+    assert [c.id for c in early.stores["episodic"].get_all("tess") if "Where is my boat?" in c.text] == [held]
     assert early.remember("The person's boat was renamed Tern II.", metadata={}, written_by="test")
     assert "The person's boat was renamed Tern II." in [c.text for c in early.stores["episodic"].get_all("tess")]
     assert [c.id for c in early.retrieve("the boat").episodic] != [c.id for c in before.episodic]

@@ -1,5 +1,5 @@
 """A launch after a clean close recalls from the snapshot its predecessor left, before its own
-store opens; the store opens once the first reply has begun, and the turn is remembered in it.
+store opens; the store opens once the first turn has finished, and the turn is remembered in it.
 Real parts: embedded Chroma on a temp dir, the hash embedder; the model is scripted."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _launch(home, message: str, monkeypatch) -> tuple[list[str], list[ev.TurnEve
         return real_open(session)
 
     monkeypatch.setattr(memory_open, "open_memory", observed_open)
-    # A turn asked for at once is waited for however slow the machine, and the store opens because its reply began.
+    # A turn asked for at once is waited for however slow the machine, and the store opens because it finished.
     monkeypatch.setattr(memory_open, "TURN_WAIT_S", 60)
     monkeypatch.setattr(memory_open, "ATTACH_GRACE_S", 60)
     settings = Settings(data_dir=home, embedder="hash")
@@ -42,7 +42,7 @@ def _launch(home, message: str, monkeypatch) -> tuple[list[str], list[ev.TurnEve
                     order.append("recalled")
                 elif isinstance(event, ev.TextDelta) and "text" not in order:
                     order.append("text")
-            assert session.first_output.is_set()  # set by the reply's first text, not by the close
+            assert session.first_turn_done.is_set()  # set by the turn's end, not by the close
             return events, [c.text for c in loop.memory.stores["episodic"].get_all("astrid")]
         finally:
             await session.aclose()
@@ -58,12 +58,12 @@ def test_a_launch_recalls_from_the_last_close_before_its_store_opens(tmp_path, m
     assert any("I rent a flat in Oslo." in t for t in stored)
 
     order, events, stored = _launch(home, "Can my landlord keep my deposit?", monkeypatch)
-    assert order.index("recalled") < order.index("open")  # recalled before the store opened
+    assert order == ["recalled", "text", "open"]  # recalled and replied before the store opened
     [recalled] = [e for e in events if isinstance(e, ev.MemoryRecalled)]
     assert [e.first_line for e in recalled.entries] == ["USER: I rent a flat in Oslo."]
     assert recalled.standing == (5, 5)
     assert isinstance(events[-1], ev.TurnFinished) and events[-1].status == "ok"
-    assert any("Can my landlord keep my deposit?" in t for t in stored)  # remembered once the store opened
+    assert any("Can my landlord keep my deposit?" in t for t in stored)  # held, and written once the store opened
 
     # The second launch's close left a new snapshot: the third recalls both, early again.
     order, events, _stored = _launch(home, "And the rent?", monkeypatch)
