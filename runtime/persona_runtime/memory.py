@@ -94,9 +94,8 @@ class PersonaMemory:
         return memory
 
     def attach(self, opened: PersonaMemory | None, *, off: str = "memory is off for this session") -> None:
-        """Hand an early memory the store once it has opened and loaded (``opened``), and write
-        what it was asked to remember meanwhile; or turn it off (``opened`` None: then it recalls
-        nothing and remembers nothing, as memory off). Raises what writing the held turns raised."""
+        """Give an early memory its opened, loaded store and write what it held meanwhile (raises
+        what that raised); or, ``opened`` None, turn it off: it recalls and remembers nothing."""
         with self._held_lock:
             held, self._held = self._held, []
             try:
@@ -253,7 +252,7 @@ class PersonaMemory:
             return self._guarded(lambda: self._retrieve(message, top_k))
         except MemoryServerDown as exc:
             if self._outage_told:
-                standing = self._standing if self._standing_key is not None else predict_standing(self._marker_dir, self.persona)
+                standing = self._standing if self._standing_key else predict_standing(self._marker_dir, self.persona)
                 return RetrievedContext(identity=self._identity_cache or (), standing=standing)
             self._outage_told = True
             raise MemoryServerDown(f"{exc}; the chat goes on without memory until it is back") from None
