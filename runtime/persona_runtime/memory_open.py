@@ -40,9 +40,8 @@ def open_memory_early(session: Session) -> PersonaMemory | None:
         from persona_runtime.memory_pins import PinList
         from persona_runtime.recall_cache import load_recall_cache
 
-        root = memory_folder(session)
-        digest = content_hash(session.persona, PinList(root, session.persona.persona_id or "persona").hashes())
-        cache = load_recall_cache(root, session.persona.persona_id or "persona", digest)
+        root, persona_id = memory_folder(session), session.persona.persona_id or "persona"  # as PersonaMemory names it
+        cache = load_recall_cache(root, persona_id, content_hash(session.persona, PinList(root, persona_id).hashes()))
         if cache is None:
             return None
         return PersonaMemory.early(session.persona, cache, embedder=session.embedder.embedder, root=root)
@@ -85,9 +84,10 @@ def turn_watch(started: threading.Event, finished: threading.Event) -> Callable[
     """An EventBus subscriber that sets ``started`` at a turn's first event and ``finished`` at its end."""
     from persona_runtime.events import TurnFinished
 
-    def seen(event: Any) -> None:
-        started.set()
-        if isinstance(event, TurnFinished):
+    def seen(event: Any) -> None:  # on every event, tokens included: no lock taken once set
+        if not started.is_set():
+            started.set()
+        if isinstance(event, TurnFinished) and not finished.is_set():
             finished.set()
 
     return seen

@@ -32,7 +32,7 @@ def prefill_session(session: Session) -> None:
         count_tokens("")  # loads the prompt budget's tokenizer (~0.25 s) while the models load
         folder = memory_folder(session)
         standing = predict_standing(folder, session.persona)
-        used, _ = read_snapshot(snapshot_path(folder, session.persona_id))
+        used, _ = read_snapshot(snapshot_path(folder, session.persona.persona_id or "persona"))  # as memory names it
         prefill_local_models(
             session.persona, session.tiers, cache=PromptCache(session.paths.prompt_cache), standing=standing,
             opening=recall_opening(standing) if used else None,

@@ -61,7 +61,7 @@ class RecallCache:
         self.vectors = vectors
 
     def current(self, kind: str) -> list[Any]:
-        return [c for c in self.chunks.get(kind, []) if c.provenance is None or c.provenance.superseded_by is None]
+        return [c for c in self.chunks.get(kind, []) if _current(c)]
 
     def standing(self) -> Standing | None:
         return standing_from_chunks(self.current("self_facts"), self.current("worldview"))
